@@ -1,0 +1,54 @@
+import { Elysia } from "elysia";
+import { openapi } from "@elysiajs/openapi";
+import type { Config } from "./config";
+import type { Database } from "./db/mongo";
+import type { EventBus } from "./realtime/bus";
+import type { Logger } from "./log";
+import { problemPlugin } from "./http/problem";
+import { authPlugin } from "./http/auth";
+import { healthModule } from "./modules/health";
+import { authModule } from "./modules/auth";
+import { restaurantsModule } from "./modules/restaurants";
+import { ordersModule } from "./modules/orders";
+
+/** Time source, injected so tests can move it. */
+export type Clock = { now(): Date };
+export const systemClock: Clock = { now: () => new Date() };
+
+/** Everything a feature plugin may depend on; passed in, never imported as a singleton. */
+export type AppDeps = {
+  config: Config;
+  db: Database;
+  bus: EventBus;
+  log: Logger;
+  clock: Clock;
+  /** Whether Redis answers (null when no REDIS_URL is configured). */
+  redisReady?: () => Promise<boolean>;
+};
+
+/** The auth plugin instance every feature uses, so its macro and token helpers are typed. */
+export function guardFor(deps: Pick<AppDeps, "config">) {
+  return authPlugin({ secret: deps.config.JWT_SECRET, ttlSeconds: deps.config.JWT_TTL_SECONDS });
+}
+
+export function createApp(deps: AppDeps) {
+  return new Elysia({ name: "dispatch" })
+    .use(problemPlugin(deps.log))
+    .use(
+      openapi({
+        path: "/docs",
+        specPath: "/openapi",
+        documentation: {
+          info: { title: "dispatch", version: "0.1.0", description: "Real-time order and delivery server" },
+          components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } } },
+        },
+      }),
+    )
+    .use(healthModule(deps))
+    .use(authModule(deps))
+    .use(restaurantsModule(deps))
+    .use(ordersModule(deps));
+}
+
+/** The app's type, for a typed client (Eden treaty). */
+export type App = ReturnType<typeof createApp>;

@@ -1,0 +1,71 @@
+import { Type as T, type Static } from "@sinclair/typebox";
+import { Value } from "@sinclair/typebox/value";
+
+/**
+ * The environment the server reads, as one TypeBox schema. This is the only file that
+ * reads process.env; everything else receives a typed, frozen Config.
+ */
+export const ConfigSchema = T.Object({
+  NODE_ENV: T.Union([T.Literal("development"), T.Literal("production"), T.Literal("test")], { default: "development" }),
+  PORT: T.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
+  HOST: T.String({ minLength: 1, default: "0.0.0.0" }),
+  MONGODB_URI: T.Optional(T.String({ pattern: "^mongodb(\\+srv)?://" })),
+  MONGODB_DB: T.String({ minLength: 1, maxLength: 63, pattern: "^[^/\\\\. \"$]+$", default: "dispatch" }),
+  DATA_DIR: T.String({ minLength: 1, default: "./data" }),
+  REDIS_URL: T.Optional(T.String({ pattern: "^rediss?://" })),
+  JWT_SECRET: T.Optional(T.String({ minLength: 16 })),
+  JWT_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 12 * 3600 }),
+  INSTANCE_ID: T.Optional(T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" })),
+  ADMIN_EMAIL: T.Optional(T.String({ pattern: "^[^@\\s]+@[^@\\s]+$", maxLength: 254 })),
+  ADMIN_PASSWORD: T.Optional(T.String({ minLength: 8, maxLength: 128 })),
+  LOG_LEVEL: T.Union([T.Literal("debug"), T.Literal("info"), T.Literal("warn"), T.Literal("error"), T.Literal("silent")], { default: "info" }),
+  /** Login attempts allowed per email and per IP in LOGIN_WINDOW_SECONDS. */
+  LOGIN_MAX_ATTEMPTS: T.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
+  LOGIN_WINDOW_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  /** Delivery fee: base plus a per-km rate on the straight-line distance (see README). */
+  DELIVERY_BASE_FEE_CENTS: T.Integer({ minimum: 0, maximum: 100_000, default: 199 }),
+  DELIVERY_FEE_PER_KM_CENTS: T.Integer({ minimum: 0, maximum: 100_000, default: 50 }),
+  /** An order actor with no event for this long is dropped from memory (it reloads on demand). */
+  ACTOR_IDLE_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  SHUTDOWN_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+});
+
+export type Config = Readonly<Static<typeof ConfigSchema> & { JWT_SECRET: string; INSTANCE_ID: string; jwtSecretIsDefault: boolean }>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+const DEV_JWT_SECRET = "dispatch-dev-secret-do-not-use-in-production";
+
+/** Parses an environment (process.env by default) into a Config, or throws a ConfigError naming the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const known = Object.keys(ConfigSchema.properties);
+  const raw: Record<string, unknown> = {};
+  for (const key of known) {
+    const value = env[key];
+    if (value !== undefined && value !== "") raw[key] = value;
+  }
+  const withDefaults = Value.Default(ConfigSchema, raw);
+  const converted = Value.Convert(ConfigSchema, withDefaults);
+  if (!Value.Check(ConfigSchema, converted)) {
+    const problems = [...Value.Errors(ConfigSchema, converted)].map((e) => {
+      const name = e.path.replace(/^\//, "") || "(environment)";
+      return `${name}: ${e.message} (got ${JSON.stringify(env[name] ?? null)})`;
+    });
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  const parsed = converted as Static<typeof ConfigSchema>;
+  if (parsed.NODE_ENV === "production" && !parsed.JWT_SECRET) {
+    throw new ConfigError("JWT_SECRET: required when NODE_ENV=production");
+  }
+  if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
+    throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");
+  }
+  return Object.freeze({
+    ...parsed,
+    JWT_SECRET: parsed.JWT_SECRET ?? DEV_JWT_SECRET,
+    jwtSecretIsDefault: parsed.JWT_SECRET === undefined,
+    INSTANCE_ID: parsed.INSTANCE_ID ?? `i-${crypto.randomUUID().slice(0, 8)}`,
+  });
+}

@@ -1,0 +1,72 @@
+import { MongoClient, type Db } from "mongodb";
+import type { Config } from "../config";
+import type { Logger } from "../log";
+
+/** The database the server runs on: real MongoDB when MONGODB_URI is set, else the embedded engine. */
+export type Database = {
+  client: MongoClient;
+  db: Db;
+  /** Where it points, without credentials (for logs). */
+  target: string;
+  embedded: boolean;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+};
+
+/** One name per collection; repositories use these, nothing else spells them. */
+export const COLLECTIONS = {
+  users: "users",
+  restaurants: "restaurants",
+  orders: "orders",
+  couriers: "couriers",
+  rateLimits: "rate_limits",
+} as const;
+
+export async function connectDatabase(
+  config: Pick<Config, "MONGODB_URI" | "MONGODB_DB" | "DATA_DIR">,
+  log: Logger,
+): Promise<Database> {
+  let uri: string;
+  let stopEngine: (() => Promise<void>) | undefined;
+  if (config.MONGODB_URI) {
+    uri = config.MONGODB_URI;
+  } else {
+    // Imported lazily so a production deployment on real MongoDB never loads the engine.
+    const { startEmbeddedMongo } = await import("../embedded-mongo");
+    const engine = await startEmbeddedMongo({ port: 0, dataDir: config.DATA_DIR });
+    uri = engine.uri;
+    stopEngine = () => engine.close();
+    log.info("embedded MongoDB engine started", { port: engine.port, dataDir: config.DATA_DIR });
+  }
+  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, maxPoolSize: 50 });
+  try {
+    await client.connect();
+  } catch (err) {
+    await stopEngine?.();
+    throw err;
+  }
+  const db = client.db(config.MONGODB_DB);
+  const target = redactUri(uri);
+  return {
+    client,
+    db,
+    target,
+    embedded: stopEngine !== undefined,
+    async ping() {
+      try {
+        await db.command({ ping: 1 }, { timeoutMS: 2_000 });
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    async close() {
+      await client.close();
+      await stopEngine?.();
+    },
+  };
+}
+
+export function redactUri(uri: string): string {
+  return uri.replace(/\/\/([^@/]*)@/, "//***@");
+}

@@ -1,0 +1,96 @@
+import { Elysia, ValidationError } from "elysia";
+import type { Logger } from "../log";
+import { DomainError, RateLimited, type FieldError } from "./errors";
+
+export const PROBLEM_CONTENT_TYPE = "application/problem+json";
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export type Problem = {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  requestId?: string;
+  errors?: FieldError[];
+  [extra: string]: unknown;
+};
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export function problemResponse(problem: Problem, headers: Record<string, string> = {}): Response {
+  return new Response(JSON.stringify(problem), {
+    status: problem.status,
+    headers: { "content-type": PROBLEM_CONTENT_TYPE, ...headers },
+  });
+}
+
+function problemType(status: number): string {
+  return `https://dispatch.dev/problems/${status}`;
+}
+
+export function problem(status: number, title: string, detail: string, extra: Record<string, unknown> = {}): Problem {
+  return { type: problemType(status), title, status, detail, ...extra };
+}
+
+function validationErrors(error: ValidationError): FieldError[] {
+  const seen = new Set<string>();
+  const out: FieldError[] = [];
+  for (const e of error.all) {
+    const path = "path" in e && typeof e.path === "string" && e.path !== "" ? e.path : "/";
+    const message = ("summary" in e && typeof e.summary === "string" && e.summary) || e.message;
+    const key = `${path}\u0000${message}`;
+    if (seen.has(key) || out.length >= 20) continue;
+    seen.add(key);
+    out.push({ path, message });
+  }
+  return out;
+}
+
+/**
+ * Request ids, the body-size limit, and the one place where errors become problem+json.
+ * Registered globally so every feature plugin's errors pass through it.
+ */
+export function problemPlugin(log: Logger) {
+  return new Elysia({ name: "problem" })
+    .onRequest(({ request, set }) => {
+      const incoming = request.headers.get("x-request-id");
+      set.headers["x-request-id"] = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+      const length = request.headers.get("content-length");
+      if (length !== null && Number(length) > MAX_BODY_BYTES) {
+        return problemResponse(
+          problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`, { requestId: set.headers["x-request-id"] }),
+          { "x-request-id": String(set.headers["x-request-id"]) },
+        );
+      }
+    })
+    .derive({ as: "global" }, ({ set }) => ({ requestId: String(set.headers["x-request-id"] ?? "") }))
+    .onError({ as: "global" }, ({ code, error, set, request, path }) => {
+      const requestId = String(set.headers["x-request-id"] ?? crypto.randomUUID());
+      const headers: Record<string, string> = { "x-request-id": requestId };
+      let body: Problem;
+      if (error instanceof DomainError) {
+        body = problem(error.status, error.title, error.message, error.extra());
+        if (error instanceof RateLimited) headers["retry-after"] = String(error.retryAfterSeconds);
+      } else if (code === "VALIDATION" && error instanceof ValidationError) {
+        const where = error.type === "body" ? "request body" : error.type;
+        body = problem(400, "Invalid input", `${where} is invalid`, { errors: validationErrors(error) });
+      } else if (code === "PARSE") {
+        body = problem(400, "Invalid input", "request body could not be parsed (send valid JSON with content-type application/json)", { errors: [] });
+      } else if (code === "NOT_FOUND") {
+        body = problem(404, "Not found", `no route for ${request.method} ${path}`);
+      } else if (code === "INVALID_COOKIE_SIGNATURE") {
+        body = problem(400, "Invalid input", "invalid cookie signature", { errors: [] });
+      } else if (isBodyTooLarge(error)) {
+        body = problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`);
+      } else {
+        log.error("unhandled error", { requestId, method: request.method, path, err: error instanceof Error ? error : String(error) });
+        body = problem(500, "Internal server error", "an unexpected error occurred; quote the request id when reporting it");
+      }
+      body.requestId = requestId;
+      return problemResponse(body, headers);
+    });
+}
+
+function isBodyTooLarge(error: unknown): boolean {
+  return error instanceof Error && /too large|maxRequestBodySize/i.test(error.message);
+}

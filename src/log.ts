@@ -1,0 +1,30 @@
+/** Structured JSON logs, one line per event. Secrets never go in `fields`. */
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+export type LogFields = Record<string, unknown>;
+
+const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  child(fields: LogFields): Logger;
+}
+
+export function createLogger(level: LogLevel, base: LogFields = {}, sink: (line: string) => void = (l) => process.stdout.write(l + "\n")): Logger {
+  const threshold = rank[level];
+  const emit = (lvl: Exclude<LogLevel, "silent">, msg: string, fields?: LogFields) => {
+    if (rank[lvl] < threshold) return;
+    const line: LogFields = { t: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
+    if (line.err instanceof Error) line.err = { name: line.err.name, message: line.err.message, stack: line.err.stack };
+    sink(JSON.stringify(line));
+  };
+  return {
+    debug: (m, f) => emit("debug", m, f),
+    info: (m, f) => emit("info", m, f),
+    warn: (m, f) => emit("warn", m, f),
+    error: (m, f) => emit("error", m, f),
+    child: (fields) => createLogger(level, { ...base, ...fields }, sink),
+  };
+}

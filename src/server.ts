@@ -1,0 +1,57 @@
+import type { Server } from "bun";
+import { createApp, systemClock, type AppDeps, type Clock } from "./app";
+import type { Config } from "./config";
+import { connectDatabase, type Database } from "./db/mongo";
+import { ensureIndexes } from "./db/indexes";
+import { createLogger, type Logger } from "./log";
+import { MAX_BODY_BYTES } from "./http/problem";
+import { LocalEventBus, type EventBus } from "./realtime/bus";
+import { bootstrapAdmin } from "./modules/auth/service";
+
+export type RunningServer = {
+  url: string;
+  port: number;
+  deps: AppDeps;
+  /** Stops accepting, lets in-flight requests finish, then closes actors, bus and database. */
+  stop(): Promise<void>;
+};
+
+export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus };
+
+/** Start-up in one place (config → connect → indexes → app → listen), exported so tests control it. */
+export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
+  if (config.jwtSecretIsDefault) log.warn("JWT_SECRET is not set: using the development secret; never do this in production");
+  const db = opts.db ?? (await connectDatabase(config, log));
+  const bus = opts.bus ?? new LocalEventBus(log);
+  const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock };
+  try {
+    await ensureIndexes(db.db);
+    await bootstrapAdmin(deps);
+  } catch (err) {
+    if (!opts.db) await db.close();
+    throw err;
+  }
+  const app = createApp(deps).listen({ port: config.PORT, hostname: config.HOST, maxRequestBodySize: MAX_BODY_BYTES + 1024 });
+  const server = app.server as Server<unknown>;
+  bus.attach(server);
+  const port = server.port ?? config.PORT;
+  log.info("listening", { port, host: config.HOST, database: db.target, embedded: db.embedded });
+
+  let stopping: Promise<void> | null = null;
+  return {
+    url: `http://${config.HOST === "0.0.0.0" ? "127.0.0.1" : config.HOST}:${port}`,
+    port,
+    deps,
+    stop() {
+      stopping ??= (async () => {
+        await server.stop(false); // resolves once in-flight requests are answered
+        await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
+        await bus.close();
+        if (!opts.db) await db.close();
+        log.info("stopped");
+      })();
+      return stopping;
+    },
+  };
+}

@@ -187,6 +187,8 @@ export class SpatialIndex<K> {
   private readonly counts: Map<number, number>[] = [];
   private readonly leaves = new Map<number, IndexedPoint<K>[]>();
   private readonly byKey = new Map<K, IndexedPoint<K>>();
+  /** Points whose distance nearest() has computed so far (for tests and profiling). */
+  pointsExamined = 0;
 
   constructor(opts?: { leafLevel?: number }) {
     this.leafLevel = opts?.leafLevel ?? DEFAULT_LEAF_LEVEL;
@@ -290,6 +292,7 @@ export class SpatialIndex<K> {
       if (n.level === leafLevel) {
         const bucket = this.leaves.get(n.ix * LEVEL_BITS + n.iy);
         if (!bucket) continue;
+        this.pointsExamined += bucket.length;
         for (const p of bucket) {
           const d = angleBetween(cx, cy, cz, p.x, p.y, p.z) * R;
           if (d > maxD || d < minD) continue;
@@ -506,7 +509,10 @@ function buildRegion(spec: Record<string, unknown>): Region {
   }
 }
 
-/** $geoWithin for a stored value. Throws GeoSpecError on a malformed spec; a non-geo stored value never matches. */
+/**
+ * $geoWithin for a stored value. Throws GeoSpecError on a malformed spec (so geoWithinMatches(null, spec)
+ * validates a spec); a non-geo stored value never matches. Parsed specs are cached per spec object.
+ */
 export function geoWithinMatches(value: unknown, spec: Record<string, unknown>): boolean {
   const region = regionOf(spec);
   const vertices = storedVertices(value);

@@ -22,6 +22,11 @@ export const ConfigSchema = T.Object({
   /** Login attempts allowed per email and per IP in LOGIN_WINDOW_SECONDS. */
   LOGIN_MAX_ATTEMPTS: T.Integer({ minimum: 1, maximum: 10_000, default: 10 }),
   LOGIN_WINDOW_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  /** Take the client IP from X-Forwarded-For (its last entry); only behind one reverse proxy that sets it. */
+  TRUST_PROXY: T.Boolean({ default: false }),
+  /** Argon2id cost (Bun's defaults); production needs at least OWASP's 19456 KiB. */
+  PASSWORD_HASH_MEMORY_KIB: T.Integer({ minimum: 1024, maximum: 4_194_304, default: 65_536 }),
+  PASSWORD_HASH_TIME_COST: T.Integer({ minimum: 1, maximum: 20, default: 2 }),
   /** Delivery fee: base plus a per-km rate on the straight-line distance (see README). */
   DELIVERY_BASE_FEE_CENTS: T.Integer({ minimum: 0, maximum: 100_000, default: 199 }),
   DELIVERY_FEE_PER_KM_CENTS: T.Integer({ minimum: 0, maximum: 100_000, default: 50 }),
@@ -58,6 +63,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const parsed = converted as Static<typeof ConfigSchema>;
   if (parsed.NODE_ENV === "production" && !parsed.JWT_SECRET) {
     throw new ConfigError("JWT_SECRET: required when NODE_ENV=production");
+  }
+  if (parsed.NODE_ENV === "production" && parsed.PASSWORD_HASH_MEMORY_KIB < 19_456) {
+    throw new ConfigError("PASSWORD_HASH_MEMORY_KIB: at least 19456 when NODE_ENV=production");
   }
   if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");

@@ -1,0 +1,140 @@
+import { t } from "elysia";
+
+/** Restaurant schemas, as in API.md (Restaurants). Types derive from them. */
+export namespace RestaurantModel {
+  export const MAX_RADIUS_METERS = 50_000;
+  export const MAX_PAGE_SIZE = 100;
+  export const MAX_DELIVERY_RADIUS_METERS = 100_000;
+  export const DEFAULT_DELIVERY_RADIUS_METERS = 5000;
+  export const DEFAULT_PREP_TIME_MINUTES = 15;
+
+  export const id = t.String({ minLength: 1, maxLength: 64 });
+
+  export const latLng = t.Object({
+    lat: t.Number({ minimum: -90, maximum: 90, description: "latitude, degrees" }),
+    lng: t.Number({ minimum: -180, maximum: 180, description: "longitude, degrees" }),
+  });
+  export type latLng = typeof latLng.static;
+
+  const clock = "([01][0-9]|2[0-3]):[0-5][0-9]";
+  export const openingPeriod = t.Object(
+    {
+      day: t.Integer({ minimum: 0, maximum: 6, description: "0 = Sunday … 6 = Saturday, in the restaurant's time zone" }),
+      open: t.String({ pattern: `^${clock}$`, description: "HH:MM local time" }),
+      close: t.String({
+        pattern: `^(${clock}|24:00)$`,
+        description: "HH:MM local time; earlier than or equal to `open` means it closes after midnight (22:00–02:00)",
+      }),
+    },
+    { additionalProperties: false },
+  );
+  export type openingPeriod = typeof openingPeriod.static;
+
+  export const openingHours = t.Object(
+    {
+      tz: t.String({ minLength: 1, maxLength: 64, description: "IANA time zone, e.g. Europe/Paris" }),
+      weekly: t.Array(openingPeriod, { maxItems: 50 }),
+    },
+    { additionalProperties: false },
+  );
+  export type openingHours = typeof openingHours.static;
+
+  export const menuItem = t.Object({
+    id: t.String({ minLength: 1, maxLength: 64 }),
+    name: t.String({ minLength: 1, maxLength: 200 }),
+    priceCents: t.Integer({ minimum: 1, maximum: 10_000_000 }),
+    available: t.Boolean(),
+  });
+  export type menuItem = typeof menuItem.static;
+
+  /** A menu item as a client sends it: the server generates `id` when absent. */
+  export const menuItemInput = t.Object(
+    {
+      id: t.Optional(t.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9_-]+$" })),
+      name: t.String({ minLength: 1, maxLength: 200 }),
+      priceCents: t.Integer({ minimum: 1, maximum: 10_000_000 }),
+      available: t.Optional(t.Boolean({ default: true })),
+    },
+    { additionalProperties: false },
+  );
+  export type menuItemInput = typeof menuItemInput.static;
+
+  const name = t.String({ minLength: 1, maxLength: 200 });
+  const cuisines = t.Array(t.String({ minLength: 1, maxLength: 64 }), { maxItems: 20 });
+  const address = t.String({ minLength: 1, maxLength: 500 });
+  const deliveryRadiusMeters = t.Integer({ minimum: 0, maximum: MAX_DELIVERY_RADIUS_METERS });
+  const prepTimeMinutes = t.Integer({ minimum: 0, maximum: 24 * 60 });
+  const menu = t.Array(menuItemInput, { maxItems: 500 });
+
+  export const restaurant = t.Object({
+    id: t.String(),
+    ownerId: t.String(),
+    name,
+    cuisines: t.Array(t.String()),
+    location: latLng,
+    address: t.Optional(t.String()),
+    deliveryRadiusMeters: t.Integer({ minimum: 0 }),
+    prepTimeMinutes: t.Integer({ minimum: 0 }),
+    isOpen: t.Boolean(),
+    openingHours: t.Optional(openingHours),
+    menu: t.Array(menuItem),
+    rating: t.Optional(t.Number({ minimum: 0, maximum: 5 })),
+    createdAt: t.String({ format: "date-time" }),
+  });
+  export type restaurant = typeof restaurant.static;
+
+  export const create = t.Object(
+    {
+      name,
+      cuisines: t.Optional(cuisines),
+      location: latLng,
+      address: t.Optional(address),
+      deliveryRadiusMeters: t.Optional(deliveryRadiusMeters),
+      prepTimeMinutes: t.Optional(prepTimeMinutes),
+      isOpen: t.Optional(t.Boolean()),
+      openingHours: t.Optional(openingHours),
+      menu: t.Optional(menu),
+    },
+    { additionalProperties: false },
+  );
+  export type create = typeof create.static;
+
+  /** Any subset; `null` removes `address` or `openingHours` (no hours: open whenever isOpen). */
+  export const patch = t.Object(
+    {
+      name: t.Optional(name),
+      cuisines: t.Optional(cuisines),
+      address: t.Optional(t.Union([address, t.Null()])),
+      isOpen: t.Optional(t.Boolean()),
+      openingHours: t.Optional(t.Union([openingHours, t.Null()])),
+      deliveryRadiusMeters: t.Optional(deliveryRadiusMeters),
+      prepTimeMinutes: t.Optional(prepTimeMinutes),
+      menu: t.Optional(menu),
+    },
+    { additionalProperties: false },
+  );
+  export type patch = typeof patch.static;
+
+  export const params = t.Object({ id });
+
+  export const nearbyQuery = t.Object({
+    lat: t.Number({ minimum: -90, maximum: 90 }),
+    lng: t.Number({ minimum: -180, maximum: 180 }),
+    radius: t.Optional(t.Number({ minimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters" })),
+    cuisine: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
+    openNow: t.Optional(t.Boolean({ description: "true: only restaurants open now (isOpen and inside opening hours)" })),
+    delivers: t.Optional(t.Boolean({ description: "true: only restaurants whose delivery radius reaches the point" })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20 })),
+    cursor: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "nextCursor of the previous page" })),
+  });
+  export type nearbyQuery = typeof nearbyQuery.static;
+
+  export const nearbyItem = t.Composite([restaurant, t.Object({ distanceMeters: t.Number({ minimum: 0 }) })]);
+  export type nearbyItem = typeof nearbyItem.static;
+
+  export const nearbyPage = t.Object({
+    items: t.Array(nearbyItem),
+    nextCursor: t.Union([t.String(), t.Null()]),
+  });
+  export type nearbyPage = typeof nearbyPage.static;
+}

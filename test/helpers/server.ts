@@ -1,0 +1,100 @@
+import type { Clock } from "../../src/app";
+import { loadConfig } from "../../src/config";
+import { startServer, type RunningServer } from "../../src/server";
+
+export type TestRole = "customer" | "restaurant" | "courier" | "admin";
+export type TestUser = { id: string; email: string; name: string; role: TestRole };
+export type Registered = { token: string; user: TestUser; email: string; password: string };
+
+// Response bodies are loose on purpose: tests assert on their shape field by field.
+export type TestResponse<T = any> = { status: number; headers: Headers; body: T };
+
+export type RequestOptions = { token?: string; body?: unknown; headers?: Record<string, string> };
+
+export type TestServer = {
+  url: string;
+  port: number;
+  deps: RunningServer["deps"];
+  stop(): Promise<void>;
+  /** Registers a fresh user of that role (admin: signs in as the bootstrap admin). */
+  register(role: TestRole, overrides?: { email?: string; password?: string; name?: string }): Promise<Registered>;
+  request<T = any>(method: string, path: string, opts?: RequestOptions): Promise<TestResponse<T>>;
+};
+
+export const TEST_ADMIN = { email: "admin@dispatch.test", password: "admin-password-1" } as const;
+
+/** A clock tests move by hand. */
+export class TestClock implements Clock {
+  private ms: number;
+  constructor(start: Date | string = "2025-01-06T12:00:00Z") {
+    this.ms = new Date(start).getTime();
+  }
+  now(): Date {
+    return new Date(this.ms);
+  }
+  set(at: Date | string): void {
+    this.ms = new Date(at).getTime();
+  }
+  advance(ms: number): void {
+    this.ms += ms;
+  }
+}
+
+let userCounter = 0;
+
+/**
+ * An in-process server on a free port, on the embedded engine in memory. Cheap password
+ * hashing and a generous login limit keep tests fast; pass env to override any variable.
+ */
+export async function startTestServer(env: Record<string, string> = {}, opts: { clock?: Clock } = {}): Promise<TestServer> {
+  const config = loadConfig({
+    NODE_ENV: "test",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    DATA_DIR: ":memory:",
+    LOG_LEVEL: process.env.DISPATCH_TEST_LOG_LEVEL ?? "silent",
+    JWT_SECRET: "test-secret-0123456789abcdef",
+    ADMIN_EMAIL: TEST_ADMIN.email,
+    ADMIN_PASSWORD: TEST_ADMIN.password,
+    LOGIN_MAX_ATTEMPTS: "1000",
+    PASSWORD_HASH_MEMORY_KIB: "1024",
+    PASSWORD_HASH_TIME_COST: "1",
+    ...env,
+  });
+  const running = await startServer(config, opts.clock ? { clock: opts.clock } : {});
+  const url = running.url;
+
+  async function request<T>(method: string, path: string, o: RequestOptions = {}): Promise<TestResponse<T>> {
+    const headers: Record<string, string> = { ...o.headers };
+    if (o.token) headers.authorization = `Bearer ${o.token}`;
+    let body: string | undefined;
+    if (o.body !== undefined) {
+      body = typeof o.body === "string" ? o.body : JSON.stringify(o.body);
+      headers["content-type"] ??= "application/json";
+    }
+    const res = await fetch(url + path, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = text;
+    if (text !== "" && /json/.test(res.headers.get("content-type") ?? "")) parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed as T };
+  }
+
+  async function register(role: TestRole, overrides: { email?: string; password?: string; name?: string } = {}): Promise<Registered> {
+    if (role === "admin") {
+      const email = overrides.email ?? config.ADMIN_EMAIL ?? TEST_ADMIN.email;
+      const password = overrides.password ?? config.ADMIN_PASSWORD ?? TEST_ADMIN.password;
+      const res = await request<{ token: string; user: TestUser }>("POST", "/auth/login", { body: { email, password } });
+      if (res.status !== 200) throw new Error(`admin login failed: ${res.status} ${JSON.stringify(res.body)}`);
+      return { ...res.body, email, password };
+    }
+    userCounter += 1;
+    const email = overrides.email ?? `${role}-${userCounter}-${crypto.randomUUID().slice(0, 8)}@dispatch.test`;
+    const password = overrides.password ?? "password-123";
+    const name = overrides.name ?? `${role} ${userCounter}`;
+    const res = await request<{ token: string; user: TestUser }>("POST", "/auth/register", { body: { email, password, name, role } });
+    if (res.status !== 201) throw new Error(`register ${role} failed: ${res.status} ${JSON.stringify(res.body)}`);
+    return { ...res.body, email, password };
+  }
+
+  return { url, port: running.port, deps: running.deps, stop: () => running.stop(), register, request };
+}

@@ -1,7 +1,117 @@
-import { Elysia } from "elysia";
-import type { AppDeps } from "../../app";
+import { Elysia, t } from "elysia";
+import { guardFor, type AppDeps } from "../../app";
+import type { Principal } from "../../http/auth";
+import { Unauthorized } from "../../http/errors";
+import { RestaurantRepository } from "../restaurants/repository";
+import { OrderModel } from "./model";
+import { OrderActorRegistry } from "./registry";
+import { OrderRepository } from "./repository";
+import { OrderService } from "./service";
 
-// Placeholder: being written (issue 3).
-export function ordersModule(_deps: AppDeps) {
-  return new Elysia({ name: "orders" });
+const problemRef = t.Object({ type: t.String(), title: t.String(), status: t.Integer(), detail: t.String() }, { additionalProperties: true });
+
+/** `If-Match: 3`, `"3"` or `W/"3"` → 3. */
+function parseIfMatch(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  return Number(header.replace(/^W\//, "").replaceAll('"', ""));
+}
+
+/** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
+export function ordersModule(deps: AppDeps) {
+  const repo = new OrderRepository(deps.db.db);
+  const registry = new OrderActorRegistry({
+    repo,
+    bus: deps.bus,
+    clock: deps.clock,
+    log: deps.log.child({ module: "orders" }),
+    instanceId: deps.config.INSTANCE_ID,
+    idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
+  });
+  registry.start();
+  const orders = new OrderService({
+    repo,
+    restaurants: new RestaurantRepository(deps.db.db),
+    registry,
+    bus: deps.bus,
+    clock: deps.clock,
+    config: deps.config,
+    log: deps.log.child({ module: "orders" }),
+  });
+
+  return new Elysia({ name: "orders", prefix: "/orders" })
+    .use(guardFor(deps))
+    .macro({
+      /** Loads `:id` for a party of the order (customer, restaurant owner, courier, admin); 404 for anyone else. */
+      orderParty: {
+        auth: true,
+        async resolve(ctx) {
+          // The `auth` macro above resolved `principal` first; its type does not reach here.
+          const { params, principal } = ctx as typeof ctx & { principal?: Principal };
+          if (!principal) throw new Unauthorized("missing bearer token (Authorization: Bearer <token>)");
+          const stored = await orders.visibleTo(principal, (params as { id: string }).id);
+          return { stored };
+        },
+      },
+    })
+    .onStop(() => registry.stop())
+    .post(
+      "/",
+      async ({ body, headers, principal, status }) => {
+        const { created, order } = await orders.place(principal, body, headers["idempotency-key"]);
+        return created ? status(201, order) : status(200, order);
+      },
+      {
+        auth: ["customer"],
+        body: OrderModel.create,
+        headers: OrderModel.createHeaders,
+        response: { 200: OrderModel.order, 201: OrderModel.order },
+        detail: {
+          summary: "Place an order (customer); prices come from the menu. Idempotency-Key: a repeat returns the same order with 200",
+          tags: ["orders"],
+          security: [{ bearer: [] }],
+        },
+      },
+    )
+    .get("/", ({ query, principal }) => orders.list(principal, query), {
+      auth: true,
+      query: OrderModel.listQuery,
+      response: OrderModel.page,
+      detail: {
+        summary: "Orders the caller takes part in (all orders for admins), newest first",
+        tags: ["orders"],
+        security: [{ bearer: [] }],
+      },
+    })
+    .get("/:id", ({ stored }) => stored.order, {
+      params: OrderModel.params,
+      orderParty: true,
+      response: OrderModel.order,
+      detail: { summary: "One order, for its customer, its restaurant's owner, its courier and admins", tags: ["orders"], security: [{ bearer: [] }] },
+    })
+    .patch(
+      "/:id",
+      ({ params, body, headers, principal }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"])),
+      {
+        params: OrderModel.params,
+        orderParty: true,
+        body: OrderModel.patch,
+        headers: OrderModel.patchHeaders,
+        response: { 200: OrderModel.order, 409: problemRef, 412: problemRef },
+        detail: {
+          summary: "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch)",
+          tags: ["orders"],
+          security: [{ bearer: [] }],
+        },
+      },
+    )
+    .post("/:id/claim", ({ params, principal }) => orders.claim(principal, params.id), {
+      params: OrderModel.params,
+      auth: ["courier"],
+      response: { 200: OrderModel.order, 409: problemRef },
+      detail: {
+        summary: "Claim an accepted, preparing or ready_for_pickup order that has no courier (courier)",
+        tags: ["orders"],
+        security: [{ bearer: [] }],
+      },
+    });
 }

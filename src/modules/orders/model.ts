@@ -5,7 +5,17 @@ export namespace OrderModel {
   export const statuses = ["placed", "accepted", "preparing", "ready_for_pickup", "picked_up", "delivered", "cancelled", "rejected"] as const;
   export const finalStatuses = ["delivered", "cancelled", "rejected"] as const;
 
-  export const status = t.Union(statuses.map((s) => t.Literal(s)));
+  // Spelled out: a mapped array would type as `never` (TypeBox needs a tuple).
+  export const status = t.Union([
+    t.Literal("placed"),
+    t.Literal("accepted"),
+    t.Literal("preparing"),
+    t.Literal("ready_for_pickup"),
+    t.Literal("picked_up"),
+    t.Literal("delivered"),
+    t.Literal("cancelled"),
+    t.Literal("rejected"),
+  ]);
   export type status = (typeof statuses)[number];
 
   export const role = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier"), t.Literal("admin"), t.Literal("system")]);
@@ -54,4 +64,50 @@ export namespace OrderModel {
     history: t.Array(historyEntry),
   });
   export type order = typeof order.static;
+
+  export const MAX_PAGE_SIZE = 100;
+
+  export const id = t.String({ minLength: 1, maxLength: 64 });
+  export const params = t.Object({ id });
+
+  export const create = t.Object(
+    {
+      restaurantId: id,
+      items: t.Array(
+        t.Object({ menuItemId: t.String({ minLength: 1, maxLength: 64 }), quantity: t.Integer({ minimum: 1, maximum: 50 }) }, { additionalProperties: false }),
+        { minItems: 1, maxItems: 100 },
+      ),
+      deliveryLocation: latLng,
+      notes: t.Optional(t.String({ maxLength: 1000 })),
+    },
+    { additionalProperties: false },
+  );
+  export type create = typeof create.static;
+
+  export const createHeaders = t.Object({
+    "idempotency-key": t.Optional(
+      t.String({ minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7E]+$", description: "repeat a request safely: same key + same customer → the same order (200)" }),
+    ),
+  });
+
+  export const patch = t.Object(
+    { status, reason: t.Optional(t.String({ minLength: 1, maxLength: 500 })) },
+    { additionalProperties: false },
+  );
+  export type patch = typeof patch.static;
+
+  export const patchHeaders = t.Object({
+    "if-match": t.Optional(t.String({ pattern: '^(W/)?"?[0-9]{1,15}"?$', description: "the order version the change applies to; 412 when it is not the current one" })),
+  });
+
+  export const listQuery = t.Object({
+    status: t.Optional(status),
+    restaurantId: t.Optional(t.String({ minLength: 1, maxLength: 64, description: "only this restaurant's orders (within those the caller takes part in)" })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20 })),
+    cursor: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "nextCursor of the previous page" })),
+  });
+  export type listQuery = typeof listQuery.static;
+
+  export const page = t.Object({ items: t.Array(order), nextCursor: t.Union([t.String(), t.Null()]) });
+  export type page = typeof page.static;
 }

@@ -1,0 +1,283 @@
+import { createActor, transition, type Actor } from "xstate";
+import type { Clock } from "../../app";
+import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable, VersionConflict } from "../../http/errors";
+import type { Logger } from "../../log";
+import type { EventBus, OrderChange } from "../../realtime/bus";
+import {
+  allowedTargets,
+  isFinalStatus,
+  orderMachine,
+  persistSnapshot,
+  restorableSnapshot,
+  statusOf,
+  type OrderEvent,
+} from "./machine";
+import type { OrderModel } from "./model";
+import type { OrderRepository, StoredOrder } from "./repository";
+
+export type OrderCommand = {
+  event: OrderEvent;
+  reason?: string;
+  /** The version the caller last saw (If-Match); the change applies only on that version. */
+  ifMatch?: number;
+};
+
+type LiveOrder = {
+  actor: Actor<typeof orderMachine>;
+  stored: StoredOrder;
+  lastUsedMs: number;
+};
+
+export type RegistryDeps = {
+  repo: OrderRepository;
+  bus: EventBus;
+  clock: Clock;
+  log: Logger;
+  instanceId: string;
+  idleSeconds: number;
+};
+
+/**
+ * One live actor per active order. Events for one order run one at a time (a promise queue per
+ * order); each accepted event is committed with a compare-and-set on `version` (which also
+ * appends the history entry) and only then applied to the live actor and published.
+ */
+export class OrderActorRegistry {
+  private readonly live = new Map<string, LiveOrder>();
+  private readonly queues = new Map<string, Promise<void>>();
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+  private unsubscribe: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(private readonly deps: RegistryDeps) {}
+
+  /** Starts the idle sweep and listens for changes committed by other instances. */
+  start(): void {
+    const everyMs = Math.max(1, Math.min(this.deps.idleSeconds, 30)) * 1000;
+    this.sweeper = setInterval(() => this.dropIdle(), everyMs);
+    this.sweeper.unref?.();
+    // A change another instance committed makes our cached actor stale (the relay delivers it here).
+    this.unsubscribe = this.deps.bus.onChange((change) => {
+      if (change.origin !== this.deps.instanceId) this.invalidate(change.orderId, change.seq);
+    });
+  }
+
+  /** Applies a move to an order: 200 order, or 404 / 409 (with `allowed`) / 412. */
+  send(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
+    if (this.stopped) return Promise.reject(new ServiceUnavailable("the server is shutting down"));
+    return this.enqueue(orderId, () => this.apply(orderId, command));
+  }
+
+  /** The statuses `actor` may move the order to now (read through the same queue as moves). */
+  allowedTargets(orderId: string, actor: OrderEvent["actor"]): Promise<OrderModel.status[]> {
+    return this.enqueue(orderId, async () => {
+      const live = this.live.get(orderId) ?? (await this.load(orderId));
+      const allowed = allowedTargets(live.actor.getSnapshot(), actor);
+      this.forgetIfFinal(orderId, live);
+      return allowed;
+    });
+  }
+
+  /**
+   * Drops the cached actor of an order when it may be older than `seenVersion` (or always,
+   * without one), so the next event reloads it from the database. Queued behind the order's
+   * in-flight events, so it never races them.
+   */
+  invalidate(orderId: string, seenVersion?: number): void {
+    if (!this.live.has(orderId)) return;
+    void this.enqueue(orderId, async () => {
+      const live = this.live.get(orderId);
+      if (live && (seenVersion === undefined || live.stored.order.version < seenVersion)) this.drop(orderId);
+    });
+  }
+
+  /** Number of live actors (for tests and metrics). */
+  get size(): number {
+    return this.live.size;
+  }
+
+  /** Waits for in-flight events, then stops every actor. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.unsubscribe?.();
+    await Promise.all([...this.queues.values()]);
+    for (const orderId of [...this.live.keys()]) this.drop(orderId);
+  }
+
+  private enqueue<T>(orderId: string, work: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(orderId) ?? Promise.resolve();
+    const run = previous.then(work);
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.queues.set(orderId, tail);
+    void tail.then(() => {
+      if (this.queues.get(orderId) === tail) this.queues.delete(orderId);
+    });
+    return run;
+  }
+
+  private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
+    const { event } = command;
+    let live = this.live.get(orderId);
+    // A cached actor may be behind another instance's write: before refusing anything, reload once.
+    let fresh = false;
+    if (!live) {
+      live = await this.load(orderId);
+      fresh = true;
+    }
+    let lostRaces = 0;
+    for (;;) {
+      live.lastUsedMs = this.deps.clock.now().getTime();
+      const current = live.stored.order;
+      if (command.ifMatch !== undefined && command.ifMatch !== current.version) {
+        if (!fresh) {
+          live = await this.reload(orderId);
+          fresh = true;
+          continue;
+        }
+        this.forgetIfFinal(orderId, live);
+        throw new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version);
+      }
+      const snapshot = live.actor.getSnapshot();
+      // Claiming an order one already holds is a retry, not a change.
+      if (event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
+        return current;
+      }
+      if (!snapshot.can(event)) {
+        if (!fresh) {
+          live = await this.reload(orderId);
+          fresh = true;
+          continue;
+        }
+        this.forgetIfFinal(orderId, live);
+        throw this.refusal(live, event);
+      }
+
+      const [next] = transition(orderMachine, snapshot, event);
+      const at = this.deps.clock.now();
+      const committed = await this.deps.repo.commitTransition({
+        id: orderId,
+        expectedVersion: current.version,
+        status: statusOf(next),
+        courierId: next.context.courierId,
+        machine: persistSnapshot(next),
+        event: event.type,
+        at,
+        by: event.actor,
+        ...(command.reason !== undefined ? { reason: command.reason } : {}),
+      });
+      if (!committed) {
+        // Another writer won the compare-and-set: reload and re-apply once.
+        if (++lostRaces > 1) {
+          this.drop(orderId);
+          throw new VersionConflict(`order ${orderId} changed concurrently; retry`);
+        }
+        live = await this.reload(orderId);
+        fresh = true;
+        continue;
+      }
+
+      // Committed: now the live actor takes the event (effects, if any, run after the commit).
+      live.actor.send(event);
+      live.stored = committed;
+      if (statusOf(live.actor.getSnapshot()) !== committed.order.status) {
+        this.deps.log.error("live actor diverged from the committed order; reloading", { orderId, version: committed.order.version });
+        live = this.restore(committed);
+      }
+      this.publish(current.status, committed.order);
+      if (isFinalStatus(committed.order.status)) this.drop(orderId);
+      else this.live.set(orderId, live);
+      return committed.order;
+    }
+  }
+
+  private refusal(live: LiveOrder, event: OrderEvent): Error {
+    const { order } = live.stored;
+    if (event.type === "ASSIGN_COURIER") {
+      if (order.courierId !== null) return new Conflict(`order ${order.id} already has a courier`);
+      return new Conflict(`order ${order.id} is ${order.status}; only accepted, preparing or ready_for_pickup orders can be claimed`);
+    }
+    const allowed = allowedTargets(live.actor.getSnapshot(), event.actor);
+    return new IllegalTransition(
+      `${event.actor.role} ${event.actor.id} may not make ${event.type} on a ${order.status} order` +
+        (allowed.length ? ` (allowed: ${allowed.join(", ")})` : " (no move allowed now)"),
+      allowed,
+    );
+  }
+
+  private publish(prevStatus: OrderModel.status, order: OrderModel.order): void {
+    const entry = order.history[order.history.length - 1];
+    const change: OrderChange = {
+      type: "order.updated",
+      orderId: order.id,
+      seq: entry.seq,
+      status: order.status,
+      prevStatus,
+      event: entry.event,
+      at: entry.at,
+      by: entry.by,
+      order,
+      origin: this.deps.instanceId,
+    };
+    try {
+      this.deps.bus.publish(change);
+    } catch (err) {
+      // The change is committed; a failed announcement must not turn it into an error for the caller.
+      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: entry.seq, err: err instanceof Error ? err : String(err) });
+    }
+  }
+
+  private async load(orderId: string): Promise<LiveOrder> {
+    const stored = await this.deps.repo.findById(orderId);
+    if (!stored) throw new NotFound(`order ${orderId} not found`);
+    const live = this.restore(stored);
+    if (!isFinalStatus(stored.order.status)) this.live.set(orderId, live);
+    return live;
+  }
+
+  private async reload(orderId: string): Promise<LiveOrder> {
+    this.drop(orderId);
+    return this.load(orderId);
+  }
+
+  private restore(stored: StoredOrder): LiveOrder {
+    const { order } = stored;
+    const fields = { status: order.status, customerId: order.customerId, restaurantOwnerId: stored.restaurantOwnerId, courierId: order.courierId };
+    const input = { customerId: order.customerId, restaurantOwnerId: stored.restaurantOwnerId, courierId: order.courierId };
+    // `input` is only read for a fresh actor; a snapshot, when given, wins.
+    let actor = createActor(orderMachine, { snapshot: restorableSnapshot(stored.machine, fields), input }).start();
+    const snap = actor.getSnapshot();
+    if (statusOf(snap) !== order.status || snap.context.courierId !== order.courierId) {
+      // The document's fields are the truth; a snapshot that disagrees is rebuilt from them.
+      this.deps.log.warn("order snapshot disagrees with the order; rebuilding it", { orderId: order.id });
+      actor.stop();
+      actor = createActor(orderMachine, { snapshot: restorableSnapshot(null, fields), input }).start();
+    }
+    return { actor, stored, lastUsedMs: this.deps.clock.now().getTime() };
+  }
+
+  private forgetIfFinal(orderId: string, live: LiveOrder): void {
+    if (isFinalStatus(live.stored.order.status)) {
+      live.actor.stop();
+      if (this.live.get(orderId) === live) this.live.delete(orderId);
+    }
+  }
+
+  private drop(orderId: string): void {
+    const live = this.live.get(orderId);
+    if (!live) return;
+    live.actor.stop();
+    this.live.delete(orderId);
+  }
+
+  private dropIdle(): void {
+    const cutoff = this.deps.clock.now().getTime() - this.deps.idleSeconds * 1000;
+    for (const [orderId, live] of this.live) {
+      if (live.lastUsedMs < cutoff && !this.queues.has(orderId)) this.drop(orderId);
+    }
+  }
+}

@@ -1,0 +1,143 @@
+import type { Clock } from "../../app";
+import type { Config } from "../../config";
+import type { Principal } from "../../http/auth";
+import { IllegalTransition, NotFound } from "../../http/errors";
+import type { Logger } from "../../log";
+import type { EventBus } from "../../realtime/bus";
+import type { RestaurantRepository } from "../restaurants/repository";
+import { eventForTarget, initialOrderSnapshot, persistSnapshot } from "./machine";
+import type { OrderModel } from "./model";
+import { priceOrder } from "./pricing";
+import type { OrderActorRegistry } from "./registry";
+import type { OrderRepository, OrderScope, StoredOrder } from "./repository";
+
+export type OrderServiceDeps = {
+  repo: OrderRepository;
+  restaurants: RestaurantRepository;
+  registry: OrderActorRegistry;
+  bus: EventBus;
+  clock: Clock;
+  config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID">;
+  log: Logger;
+};
+
+/** Whether `who` takes part in the order (and so may see it). */
+export function isParty(who: Principal, stored: StoredOrder): boolean {
+  switch (who.role) {
+    case "admin":
+      return true;
+    case "customer":
+      return stored.order.customerId === who.id;
+    case "restaurant":
+      return stored.restaurantOwnerId === who.id;
+    case "courier":
+      return stored.order.courierId === who.id;
+  }
+}
+
+function scopeOf(who: Principal): OrderScope {
+  switch (who.role) {
+    case "admin":
+      return { kind: "all" };
+    case "customer":
+      return { kind: "customer", id: who.id };
+    case "restaurant":
+      return { kind: "restaurantOwner", id: who.id };
+    case "courier":
+      return { kind: "courier", id: who.id };
+  }
+}
+
+export class OrderService {
+  constructor(private readonly deps: OrderServiceDeps) {}
+
+  /**
+   * Places an order priced from the menu. With an idempotency key this customer already used,
+   * returns that order and creates nothing (`created: false`).
+   */
+  async place(customer: Principal, input: OrderModel.create, idempotencyKey?: string): Promise<{ created: boolean; order: OrderModel.order }> {
+    if (idempotencyKey !== undefined) {
+      const existing = await this.deps.repo.findByIdempotencyKey(customer.id, idempotencyKey);
+      if (existing) return { created: false, order: existing.order };
+    }
+    const restaurant = await this.deps.restaurants.findById(input.restaurantId);
+    if (!restaurant) throw new NotFound(`restaurant ${input.restaurantId} not found`);
+    const at = this.deps.clock.now();
+    const priced = priceOrder(restaurant, input.items, input.deliveryLocation, at, {
+      baseFeeCents: this.deps.config.DELIVERY_BASE_FEE_CENTS,
+      perKmCents: this.deps.config.DELIVERY_FEE_PER_KM_CENTS,
+    });
+    const by: OrderModel.actor = { role: "customer", id: customer.id };
+    const { created, stored } = await this.deps.repo.insert({
+      customerId: customer.id,
+      restaurantId: restaurant.id,
+      restaurantOwnerId: restaurant.ownerId,
+      items: priced.items,
+      subtotalCents: priced.subtotalCents,
+      deliveryFeeCents: priced.deliveryFeeCents,
+      totalCents: priced.totalCents,
+      deliveryLocation: { lat: input.deliveryLocation.lat, lng: input.deliveryLocation.lng },
+      ...(input.notes !== undefined ? { notes: input.notes } : {}),
+      at,
+      by,
+      machine: persistSnapshot(initialOrderSnapshot({ customerId: customer.id, restaurantOwnerId: restaurant.ownerId, courierId: null })),
+      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+    });
+    if (created) this.announceCreated(stored.order);
+    return { created, order: stored.order };
+  }
+
+  /** The order if `who` takes part in it; otherwise 404, exactly as for a missing order. */
+  async visibleTo(who: Principal, orderId: string): Promise<StoredOrder> {
+    const stored = await this.deps.repo.findById(orderId);
+    if (!stored || !isParty(who, stored)) throw new NotFound(`order ${orderId} not found`);
+    return stored;
+  }
+
+  list(who: Principal, query: OrderModel.listQuery): Promise<OrderModel.page> {
+    return this.deps.repo.list(scopeOf(who), {
+      limit: query.limit ?? 20,
+      ...(query.status !== undefined ? { status: query.status } : {}),
+      ...(query.restaurantId !== undefined ? { restaurantId: query.restaurantId } : {}),
+      ...(query.cursor !== undefined ? { cursor: query.cursor } : {}),
+    });
+  }
+
+  async changeStatus(who: Principal, orderId: string, change: OrderModel.patch, ifMatch?: number): Promise<OrderModel.order> {
+    const actor = { role: who.role, id: who.id };
+    const type = eventForTarget(change.status);
+    if (type === null) {
+      const allowed = await this.deps.registry.allowedTargets(orderId, actor);
+      throw new IllegalTransition(`no move leads back to ${change.status}`, allowed);
+    }
+    return this.deps.registry.send(orderId, {
+      event: { type, actor },
+      ...(change.reason !== undefined ? { reason: change.reason } : {}),
+      ...(ifMatch !== undefined ? { ifMatch } : {}),
+    });
+  }
+
+  claim(courier: Principal, orderId: string): Promise<OrderModel.order> {
+    return this.deps.registry.send(orderId, { event: { type: "ASSIGN_COURIER", actor: { role: courier.role, id: courier.id } } });
+  }
+
+  private announceCreated(order: OrderModel.order): void {
+    const first = order.history[0];
+    try {
+      this.deps.bus.publish({
+        type: "order.created",
+        orderId: order.id,
+        seq: first.seq,
+        status: order.status,
+        prevStatus: null,
+        event: first.event,
+        at: first.at,
+        by: first.by,
+        order,
+        origin: this.deps.config.INSTANCE_ID,
+      });
+    } catch (err) {
+      this.deps.log.error("publishing a new order failed", { orderId: order.id, err: err instanceof Error ? err : String(err) });
+    }
+  }
+}

@@ -29,6 +29,8 @@ export type ChangeListener = (change: OrderChange) => void;
 export interface EventBus {
   /** Call only after the change is committed. */
   publish(change: OrderChange): void;
+  /** A message with no seq and no history (courier positions): local topics, and other instances when relayed. */
+  publishTransient(topic: string, message: Record<string, unknown>): void;
   /** In-process listeners (resume buffers, relay, cache invalidation); returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
   /** Binds the bus to the running server once it listens. */
@@ -76,6 +78,10 @@ export class LocalEventBus implements EventBus {
 
   publish(change: OrderChange): void {
     this.deliverLocally(change);
+  }
+
+  publishTransient(topic: string, message: Record<string, unknown>): void {
+    this.server?.publish(topic, JSON.stringify(message));
   }
 
   /** Sends to this instance's sockets and listeners (also used for relayed changes). */

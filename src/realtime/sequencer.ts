@@ -1,0 +1,116 @@
+import type { OrderChange } from "./bus";
+
+/**
+ * Puts the changes of each order back in seq order before they reach local sockets.
+ *
+ * Changes of one order can arrive out of order when several instances write it (each
+ * publishes over its own Redis connection), and one can go missing when an instance dies
+ * between commit and publish. A change one past the last delivered seq goes out at once;
+ * a later one waits up to `gapWaitMs` for the missing seqs, then the gap is filled from the
+ * database (`fillGap`) or, failing that, skipped (clients repair it by resuming with `since`).
+ * Seqs at or below the last delivered one are duplicates and are dropped.
+ */
+export type SequencerOptions = {
+  deliver: (change: OrderChange) => void;
+  /** Committed changes of an order with afterSeq < seq < beforeSeq, read from the database. */
+  fillGap?: (orderId: string, afterSeq: number, beforeSeq: number) => Promise<OrderChange[]>;
+  gapWaitMs: number;
+  /** Orders whose last seq is remembered (least recently seen are forgotten first). */
+  maxOrders: number;
+  onGapSkipped?: (orderId: string, fromSeq: number, toSeq: number) => void;
+};
+
+type OrderState = {
+  last: number;
+  held: Map<number, OrderChange>;
+  timer: ReturnType<typeof setTimeout> | null;
+};
+
+export class ChangeSequencer {
+  private readonly orders = new Map<string, OrderState>();
+  private closed = false;
+
+  constructor(private readonly opts: SequencerOptions) {}
+
+  offer(change: OrderChange): void {
+    if (this.closed) return;
+    let state = this.orders.get(change.orderId);
+    if (!state) {
+      // First sight of this order here: nothing to compare against, so it goes out as is.
+      state = { last: change.seq - 1, held: new Map(), timer: null };
+      this.orders.set(change.orderId, state);
+      this.forgetOldest();
+    } else {
+      this.orders.delete(change.orderId); // re-insert: most recently seen last
+      this.orders.set(change.orderId, state);
+    }
+    if (change.seq <= state.last || state.held.has(change.seq)) return;
+    if (change.seq === state.last + 1) {
+      this.deliver(state, change);
+      this.flushConsecutive(state);
+    } else {
+      state.held.set(change.seq, change);
+      state.timer ??= setTimeout(() => void this.resolveGap(change.orderId, state), this.opts.gapWaitMs);
+    }
+  }
+
+  /** Last seq delivered for an order (undefined when unknown). */
+  lastSeq(orderId: string): number | undefined {
+    return this.orders.get(orderId)?.last;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const state of this.orders.values()) if (state.timer) clearTimeout(state.timer);
+    this.orders.clear();
+  }
+
+  private deliver(state: OrderState, change: OrderChange): void {
+    state.last = change.seq;
+    this.opts.deliver(change);
+  }
+
+  private flushConsecutive(state: OrderState): void {
+    let next: OrderChange | undefined;
+    while ((next = state.held.get(state.last + 1))) {
+      state.held.delete(next.seq);
+      this.deliver(state, next);
+    }
+    if (state.held.size === 0 && state.timer) {
+      clearTimeout(state.timer);
+      state.timer = null;
+    }
+  }
+
+  private async resolveGap(orderId: string, state: OrderState): Promise<void> {
+    state.timer = null;
+    if (this.closed || state.held.size === 0) return;
+    const firstHeld = Math.min(...state.held.keys());
+    if (this.opts.fillGap) {
+      try {
+        const missing = await this.opts.fillGap(orderId, state.last, firstHeld);
+        if (this.closed) return;
+        for (const change of missing.sort((a, b) => a.seq - b.seq)) {
+          if (change.seq === state.last + 1) this.deliver(state, change);
+        }
+        this.flushConsecutive(state);
+      } catch {
+        // Database unreachable: fall through and skip the gap.
+      }
+    }
+    if (state.held.size === 0) return;
+    const skipTo = Math.min(...state.held.keys());
+    if (skipTo > state.last + 1) this.opts.onGapSkipped?.(orderId, state.last + 1, skipTo - 1);
+    state.last = skipTo - 1;
+    this.flushConsecutive(state);
+    if (state.held.size > 0) state.timer ??= setTimeout(() => void this.resolveGap(orderId, state), this.opts.gapWaitMs);
+  }
+
+  private forgetOldest(): void {
+    if (this.orders.size <= this.opts.maxOrders) return;
+    for (const [orderId, state] of this.orders) {
+      if (this.orders.size <= this.opts.maxOrders) break;
+      if (state.held.size === 0) this.orders.delete(orderId);
+    }
+  }
+}

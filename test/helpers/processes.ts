@@ -1,0 +1,194 @@
+import type { Subprocess } from "bun";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+/** Child processes for multi-process tests: the standalone engine, server instances, redis-server. */
+
+export const REPO_ROOT = resolve(import.meta.dir, "../..");
+
+export type LogLine = Record<string, unknown>;
+
+export type ManagedProcess = {
+  name: string;
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  /** Parsed JSON lines seen on stdout so far (non-JSON lines are kept as {raw}). */
+  lines: LogLine[];
+  /** Resolves with the first line (past or future) matching the predicate. */
+  waitForLine(match: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  /** Plain text of stderr so far (for failure messages). */
+  stderr(): string;
+  /** Signals the process and waits for it to exit (SIGKILL after a grace period). */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number>;
+};
+
+const live = new Set<ManagedProcess>();
+
+// A test that throws before its cleanup must not leave processes behind.
+process.on("exit", () => {
+  for (const p of live) p.proc.kill("SIGKILL");
+});
+
+/** Spawns a process whose stdout is JSON lines, collecting them for waitForLine. */
+export function spawnManaged(name: string, cmd: string[], env: Record<string, string> = {}, cwd = REPO_ROOT): ManagedProcess {
+  const proc = Bun.spawn(cmd, {
+    cwd,
+    env: { ...process.env, ...env },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines: LogLine[] = [];
+  const waiters: Array<{ match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }> = [];
+  let errText = "";
+
+  const onLine = (text: string) => {
+    if (text.trim() === "") return;
+    let line: LogLine;
+    try {
+      const parsed: unknown = JSON.parse(text);
+      line = parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as LogLine) : { raw: text };
+    } catch {
+      line = { raw: text };
+    }
+    lines.push(line);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (waiters[i].match(line)) {
+        waiters[i].resolve(line);
+        waiters.splice(i, 1);
+      }
+    }
+  };
+
+  void (async () => {
+    const decoder = new TextDecoder();
+    let rest = "";
+    for await (const chunk of proc.stdout) {
+      rest += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = rest.indexOf("\n")) >= 0) {
+        onLine(rest.slice(0, nl));
+        rest = rest.slice(nl + 1);
+      }
+    }
+    if (rest) onLine(rest);
+  })();
+  void (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of proc.stderr) errText = (errText + decoder.decode(chunk, { stream: true })).slice(-8000);
+  })();
+
+  const managed: ManagedProcess = {
+    name,
+    proc,
+    lines,
+    exited: proc.exited,
+    stderr: () => errText,
+    waitForLine(match, timeoutMs = 15_000) {
+      const found = lines.find(match);
+      if (found) return Promise.resolve(found);
+      return new Promise<LogLine>((resolvePromise, reject) => {
+        const waiter = {
+          match,
+          resolve: (l: LogLine) => {
+            clearTimeout(timer);
+            resolvePromise(l);
+          },
+        };
+        const timer = setTimeout(() => {
+          const i = waiters.indexOf(waiter);
+          if (i >= 0) waiters.splice(i, 1);
+          reject(new Error(`${name}: no matching log line within ${timeoutMs} ms; stderr: ${errText.slice(-2000)}; last lines: ${JSON.stringify(lines.slice(-5))}`));
+        }, timeoutMs);
+        waiters.push(waiter);
+        proc.exited.then((code) => {
+          if (waiters.includes(waiter)) {
+            clearTimeout(timer);
+            waiters.splice(waiters.indexOf(waiter), 1);
+            reject(new Error(`${name} exited with ${code} before the expected log line; stderr: ${errText.slice(-2000)}; last lines: ${JSON.stringify(lines.slice(-5))}`));
+          }
+        });
+      });
+    },
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill(signal);
+        const grace = setTimeout(() => proc.kill("SIGKILL"), 5_000);
+        await proc.exited;
+        clearTimeout(grace);
+      }
+      live.delete(managed);
+      return proc.exitCode;
+    },
+  };
+  live.add(managed);
+  proc.exited.then(() => live.delete(managed));
+  return managed;
+}
+
+function portOf(line: LogLine): number | null {
+  const port = line.port;
+  return typeof port === "number" && Number.isInteger(port) && port > 0 ? port : null;
+}
+
+export type EngineProcess = ManagedProcess & { port: number; uri: string; dataDir: string };
+
+/** Starts the embedded engine standalone on a free port (`scripts/embedded-mongo.ts --port 0`). */
+export async function startEngineProcess(opts: { dataDir?: string } = {}): Promise<EngineProcess> {
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), "dispatch-engine-")));
+  const managed = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--data-dir", dataDir]);
+  let line: LogLine;
+  try {
+    line = await managed.waitForLine((l) => portOf(l) !== null);
+  } catch (err) {
+    await managed.stop("SIGKILL");
+    if (ownDir) await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const port = portOf(line)!;
+  const stop = managed.stop;
+  return Object.assign(managed, {
+    port,
+    dataDir,
+    uri: `mongodb://127.0.0.1:${port}/?directConnection=true`,
+    async stop(signal?: NodeJS.Signals) {
+      const code = await stop(signal);
+      if (ownDir) await rm(dataDir, { recursive: true, force: true });
+      return code;
+    },
+  });
+}
+
+export type ServerProcess = ManagedProcess & { port: number; url: string; wsUrl: string; instanceId: string };
+
+export const TEST_JWT_SECRET = "multi-instance-test-secret-0123456789";
+
+/** Starts `bun run src/index.ts` on a free port with the given environment; resolves once it logs "listening". */
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const instanceId = env.INSTANCE_ID ?? `t-${crypto.randomUUID().slice(0, 6)}`;
+  const managed = spawnManaged(`server ${instanceId}`, ["bun", "run", "src/index.ts"], {
+    NODE_ENV: "test",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "info",
+    JWT_SECRET: TEST_JWT_SECRET,
+    ...env,
+    INSTANCE_ID: instanceId,
+  });
+  let line: LogLine;
+  try {
+    line = await managed.waitForLine((l) => l.msg === "listening" && portOf(l) !== null);
+  } catch (err) {
+    await managed.stop("SIGKILL");
+    throw err;
+  }
+  const port = portOf(line)!;
+  return Object.assign(managed, { port, instanceId, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}/ws` });
+}
+
+/** Stops every process still running (for afterAll; safe to call twice). */
+export async function stopAllProcesses(): Promise<void> {
+  await Promise.all([...live].map((p) => p.stop("SIGKILL")));
+}

@@ -4,6 +4,7 @@ import type { Config } from "./config";
 import type { Database } from "./db/mongo";
 import type { EventBus } from "./realtime/bus";
 import type { Logger } from "./log";
+import type { RateLimiterFactory } from "./http/rate-limit";
 import { problemPlugin } from "./http/problem";
 import { authPlugin } from "./http/auth";
 import { healthModule } from "./modules/health";
@@ -24,6 +25,8 @@ export type AppDeps = {
   clock: Clock;
   /** Whether Redis answers (null when no REDIS_URL is configured). */
   redisReady?: () => Promise<boolean>;
+  /** Rate-limit store; in-process counters when absent. */
+  rateLimiters?: RateLimiterFactory;
 };
 
 /** The auth plugin instance every feature uses, so its macro and token helpers are typed. */

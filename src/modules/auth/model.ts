@@ -1,0 +1,45 @@
+import { t } from "elysia";
+
+/** Auth schemas, as in API.md (Auth). Types derive from them. */
+export namespace AuthModel {
+  /** Roles a user may pick at registration; admins only come from the start-up bootstrap. */
+  export const selfRole = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier")]);
+  export type selfRole = typeof selfRole.static;
+
+  export const role = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier"), t.Literal("admin")]);
+  export type role = typeof role.static;
+
+  /** A user as the API shows it: never the password hash. */
+  export const user = t.Object({
+    id: t.String(),
+    email: t.String(),
+    name: t.String(),
+    role,
+  });
+  export type user = typeof user.static;
+
+  export const register = t.Object(
+    {
+      email: t.String({ format: "email", maxLength: 254 }),
+      password: t.String({ minLength: 8, maxLength: 128 }),
+      name: t.String({ minLength: 1, maxLength: 100 }),
+      role: selfRole,
+    },
+    { additionalProperties: false },
+  );
+  export type register = typeof register.static;
+
+  export const login = t.Object({
+    email: t.String({ minLength: 1, maxLength: 254 }),
+    password: t.String({ minLength: 1, maxLength: 128 }),
+  });
+  export type login = typeof login.static;
+
+  export const session = t.Object({ token: t.String(), user });
+  export type session = typeof session.static;
+}
+
+/** Emails compare case-insensitively: stored and looked up in this form. */
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}

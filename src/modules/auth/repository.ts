@@ -1,0 +1,59 @@
+import { MongoServerError, ObjectId, type Collection, type Db } from "mongodb";
+import { COLLECTIONS } from "../../db/mongo";
+import { normalizeEmail, type AuthModel } from "./model";
+
+type UserDoc = {
+  _id: ObjectId;
+  /** Normalised (see normalizeEmail); the unique index makes emails case-insensitively unique. */
+  email: string;
+  name: string;
+  role: AuthModel.role;
+  passwordHash: string;
+  createdAt: Date;
+};
+
+export type NewUser = { email: string; name: string; role: AuthModel.role; passwordHash: string; createdAt: Date };
+
+/** A user with its password hash: only the auth service sees this. */
+export type UserWithSecret = { user: AuthModel.user; passwordHash: string };
+
+const DUPLICATE_KEY = 11000;
+
+function toDomain(doc: UserDoc): AuthModel.user {
+  return { id: doc._id.toHexString(), email: doc.email, name: doc.name, role: doc.role };
+}
+
+export async function ensureUserIndexes(db: Db): Promise<void> {
+  await db.collection(COLLECTIONS.users).createIndex({ email: 1 }, { unique: true, name: "email_unique" });
+}
+
+export class UserRepository {
+  private readonly col: Collection<UserDoc>;
+
+  constructor(db: Db) {
+    this.col = db.collection<UserDoc>(COLLECTIONS.users);
+  }
+
+  /** Inserts the user; null when the email is taken. */
+  async insert(u: NewUser): Promise<AuthModel.user | null> {
+    const doc: UserDoc = { _id: new ObjectId(), email: normalizeEmail(u.email), name: u.name, role: u.role, passwordHash: u.passwordHash, createdAt: u.createdAt };
+    try {
+      await this.col.insertOne(doc);
+    } catch (err) {
+      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return null;
+      throw err;
+    }
+    return toDomain(doc);
+  }
+
+  async findByEmail(email: string): Promise<UserWithSecret | null> {
+    const doc = await this.col.findOne({ email: normalizeEmail(email) });
+    return doc ? { user: toDomain(doc), passwordHash: doc.passwordHash } : null;
+  }
+
+  async findById(id: string): Promise<AuthModel.user | null> {
+    if (!/^[0-9a-f]{24}$/i.test(id)) return null;
+    const doc = await this.col.findOne({ _id: new ObjectId(id) }, { projection: { passwordHash: 0 } });
+    return doc ? toDomain(doc) : null;
+  }
+}

@@ -37,7 +37,9 @@ function validationErrors(error: ValidationError): FieldError[] {
   const out: FieldError[] = [];
   for (const e of error.all) {
     const path = "path" in e && typeof e.path === "string" && e.path !== "" ? e.path : "/";
-    const message = ("summary" in e && typeof e.summary === "string" && e.summary) || e.message;
+    // A schema's own `error` text beats TypeBox's (e.g. "should be one of: 'numeric', 'number'" for query numbers).
+    const custom = "schema" in e && e.schema && typeof (e.schema as { error?: unknown }).error === "string" ? (e.schema as { error: string }).error : undefined;
+    const message = custom ?? (("summary" in e && typeof e.summary === "string" && e.summary) || e.message);
     const key = `${path}\u0000${message}`;
     if (seen.has(key) || out.length >= 20) continue;
     seen.add(key);

@@ -3,7 +3,9 @@ import { t } from "elysia";
 /** Auth schemas, as in API.md (Auth). Types derive from them. */
 export namespace AuthModel {
   /** Roles a user may pick at registration; admins only come from the start-up bootstrap. */
-  export const selfRole = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier")]);
+  export const selfRole = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier")], {
+    error: "role must be customer, restaurant or courier",
+  });
   export type selfRole = typeof selfRole.static;
 
   export const role = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier"), t.Literal("admin")]);

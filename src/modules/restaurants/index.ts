@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import { guardFor, type AppDeps } from "../../app";
 import { Forbidden } from "../../http/errors";
+import { numericQuery } from "../../http/query";
 import { RestaurantModel } from "./model";
 import { RestaurantRepository } from "./repository";
 import { RestaurantService } from "./service";
@@ -31,6 +32,7 @@ export function restaurantsModule(deps: AppDeps) {
     })
     .get("/", ({ query }) => service.nearby(query), {
       query: RestaurantModel.nearbyQuery,
+      transform: numericQuery(RestaurantModel.nearbyQuery),
       response: { 200: RestaurantModel.nearbyPage },
       detail: {
         summary: "Restaurants near a point, nearest first ($geoNear); follow nextCursor for the next page",

@@ -118,13 +118,13 @@ export namespace RestaurantModel {
   export const params = t.Object({ id });
 
   export const nearbyQuery = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90 }),
-    lng: t.Number({ minimum: -180, maximum: 180 }),
-    radius: t.Optional(t.Number({ minimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters" })),
+    lat: t.Number({ minimum: -90, maximum: 90, error: "lat must be a number from -90 to 90" }),
+    lng: t.Number({ minimum: -180, maximum: 180, error: "lng must be a number from -180 to 180" }),
+    radius: t.Optional(t.Number({ minimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters", error: `radius must be a number of meters from 0 to ${MAX_RADIUS_METERS}` })),
     cuisine: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
-    openNow: t.Optional(t.Boolean({ description: "true: only restaurants open now (isOpen and inside opening hours)" })),
-    delivers: t.Optional(t.Boolean({ description: "true: only restaurants whose delivery radius reaches the point" })),
-    limit: t.Optional(t.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20 })),
+    openNow: t.Optional(t.Boolean({ description: "true: only restaurants open now (isOpen and inside opening hours)", error: "openNow must be true or false" })),
+    delivers: t.Optional(t.Boolean({ description: "true: only restaurants whose delivery radius reaches the point", error: "delivers must be true or false" })),
+    limit: t.Optional(t.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20, error: `limit must be an integer from 1 to ${MAX_PAGE_SIZE}` })),
     cursor: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "nextCursor of the previous page" })),
   });
   export type nearbyQuery = typeof nearbyQuery.static;

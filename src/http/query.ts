@@ -1,0 +1,20 @@
+import type { TObject } from "@sinclair/typebox";
+
+/**
+ * Elysia coerces numeric query strings inside a transform that reports range errors without
+ * the parameter's name (path "/"). Converting them to numbers first lets the normal schema
+ * check run and name the parameter: use as the route's `transform` hook.
+ */
+export function numericQuery(schema: TObject) {
+  const numeric = Object.entries(schema.properties)
+    .filter(([, s]) => s.type === "number" || s.type === "integer")
+    .map(([key]) => key);
+  return ({ query }: { query: Record<string, unknown> }) => {
+    for (const key of numeric) {
+      const raw = query[key];
+      if (typeof raw !== "string" || raw.trim() === "") continue;
+      const n = Number(raw);
+      if (!Number.isNaN(n)) query[key] = n;
+    }
+  };
+}

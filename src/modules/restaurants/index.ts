@@ -24,13 +24,13 @@ export function restaurantsModule(deps: AppDeps) {
         return { restaurant };
       },
     })
-    .post("/", ({ body, principal, status }) => service.create(principal.id, body).then((r) => status(201, r)), {
+    .post("", ({ body, principal, status }) => service.create(principal.id, body).then((r) => status(201, r)), {
       auth: ["restaurant", "admin"],
       body: RestaurantModel.create,
       response: { 201: RestaurantModel.restaurant },
       detail: { summary: "Create a restaurant owned by the caller (role restaurant or admin)", tags: ["restaurants"], security: [{ bearer: [] }] },
     })
-    .get("/", ({ query }) => service.nearby(query), {
+    .get("", ({ query }) => service.nearby(query), {
       query: RestaurantModel.nearbyQuery,
       transform: numericQuery(RestaurantModel.nearbyQuery),
       response: { 200: RestaurantModel.nearbyPage },

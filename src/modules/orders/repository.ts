@@ -248,10 +248,38 @@ export class OrderRepository {
     return { items: page.map(toOrder), nextCursor: docs.length > opts.limit && last ? encodeCursor(last) : null };
   }
 
-  /** The query plan of a list (for tests and operators): which index answers it. */
-  async explainList(scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor"> = {}): Promise<Record<string, unknown>> {
-    const filter = this.listFilter(scope, opts);
-    return this.orders.find(filter).sort({ createdAt: -1, _id: -1 }).limit(21).explain("queryPlanner");
+  /**
+   * The plan of every query this repository makes, run with the same filters and sorts on
+   * sample values (for tests and operators: which index answers each one).
+   */
+  async explainQueries(sample: {
+    orderId: string;
+    customerId: string;
+    ownerId: string;
+    courierId: string;
+    restaurantId: string;
+    idempotencyKey: string;
+  }): Promise<Array<{ query: string; plan: Record<string, unknown> }>> {
+    const _id = toObjectId(sample.orderId) ?? new ObjectId();
+    const newestFirst = { createdAt: -1, _id: -1 } as const;
+    const page = (scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor"> = {}) =>
+      this.orders.find(this.listFilter(scope, opts)).sort(newestFirst).limit(21).explain("queryPlanner");
+    const queries: Array<[string, Promise<Record<string, unknown>>]> = [
+      ["findById", this.orders.find({ _id }).explain("queryPlanner")],
+      ["commitTransition (compare-and-set)", this.orders.find({ _id, version: 1 }).explain("queryPlanner")],
+      [
+        "findByIdempotencyKey",
+        this.orders.find({ customerId: sample.customerId, idempotencyKey: sample.idempotencyKey }).explain("queryPlanner"),
+      ],
+      ["list: customer", page({ kind: "customer", id: sample.customerId })],
+      ["list: restaurant owner", page({ kind: "restaurantOwner", id: sample.ownerId })],
+      ["list: restaurant owner, one restaurant", page({ kind: "restaurantOwner", id: sample.ownerId }, { restaurantId: sample.restaurantId })],
+      ["list: courier", page({ kind: "courier", id: sample.courierId })],
+      ["list: admin", page({ kind: "all" })],
+      ["list: admin by status", page({ kind: "all" }, { status: "placed" })],
+    ];
+    const plans = await Promise.all(queries.map(([, p]) => p));
+    return queries.map(([query], i) => ({ query, plan: plans[i] }));
   }
 
   private listFilter(scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor">): Filter<OrderDoc> {

@@ -12,22 +12,7 @@ import {
 } from "../../../src/modules/orders/machine";
 import { OrderModel } from "../../../src/modules/orders/model";
 
-/*
- * The transition table of API.md (Orders), written out here independently of the machine,
- * so the machine is checked against the contract rather than against itself.
- */
-type Who = "customer" | "otherCustomer" | "owner" | "otherRestaurant" | "assignedCourier" | "otherCourier" | "admin";
-const TABLE: Record<string, Partial<Record<OrderModel.status, Who[]>>> = {
-  placed: { accepted: ["owner"], rejected: ["owner"], cancelled: ["customer", "owner", "admin"] },
-  accepted: { preparing: ["owner"], cancelled: ["owner", "admin"] },
-  preparing: { ready_for_pickup: ["owner"], cancelled: ["owner", "admin"] },
-  ready_for_pickup: { picked_up: ["assignedCourier"], cancelled: ["admin"] },
-  picked_up: { delivered: ["assignedCourier"], cancelled: ["admin"] },
-  delivered: {},
-  cancelled: {},
-  rejected: {},
-};
-const CLAIMABLE: OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup"];
+import { API_TABLE as TABLE, CLAIMABLE, type Who } from "./api-table";
 
 const ids = { customerId: "cust-1", restaurantOwnerId: "owner-1" };
 const COURIER = "courier-1";

@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { COLLECTIONS } from "../../../src/db/mongo";
+import { ORDER_INDEXES, OrderRepository } from "../../../src/modules/orders/repository";
+import { startTestServer, type TestServer } from "../../helpers/server";
+import { cast, orderIn, placeOrder, type Cast } from "./fixtures";
+
+let server: TestServer;
+let c: Cast;
+
+beforeAll(async () => {
+  server = await startTestServer();
+  c = await cast(server);
+});
+afterAll(async () => {
+  await server?.stop();
+});
+
+/** Index names a plan uses (IXSCAN / IDHACK / EXPRESS_IXSCAN …, at any depth). */
+function indexesIn(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) {
+    for (const n of node) indexesIn(n, out);
+  } else if (node && typeof node === "object") {
+    const o = node as Record<string, unknown>;
+    if (typeof o.stage === "string") {
+      if (typeof o.indexName === "string") out.push(o.indexName);
+      else if (/IDHACK|EXPRESS_IXSCAN|CLUSTERED_IXSCAN/.test(o.stage)) out.push("_id_");
+    }
+    for (const [k, v] of Object.entries(o)) if (k !== "rejectedPlans") indexesIn(v, out);
+  }
+  return out;
+}
+
+function stagesIn(node: unknown, out: string[] = []): string[] {
+  if (Array.isArray(node)) for (const n of node) stagesIn(n, out);
+  else if (node && typeof node === "object") {
+    const o = node as Record<string, unknown>;
+    if (typeof o.stage === "string") out.push(o.stage);
+    for (const [k, v] of Object.entries(o)) if (k !== "rejectedPlans") stagesIn(v, out);
+  }
+  return out;
+}
+
+describe("order indexes", () => {
+  test("created at start-up, including the unique partial idempotency index", async () => {
+    const indexes = await server.deps.db.db.collection(COLLECTIONS.orders).listIndexes().toArray();
+    const byName = new Map(indexes.map((i) => [i.name as string, i]));
+    for (const wanted of ORDER_INDEXES) {
+      const found = byName.get(wanted.name!);
+      expect({ name: wanted.name, key: found?.key }).toEqual({ name: wanted.name, key: wanted.key });
+    }
+    const idem = byName.get("orders_customer_idempotencyKey")!;
+    expect(idem.unique).toBe(true);
+    expect(idem.partialFilterExpression).toEqual({ idempotencyKey: { $type: "string" } });
+  });
+
+  test("every query the repository makes is answered by an index (explain)", async () => {
+    const order = await orderIn(server, c, "accepted", { claim: true });
+    await placeOrder(server, c, { "idempotency-key": "explain-me" });
+    const repo = new OrderRepository(server.deps.db.db);
+    const plans = await repo.explainQueries({
+      orderId: order.id,
+      customerId: c.customer.user.id,
+      ownerId: c.owner.user.id,
+      courierId: c.courier.user.id,
+      restaurantId: c.restaurant.id,
+      idempotencyKey: "explain-me",
+    });
+    // Where two indexes fit equally, the planner may pick either.
+    const expected: Record<string, string[]> = {
+      findById: ["_id_"],
+      "commitTransition (compare-and-set)": ["_id_"],
+      findByIdempotencyKey: ["orders_customer_idempotencyKey"],
+      "list: customer": ["orders_customer_createdAt"],
+      "list: restaurant owner": ["orders_owner_createdAt"],
+      "list: restaurant owner, one restaurant": ["orders_restaurant_createdAt", "orders_owner_createdAt"],
+      "list: courier": ["orders_courier_createdAt"],
+      "list: admin": ["orders_createdAt"],
+      "list: admin by status": ["orders_status_createdAt"],
+    };
+    const table = plans.map(({ query, plan }) => {
+      const winning = (plan.queryPlanner as Record<string, unknown> | undefined)?.winningPlan;
+      return { query, indexes: indexesIn(winning), stages: stagesIn(winning) };
+    });
+    for (const row of table) {
+      expect({ query: row.query, ok: expected[row.query].includes(row.indexes[0]), indexes: row.indexes }).toEqual({
+        query: row.query,
+        ok: true,
+        indexes: row.indexes,
+      });
+      // The list queries sort through the index, never in memory.
+      if (row.query.startsWith("list")) expect({ query: row.query, sort: row.stages.includes("SORT") }).toEqual({ query: row.query, sort: false });
+      expect(row.stages).not.toContain("COLLSCAN");
+    }
+    expect(table.map((r) => r.query).sort()).toEqual(Object.keys(expected).sort());
+  });
+});

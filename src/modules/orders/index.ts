@@ -2,6 +2,7 @@ import { Elysia, t } from "elysia";
 import { guardFor, type AppDeps } from "../../app";
 import type { Principal } from "../../http/auth";
 import { Unauthorized } from "../../http/errors";
+import { numericQuery } from "../../http/query";
 import { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
 import { OrderActorRegistry } from "./registry";
@@ -55,7 +56,7 @@ export function ordersModule(deps: AppDeps) {
     })
     .onStop(() => registry.stop())
     .post(
-      "/",
+      "",
       async ({ body, headers, principal, status }) => {
         const { created, order } = await orders.place(principal, body, headers["idempotency-key"]);
         return created ? status(201, order) : status(200, order);
@@ -72,9 +73,10 @@ export function ordersModule(deps: AppDeps) {
         },
       },
     )
-    .get("/", ({ query, principal }) => orders.list(principal, query), {
+    .get("", ({ query, principal }) => orders.list(principal, query), {
       auth: true,
       query: OrderModel.listQuery,
+      transform: numericQuery(OrderModel.listQuery),
       response: OrderModel.page,
       detail: {
         summary: "Orders the caller takes part in (all orders for admins), newest first",

@@ -11,6 +11,7 @@ import { healthModule } from "./modules/health";
 import { authModule } from "./modules/auth";
 import { restaurantsModule } from "./modules/restaurants";
 import { ordersModule } from "./modules/orders";
+import { realtimeModule, realtimeServerOptions, type RealtimeHooks } from "./realtime/ws";
 
 /** Time source, injected so tests can move it. */
 export type Clock = { now(): Date };
@@ -27,6 +28,8 @@ export type AppDeps = {
   redisReady?: () => Promise<boolean>;
   /** Rate-limit store; in-process counters when absent. */
   rateLimiters?: RateLimiterFactory;
+  /** Test seams in the WebSocket subscribe path (see RealtimeHooks); read at each subscribe. */
+  realtimeHooks?: RealtimeHooks;
 };
 
 /** The auth plugin instance every feature uses, so its macro and token helpers are typed. */
@@ -35,7 +38,7 @@ export function guardFor(deps: Pick<AppDeps, "config">) {
 }
 
 export function createApp(deps: AppDeps) {
-  return new Elysia({ name: "dispatch" })
+  return new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
     .use(problemPlugin(deps.log))
     .use(
       openapi({
@@ -50,7 +53,8 @@ export function createApp(deps: AppDeps) {
     .use(healthModule(deps))
     .use(authModule(deps))
     .use(restaurantsModule(deps))
-    .use(ordersModule(deps));
+    .use(ordersModule(deps))
+    .use(realtimeModule(deps));
 }
 
 /** The app's type, for a typed client (Eden treaty). */

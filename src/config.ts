@@ -33,6 +33,21 @@ export const ConfigSchema = T.Object({
   /** An order actor with no event for this long is dropped from memory (it reloads on demand). */
   ACTOR_IDLE_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
   SHUTDOWN_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
+  /** WebSocket: largest client frame answered normally; larger ones get an error frame (4× this closes with 1009). */
+  WS_MAX_FRAME_BYTES: T.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 16 * 1024 }),
+  WS_MAX_SUBSCRIPTIONS: T.Integer({ minimum: 1, maximum: 10_000, default: 100 }),
+  /** Invalid frames tolerated within 10 s before the connection is closed with 1008. */
+  WS_MAX_INVALID_FRAMES: T.Integer({ minimum: 1, maximum: 1000, default: 5 }),
+  /** A connection silent this long is pinged, and dropped if it does not answer (Bun rounds 1..7 up to 8). */
+  WS_IDLE_TIMEOUT_SECONDS: T.Integer({ minimum: 1, maximum: 960, default: 60 }),
+  /** Bytes queued for a slow client before it is closed with 1013. */
+  WS_MAX_BUFFERED_BYTES: T.Integer({ minimum: 16 * 1024, maximum: 256 * 1024 * 1024, default: 1024 * 1024 }),
+  /** Most events a resume of a restaurant or courier topic replays; beyond it the client reloads over REST. */
+  WS_REPLAY_MAX_EVENTS: T.Integer({ minimum: 1, maximum: 100_000, default: 1000 }),
+  /** Courier positions: at most one write per courier per this many ms (later fixes coalesce). */
+  COURIER_LOCATION_INTERVAL_MS: T.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
+  /** Relay: how long a change waits for a missing earlier seq of its order before the gap is read from the database. */
+  RELAY_GAP_WAIT_MS: T.Integer({ minimum: 1, maximum: 10_000, default: 250 }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema> & { JWT_SECRET: string; INSTANCE_ID: string; jwtSecretIsDefault: boolean }>;

@@ -7,6 +7,9 @@ import { createLogger, type Logger } from "./log";
 import { MAX_BODY_BYTES } from "./http/problem";
 import { LocalEventBus, type EventBus } from "./realtime/bus";
 import { bootstrapAdmin } from "./modules/auth/service";
+import { RedisEventBus } from "./realtime/redis-relay";
+import { changesFromOrder } from "./realtime/history";
+import { OrderRepository } from "./modules/orders/repository";
 
 export type RunningServer = {
   url: string;
@@ -23,12 +26,14 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
   if (config.jwtSecretIsDefault) log.warn("JWT_SECRET is not set: using the development secret; never do this in production");
   const db = opts.db ?? (await connectDatabase(config, log));
-  const bus = opts.bus ?? new LocalEventBus(log);
+  const bus = opts.bus ?? createBus(config, db, log);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock };
+  if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
   try {
     await ensureIndexes(db.db);
     await bootstrapAdmin(deps);
   } catch (err) {
+    if (!opts.bus) await bus.close();
     if (!opts.db) await db.close();
     throw err;
   }
@@ -45,6 +50,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     deps,
     stop() {
       stopping ??= (async () => {
+        await app.decorator.realtime.shutdown(); // open WebSockets would keep server.stop(false) waiting
         await server.stop(false); // resolves once in-flight requests are answered
         await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
         await bus.close();
@@ -54,4 +60,23 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return stopping;
     },
   };
+}
+
+/** The relay across instances when REDIS_URL is set; local topics only otherwise. */
+function createBus(config: Config, db: Database, log: Logger): EventBus {
+  if (!config.REDIS_URL) return new LocalEventBus(log);
+  const bus = new RedisEventBus({
+    url: config.REDIS_URL,
+    instanceId: config.INSTANCE_ID,
+    // Instances sharing a database share a channel.
+    channel: `dispatch:${config.MONGODB_DB}:changes`,
+    log,
+    gapWaitMs: config.RELAY_GAP_WAIT_MS,
+  });
+  const orders = new OrderRepository(db.db);
+  bus.setGapFiller(async (orderId, afterSeq, beforeSeq) => {
+    const stored = await orders.findById(orderId);
+    return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
+  });
+  return bus;
 }

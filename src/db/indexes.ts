@@ -2,12 +2,13 @@ import type { Db } from "mongodb";
 import { ensureOrderIndexes } from "../modules/orders/repository";
 import { ensureUserIndexes } from "../modules/auth/repository";
 import { ensureRestaurantIndexes } from "../modules/restaurants/repository";
+import { ensureCourierIndexes } from "../modules/couriers/repository";
 
 /**
  * Every index the server's queries need, created at start-up. Each repository exports its
  * own `ensure…Indexes(db)`; this is the one list of them.
  */
-const ensurers: Array<(db: Db) => Promise<void>> = [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes];
+const ensurers: Array<(db: Db) => Promise<void>> = [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes, ensureCourierIndexes];
 
 export async function ensureIndexes(db: Db): Promise<void> {
   for (const ensure of ensurers) await ensure(db);

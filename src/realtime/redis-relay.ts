@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../log";
-import { LocalEventBus, type ChangeListener, type OrderChange } from "./bus";
+import { LocalEventBus, type OrderChange } from "./bus";
 import { ChangeSequencer } from "./sequencer";
 
 /** What travels on the Redis channel: one committed change, or one transient topic message. */
@@ -48,7 +48,6 @@ export class RedisEventBus extends LocalEventBus {
   private readonly pub: Redis;
   private readonly sub: Redis;
   private readonly sequencer: ChangeSequencer;
-  private readonly remoteListeners = new Set<ChangeListener>();
   private readonly relayLog: Logger;
   private gapFiller: GapFiller | null = null;
   private relayUp: boolean | null = null;
@@ -90,15 +89,6 @@ export class RedisEventBus extends LocalEventBus {
     this.gapFiller = filler;
   }
 
-  /**
-   * Called as soon as another instance's change arrives (before sequencing), so the orders
-   * registry can drop its cached actor for that order.
-   */
-  onRemoteChange(listener: ChangeListener): () => void {
-    this.remoteListeners.add(listener);
-    return () => this.remoteListeners.delete(listener);
-  }
-
   override publish(change: OrderChange): void {
     this.sequencer.offer(change);
     this.relay({ v: 1, origin: this.opts.instanceId, kind: "change", change });
@@ -123,7 +113,6 @@ export class RedisEventBus extends LocalEventBus {
   override async close(): Promise<void> {
     this.closing = true;
     this.sequencer.close();
-    this.remoteListeners.clear();
     await Promise.all([this.pub, this.sub].map((conn) => (conn.status === "ready" ? conn.quit().catch(() => conn.disconnect()) : conn.disconnect())));
     await super.close();
   }
@@ -156,15 +145,9 @@ export class RedisEventBus extends LocalEventBus {
       super.publishTransient(envelope.topic, envelope.message);
       return;
     }
-    const { change } = envelope;
-    for (const listener of this.remoteListeners) {
-      try {
-        listener(change);
-      } catch (err) {
-        this.relayLog.error("remote change listener failed", { orderId: change.orderId, err: err instanceof Error ? err : String(err) });
-      }
-    }
-    this.sequencer.offer(change);
+    // Sequenced, then delivered to sockets and to onChange listeners; those see origin ≠ this
+    // instance, which is how the orders registry learns that its cached actor is stale.
+    this.sequencer.offer(envelope.change);
   }
 
   private markDown(connection: string, err: Error): void {

@@ -81,6 +81,9 @@ export const ORDER_INDEXES: IndexDescription[] = [
   { name: "orders_courier_createdAt", key: { courierId: 1, createdAt: -1, _id: -1 } },
   { name: "orders_status_createdAt", key: { status: 1, createdAt: -1, _id: -1 } },
   { name: "orders_createdAt", key: { createdAt: -1, _id: -1 } },
+  // Realtime resume of restaurant and courier topics (changedSince).
+  { name: "orders_restaurant_updatedAt", key: { restaurantId: 1, updatedAt: 1 } },
+  { name: "orders_courier_updatedAt", key: { courierId: 1, updatedAt: 1 } },
   {
     name: "orders_customer_idempotencyKey",
     key: { customerId: 1, idempotencyKey: 1 },
@@ -231,6 +234,25 @@ export class OrderRepository {
     return doc ? toStored(doc) : null;
   }
 
+  /**
+   * Orders of a restaurant or a courier changed at or after `since`, least recently changed
+   * first, at most `limit` (resume of restaurant and courier topics).
+   */
+  async changedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<OrderModel.order[]> {
+    const filter: Filter<OrderDoc> = "restaurantId" in scope ? { restaurantId: scope.restaurantId } : { courierId: scope.courierId };
+    filter.updatedAt = { $gte: since };
+    const docs = await this.orders.find(filter, { projection: { machine: 0, idempotencyKey: 0 } }).sort({ updatedAt: 1 }).limit(limit).toArray();
+    return docs.map(toOrder);
+  }
+
+  /** The orders a courier carries now: assigned to it and not final (courier.location forwarding). */
+  async activeForCourier(courierId: string): Promise<Array<{ id: string; status: OrderModel.status }>> {
+    const docs = await this.orders
+      .find({ courierId, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } }, { projection: { _id: 1, status: 1 } })
+      .toArray();
+    return docs.map((d) => ({ id: d._id.toHexString(), status: d.status }));
+  }
+
   /** The scope's orders, newest first, keyset-paginated. */
   async list(scope: OrderScope, opts: ListOptions): Promise<OrderPage> {
     const filter = this.listFilter(scope, opts);
@@ -277,6 +299,9 @@ export class OrderRepository {
       ["list: courier", page({ kind: "courier", id: sample.courierId })],
       ["list: admin", page({ kind: "all" })],
       ["list: admin by status", page({ kind: "all" }, { status: "placed" })],
+      ["changedSince: restaurant", this.orders.find({ restaurantId: sample.restaurantId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
+      ["changedSince: courier", this.orders.find({ courierId: sample.courierId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
+      ["activeForCourier", this.orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
     ];
     const plans = await Promise.all(queries.map(([, p]) => p));
     return queries.map(([query], i) => ({ query, plan: plans[i] }));

@@ -1,0 +1,410 @@
+import { Elysia } from "elysia";
+import type { ServerWebSocket } from "bun";
+import { guardFor, type AppDeps } from "../app";
+import type { Config } from "../config";
+import type { Principal } from "../http/auth";
+import { Unauthorized } from "../http/errors";
+import type { Logger } from "../log";
+import { UserRepository } from "../modules/auth/repository";
+import { CourierRepository } from "../modules/couriers/repository";
+import { CourierLocationTracker } from "../modules/couriers/tracker";
+import type { CourierModel } from "../modules/couriers/model";
+import { OrderRepository } from "../modules/orders/repository";
+import type { OrderModel } from "../modules/orders/model";
+import { RestaurantRepository } from "../modules/restaurants/repository";
+import { checkTopicAccess, type AccessSources } from "./access";
+import { messagesFor } from "./bus";
+import { feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
+import { decodeClientMessage, type RealtimeModel } from "./model";
+import { parseTopic, topics, type TopicKind } from "./topics";
+
+/**
+ * Test seams around a subscribe, so a test can commit changes at the racy moments instead of
+ * sleeping. `beforeRead`: the live buffer is listening, nothing is read yet (changes committed
+ * now appear in both the replay and the buffer). `beforeSend`: the replay is read, nothing is
+ * sent yet (changes committed now appear only in the buffer).
+ */
+export type RealtimeHooks = {
+  beforeRead?: (info: { topic: string; principalId: string }) => Promise<void>;
+  beforeSend?: (info: { topic: string; principalId: string }) => Promise<void>;
+};
+
+/** Bun's server-wide WebSocket settings (Bun applies them per server, not per route). */
+export function realtimeServerOptions(config: Pick<Config, "WS_MAX_FRAME_BYTES" | "WS_IDLE_TIMEOUT_SECONDS" | "WS_MAX_BUFFERED_BYTES">) {
+  return {
+    // Frames up to 4× the limit are read and answered with an error frame; beyond that Bun closes with 1009.
+    maxPayloadLength: Math.max(4 * config.WS_MAX_FRAME_BYTES, 64 * 1024),
+    idleTimeout: config.WS_IDLE_TIMEOUT_SECONDS,
+    sendPings: true,
+    // The 1013 sweep acts at WS_MAX_BUFFERED_BYTES; this is the hard stop (Bun cuts the socket
+    // without a close frame) for a client that falls behind faster than the sweep runs.
+    backpressureLimit: 16 * config.WS_MAX_BUFFERED_BYTES,
+    closeOnBackpressureLimit: true,
+    perMessageDeflate: false,
+    publishToSelf: false,
+  };
+}
+
+const CLOSE_POLICY = 1008;
+const CLOSE_TRY_AGAIN_LATER = 1013;
+const CLOSE_GOING_AWAY = 1001;
+const ABUSE_WINDOW_MS = 10_000;
+const SLOW_CONSUMER_SWEEP_MS = 250;
+const COURIER_ACTIVE: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup", "picked_up"];
+const MAX_FIX_FUTURE_MS = 30_000;
+
+type Socket = ServerWebSocket<unknown>;
+
+type PendingSubscription = {
+  topic: string;
+  buffer: TopicEvent[];
+  cancelled: boolean;
+};
+
+type Connection = {
+  socket: Socket;
+  principal: Principal;
+  subscribed: Set<string>;
+  pending: Map<string, PendingSubscription>;
+  strikes: number[];
+  closed: boolean;
+};
+
+/** Reads the hub needs besides access checks. */
+export type FeedSources = AccessSources & {
+  ordersChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<OrderModel.order[]>;
+  activeOrderIdsOfCourier(courierId: string): Promise<string[]>;
+};
+
+function sourcesFor(deps: AppDeps): { sources: FeedSources; couriers: CourierRepository } {
+  const orders = new OrderRepository(deps.db.db);
+  const restaurants = new RestaurantRepository(deps.db.db);
+  const users = new UserRepository(deps.db.db);
+  return {
+    couriers: new CourierRepository(deps.db.db),
+    sources: {
+      findOrder: (id) => orders.findById(id),
+      findRestaurant: (id) => restaurants.findById(id),
+      findUser: (id) => users.findById(id),
+      ordersChangedSince: (scope, since, limit) => orders.changedSince(scope, since, limit),
+      activeOrderIdsOfCourier: async (courierId) => (await orders.activeForCourier(courierId)).filter((o) => COURIER_ACTIVE.includes(o.status)).map((o) => o.id),
+    },
+  };
+}
+
+/**
+ * The /ws endpoint's state: connections, their subscriptions, and subscribes in progress.
+ *
+ * Live events travel on Bun's native topics (`ws.subscribe` + `server.publish`): no per-socket
+ * JavaScript on the hot path. A subscribe is made gapless by listening on the bus before the
+ * database is read, buffering what arrives meanwhile, sending the replay, draining the buffer
+ * past what the replay covered, and only then joining the native topic, all in one
+ * synchronous step after the last await, so no event can fall between buffer and topic.
+ */
+export class RealtimeHub {
+  private readonly connections = new Map<Socket, Connection>();
+  private readonly pendingByTopic = new Map<string, Set<PendingSubscription>>();
+  private readonly tracker: CourierLocationTracker;
+  private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly unlisten: () => void;
+  private readonly log: Logger;
+  private readonly cfg: AppDeps["config"];
+
+  constructor(
+    private readonly deps: AppDeps,
+    private readonly sources: FeedSources,
+    couriers: CourierRepository,
+  ) {
+    this.log = deps.log.child({ module: "realtime" });
+    this.cfg = deps.config;
+    this.unlisten = deps.bus.onChange((change) => {
+      if (this.pendingByTopic.size === 0) return;
+      for (const { topic, message } of messagesFor(change)) {
+        const waiting = this.pendingByTopic.get(topic);
+        if (!waiting) continue;
+        const event: TopicEvent = { orderId: change.orderId, seq: change.seq, atMs: Date.parse(change.at), data: JSON.stringify(message) };
+        for (const pending of waiting) pending.buffer.push(event);
+      }
+    });
+    this.tracker = new CourierLocationTracker({
+      record: (courierId, fix, seenAt) => couriers.recordPosition(courierId, fix, seenAt),
+      activeOrders: (courierId) => sources.activeOrderIdsOfCourier(courierId),
+      forward: (courierId, fix, orderIds) => this.forwardLocation(courierId, fix, orderIds),
+      clock: deps.clock,
+      log: this.log,
+      minIntervalMs: this.cfg.COURIER_LOCATION_INTERVAL_MS,
+      maxFutureMs: MAX_FIX_FUTURE_MS,
+    });
+    this.sweeper = setInterval(() => this.closeSlowConsumers(), SLOW_CONSUMER_SWEEP_MS);
+    this.sweeper.unref?.();
+  }
+
+  /** Open connections (for tests and metrics). */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  get locationWrites(): number {
+    return this.tracker.writeCount;
+  }
+
+  open(socket: Socket, principal: Principal): void {
+    this.connections.set(socket, { socket, principal, subscribed: new Set(), pending: new Map(), strikes: [], closed: false });
+  }
+
+  closed(socket: Socket): void {
+    const conn = this.connections.get(socket);
+    if (!conn) return;
+    conn.closed = true;
+    for (const pending of conn.pending.values()) this.cancel(pending);
+    conn.pending.clear();
+    this.connections.delete(socket);
+  }
+
+  /** One client frame, before any parsing: text or binary, whatever its size. */
+  frame(socket: Socket, message: string | Buffer): void {
+    const conn = this.connections.get(socket);
+    if (!conn || conn.closed) return;
+    try {
+      if (typeof message !== "string") return this.reject(conn, "binary_not_supported", "send JSON text frames");
+      const limit = this.cfg.WS_MAX_FRAME_BYTES;
+      if (message.length > limit || (message.length * 3 > limit && Buffer.byteLength(message) > limit)) {
+        return this.reject(conn, "frame_too_large", `frames are limited to ${limit} bytes`);
+      }
+      let value: unknown;
+      try {
+        value = JSON.parse(message);
+      } catch {
+        return this.reject(conn, "bad_json", "frame is not valid JSON");
+      }
+      const decoded = decodeClientMessage(value);
+      if (!decoded.ok) return this.reject(conn, "invalid_message", decoded.message);
+      const msg = decoded.message;
+      switch (msg.op) {
+        case "ping":
+          return this.send(conn, { type: "pong" });
+        case "subscribe":
+          void this.subscribe(conn, msg.topic, msg.since).catch((err: unknown) => this.failed(conn, msg.topic, err));
+          return;
+        case "unsubscribe":
+          return this.unsubscribe(conn, msg.topic);
+        case "location":
+          return this.location(conn, msg);
+      }
+    } catch (err) {
+      this.failed(conn, undefined, err);
+    }
+  }
+
+  /** Closes every connection (1001) and waits briefly for them to go, so the server can stop. */
+  async shutdown(): Promise<void> {
+    clearInterval(this.sweeper);
+    this.tracker.stop();
+    this.unlisten();
+    for (const conn of this.connections.values()) conn.socket.close(CLOSE_GOING_AWAY, "server shutting down");
+    const deadline = performance.now() + 2_000;
+    while (this.connections.size > 0 && performance.now() < deadline) await Bun.sleep(10);
+    for (const conn of this.connections.values()) conn.socket.terminate();
+    this.connections.clear();
+  }
+
+  private async subscribe(conn: Connection, topic: string, since: number | undefined): Promise<void> {
+    const parsed = parseTopic(topic);
+    if (!parsed) return this.sendError(conn, "invalid_topic", "topics are order:<id>, restaurant:<id> or courier:<id>", topic);
+    if (conn.subscribed.has(topic) || conn.pending.has(topic)) return this.sendError(conn, "already_subscribed", "already subscribed; unsubscribe first to resubscribe", topic);
+    if (conn.subscribed.size + conn.pending.size >= this.cfg.WS_MAX_SUBSCRIPTIONS) {
+      return this.sendError(conn, "too_many_subscriptions", `at most ${this.cfg.WS_MAX_SUBSCRIPTIONS} subscriptions per connection`, topic);
+    }
+
+    const pending: PendingSubscription = { topic, buffer: [], cancelled: false };
+    conn.pending.set(topic, pending);
+    let waiting = this.pendingByTopic.get(topic);
+    if (!waiting) this.pendingByTopic.set(topic, (waiting = new Set()));
+    waiting.add(pending);
+    const hooks = this.deps.realtimeHooks;
+    const info = { topic, principalId: conn.principal.id };
+    try {
+      await hooks?.beforeRead?.(info);
+      const grant = await checkTopicAccess(this.sources, conn.principal, parsed.kind, parsed.id);
+      if (pending.cancelled) return;
+      if (!grant.ok) return this.sendError(conn, "forbidden", grant.message, topic);
+
+      let replay: TopicEvent[] = [];
+      let seq: number | undefined;
+      if (parsed.kind === "order" && grant.order) {
+        seq = grant.order.version;
+        if (since !== undefined) replay = orderTopicReplay(grant.order, topic, since);
+      } else if (since !== undefined) {
+        const feed = await this.feedReplay(parsed.kind, parsed.id, topic, since);
+        if (feed === null) {
+          return this.sendError(conn, "replay_too_large", `more than ${this.cfg.WS_REPLAY_MAX_EVENTS} events since then; reload with GET /orders and subscribe without since`, topic);
+        }
+        replay = feed;
+      }
+      await hooks?.beforeSend?.(info);
+      if (pending.cancelled || conn.closed) return;
+
+      // No await from here on: the switch from buffer to native topic is atomic.
+      conn.socket.cork(() => {
+        this.send(conn, seq === undefined ? { type: "subscribed", topic } : { type: "subscribed", topic, seq });
+        const sent = new Map<string, number>();
+        for (const event of replay) {
+          this.sendRaw(conn, event.data);
+          sent.set(event.orderId, event.seq);
+        }
+        const buffered = parsed.kind === "order" ? [...pending.buffer].sort((a, b) => a.seq - b.seq) : pending.buffer;
+        // Order topics: the subscriber has everything up to the version read (or since, if later).
+        const floor = parsed.kind === "order" ? Math.max(seq ?? 0, since ?? 0) : Number.NEGATIVE_INFINITY;
+        for (const event of buffered) {
+          if (parsed.kind !== "order" && since !== undefined && event.atMs < since) continue;
+          const last = sent.get(event.orderId) ?? floor;
+          if (event.seq <= last) continue;
+          this.sendRaw(conn, event.data);
+          sent.set(event.orderId, event.seq);
+        }
+        conn.socket.subscribe(topic);
+        conn.subscribed.add(topic);
+      });
+    } finally {
+      this.cancel(pending);
+      if (conn.pending.get(topic) === pending) conn.pending.delete(topic);
+    }
+  }
+
+  /** Events of a restaurant's or courier's orders at or after `sinceMs`; null when there are too many. */
+  private async feedReplay(kind: TopicKind, id: string, topic: string, sinceMs: number): Promise<TopicEvent[] | null> {
+    const max = this.cfg.WS_REPLAY_MAX_EVENTS;
+    const scope = kind === "restaurant" ? { restaurantId: id } : { courierId: id };
+    const orders = await this.sources.ordersChangedSince(scope, new Date(sinceMs), max + 1);
+    if (orders.length > max) return null;
+    const events = feedTopicReplay(orders, topic, sinceMs);
+    return events.length > max ? null : events;
+  }
+
+  private unsubscribe(conn: Connection, topic: string): void {
+    const pending = conn.pending.get(topic);
+    if (pending) {
+      this.cancel(pending);
+      conn.pending.delete(topic);
+    } else if (conn.subscribed.has(topic)) {
+      conn.socket.unsubscribe(topic);
+      conn.subscribed.delete(topic);
+    } else {
+      return this.sendError(conn, "not_subscribed", "not subscribed to this topic", topic);
+    }
+    this.send(conn, { type: "unsubscribed", topic });
+  }
+
+  private location(conn: Connection, msg: RealtimeModel.location): void {
+    if (conn.principal.role !== "courier") return this.sendError(conn, "forbidden", "only couriers report locations");
+    const at = msg.at === undefined ? this.deps.clock.now() : new Date(msg.at);
+    if (Number.isNaN(at.getTime())) return this.reject(conn, "invalid_message", "/at: expected an ISO 8601 time or epoch milliseconds");
+    const fix: CourierModel.fix = { lat: msg.lat, lng: msg.lng, at };
+    if (msg.heading !== undefined) fix.heading = msg.heading;
+    if (msg.speedMps !== undefined) fix.speedMps = msg.speedMps;
+    const verdict = this.tracker.report(conn.principal.id, fix);
+    if (verdict === "stale") this.sendError(conn, "stale_location", "a newer fix is already known; this one was dropped");
+    else if (verdict === "future") this.sendError(conn, "future_location", `fix time is more than ${MAX_FIX_FUTURE_MS / 1000} s ahead of server time; dropped`);
+  }
+
+  private forwardLocation(courierId: string, fix: CourierModel.fix, orderIds: string[]): void {
+    for (const orderId of orderIds) {
+      const topic = topics.order(orderId);
+      const message: Record<string, unknown> = { type: "courier.location", topic, orderId, courierId, lat: fix.lat, lng: fix.lng, at: fix.at.toISOString() };
+      if (fix.heading !== undefined) message.heading = fix.heading;
+      if (fix.speedMps !== undefined) message.speedMps = fix.speedMps;
+      this.deps.bus.publishTransient(topic, message);
+    }
+  }
+
+  private cancel(pending: PendingSubscription): void {
+    pending.cancelled = true;
+    const waiting = this.pendingByTopic.get(pending.topic);
+    if (!waiting) return;
+    waiting.delete(pending);
+    if (waiting.size === 0) this.pendingByTopic.delete(pending.topic);
+  }
+
+  /** An invalid frame: error frame, and a strike; too many strikes in a window close the connection. */
+  private reject(conn: Connection, code: RealtimeModel.errorCode, message: string): void {
+    this.sendError(conn, code, message);
+    const now = performance.now();
+    conn.strikes = conn.strikes.filter((t) => now - t < ABUSE_WINDOW_MS);
+    conn.strikes.push(now);
+    if (conn.strikes.length >= this.cfg.WS_MAX_INVALID_FRAMES) {
+      this.log.info("closing a connection after repeated invalid frames", { principalId: conn.principal.id, strikes: conn.strikes.length });
+      conn.closed = true;
+      conn.socket.close(CLOSE_POLICY, "too many invalid frames");
+    }
+  }
+
+  private failed(conn: Connection, topic: string | undefined, err: unknown): void {
+    this.log.error("websocket message failed", { principalId: conn.principal.id, topic, err: err instanceof Error ? err : String(err) });
+    this.sendError(conn, "unavailable", "the server could not handle this message now; retry", topic);
+  }
+
+  private sendError(conn: Connection, code: RealtimeModel.errorCode, message: string, topic?: string): void {
+    this.send(conn, topic === undefined ? { type: "error", code, message } : { type: "error", code, message, topic });
+  }
+
+  private send(conn: Connection, frame: Record<string, unknown>): void {
+    this.sendRaw(conn, JSON.stringify(frame));
+  }
+
+  private sendRaw(conn: Connection, data: string): void {
+    if (conn.closed) return;
+    const status = conn.socket.send(data);
+    // -1: queued under backpressure; 0: dropped. Either way, see whether the client keeps up.
+    if (status <= 0) this.closeIfSlow(conn);
+  }
+
+  private closeSlowConsumers(): void {
+    for (const conn of this.connections.values()) this.closeIfSlow(conn);
+  }
+
+  private closeIfSlow(conn: Connection): void {
+    if (conn.closed || conn.socket.getBufferedAmount() <= this.cfg.WS_MAX_BUFFERED_BYTES) return;
+    conn.closed = true;
+    this.log.info("closing a slow websocket client", { principalId: conn.principal.id, bufferedBytes: conn.socket.getBufferedAmount() });
+    conn.socket.close(CLOSE_TRY_AGAIN_LATER, "client too slow; reconnect and resume with since");
+    // A client that reads nothing never completes the close handshake: cut it after a grace period.
+    const socket = conn.socket;
+    setTimeout(() => {
+      if (this.connections.get(socket) === conn) socket.terminate();
+    }, 5_000).unref?.();
+  }
+}
+
+/** Frames Bun hands to a route's `message` handler; replaced so the hub sees them unparsed. */
+type RawMessageHandler = (socket: Socket, message: string | Buffer) => void;
+
+/**
+ * `GET /ws?token=<jwt>` (API.md, WebSocket). The token is checked before the upgrade: a
+ * missing or bad one gets 401 and no socket.
+ */
+export function realtimeModule(deps: AppDeps) {
+  const { sources, couriers } = sourcesFor(deps);
+  const hub = new RealtimeHub(deps, sources, couriers);
+  return new Elysia({ name: "realtime" })
+    .use(guardFor(deps))
+    .decorate("realtime", hub)
+    .onStop(() => hub.shutdown())
+    .resolve(async ({ query, verifyToken }) => {
+      const principal = await verifyToken(typeof query.token === "string" ? query.token : null);
+      if (!principal) throw new Unauthorized("missing or invalid token (GET /ws?token=<jwt>)");
+      return { principal };
+    })
+    .ws("/ws", {
+      open(ws) {
+        const socket = ws.raw as Socket;
+        hub.open(socket, ws.data.principal);
+        // Elysia would JSON-parse before we see the frame; the hub needs the raw text to
+        // enforce the size limit and answer every malformed frame itself.
+        (socket.data as { message?: RawMessageHandler }).message = (raw, message) => hub.frame(raw, message);
+      },
+      close(ws) {
+        hub.closed(ws.raw as Socket);
+      },
+      detail: { summary: "Live order events (see API.md, WebSocket); ?token=<jwt>", tags: ["realtime"] },
+    });
+}

@@ -1,0 +1,216 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startRedis, type TestRedis } from "../helpers/redis";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess } from "../helpers/processes";
+import { WsClient } from "../helpers/ws";
+import { topics } from "../../src/realtime/topics";
+
+/**
+ * Several server processes (`bun run src/index.ts`) sharing one standalone embedded engine and
+ * one redis-server, each on a free port; real HTTP and WebSocket clients.
+ */
+let redis: TestRedis;
+let engine: EngineProcess;
+let A: ServerProcess;
+let B: ServerProcess;
+let C: ServerProcess;
+const clients: WsClient[] = [];
+
+type User = { token: string; id: string };
+const ADMIN = { email: "admin@multi.test", password: "admin-password-1" };
+let customer: User;
+let owner: User;
+let courier: User;
+let restaurantId: string;
+
+type Res = { status: number; body: any };
+
+async function http(instance: ServerProcess, method: string, path: string, who?: User, body?: unknown): Promise<Res> {
+  const headers: Record<string, string> = {};
+  if (who) headers.authorization = `Bearer ${who.token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(instance.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+async function register(role: string): Promise<User> {
+  const res = await http(A, "POST", "/auth/register", undefined, { email: `${role}-${crypto.randomUUID().slice(0, 8)}@multi.test`, password: "password-123", name: role, role });
+  expect(res.status).toBe(201);
+  return { token: res.body.token, id: res.body.user.id };
+}
+
+async function placeOrder(via: ServerProcess): Promise<{ id: string; version: number }> {
+  const res = await http(via, "POST", "/orders", customer, {
+    restaurantId,
+    items: [{ menuItemId: "pizza", quantity: 1 }],
+    deliveryLocation: { lat: 48.8606, lng: 2.3622 },
+  });
+  expect(res.status).toBe(201);
+  return res.body;
+}
+
+/** The moves that take a placed order to delivered, with who makes each. */
+const LIFE: Array<["owner" | "courier", string]> = [
+  ["owner", "accepted"],
+  ["owner", "preparing"],
+  ["courier", "claim"],
+  ["owner", "ready_for_pickup"],
+  ["courier", "picked_up"],
+  ["courier", "delivered"],
+];
+
+function move(via: ServerProcess, orderId: string, step: number): Promise<Res> {
+  const [who, to] = LIFE[step];
+  const user = who === "owner" ? owner : courier;
+  return to === "claim" ? http(via, "POST", `/orders/${orderId}/claim`, user) : http(via, "PATCH", `/orders/${orderId}`, user, { status: to });
+}
+
+async function open(instance: ServerProcess, who: User): Promise<WsClient> {
+  const client = await WsClient.open(instance.wsUrl, who.token);
+  clients.push(client);
+  return client;
+}
+
+beforeAll(async () => {
+  [redis, engine] = await Promise.all([startRedis(), startEngineProcess()]);
+  const env = {
+    MONGODB_URI: engine.uri,
+    REDIS_URL: redis.url,
+    ADMIN_EMAIL: ADMIN.email,
+    ADMIN_PASSWORD: ADMIN.password,
+    PASSWORD_HASH_MEMORY_KIB: "1024",
+    PASSWORD_HASH_TIME_COST: "1",
+    LOGIN_MAX_ATTEMPTS: "1000",
+    RELAY_GAP_WAIT_MS: "100",
+  };
+  A = await startServerProcess({ ...env, INSTANCE_ID: "A" }); // first alone: it creates the admin and the indexes
+  [B, C] = await Promise.all([startServerProcess({ ...env, INSTANCE_ID: "B" }), startServerProcess({ ...env, INSTANCE_ID: "C" })]);
+  for (const instance of [A, B, C]) {
+    const deadline = Date.now() + 5_000;
+    while ((await fetch(`${instance.url}/ready`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error(`${instance.name} never became ready`);
+      await Bun.sleep(20);
+    }
+  }
+  [customer, owner, courier] = await Promise.all([register("customer"), register("restaurant"), register("courier")]);
+  const restaurant = await http(A, "POST", "/restaurants", owner, {
+    name: "Relay Pizza",
+    cuisines: ["pizza"],
+    location: { lat: 48.8566, lng: 2.3522 },
+    menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }],
+  });
+  expect(restaurant.status).toBe(201);
+  restaurantId = restaurant.body.id;
+}, 30_000);
+
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await Promise.all([A, B, C].filter(Boolean).map((s) => s.stop("SIGTERM")));
+  await engine?.stop();
+  await redis?.stop();
+  await stopAllProcesses();
+});
+
+describe("several instances behind one Redis", () => {
+  test("/ready reports Redis", async () => {
+    const ready = await http(B, "GET", "/ready");
+    expect(ready).toEqual({ status: 200, body: { status: "ready", database: "up", redis: "up" } });
+  });
+
+  test("a client on A sees a PATCH made through B, and a restaurant on C sees an order placed through B", async () => {
+    const restaurantFeed = await open(C, owner);
+    await restaurantFeed.subscribe(topics.restaurant(restaurantId));
+    const order = await placeOrder(B);
+    const created = await restaurantFeed.next((f) => f.type === "order.created" && f.orderId === order.id);
+    expect(created.seq).toBe(1);
+
+    const topic = topics.order(order.id);
+    const onA = await open(A, customer);
+    expect(await onA.subscribe(topic)).toEqual({ type: "subscribed", topic, seq: 1 });
+    expect((await move(B, order.id, 0)).status).toBe(200);
+    const event = await onA.next((f) => f.type === "order.updated");
+    expect(event).toMatchObject({ topic, orderId: order.id, seq: 2, status: "accepted", prevStatus: "placed" });
+    expect(await onA.drain()).toEqual([]); // once, no echo
+  });
+
+  test("a client that misses changes made elsewhere resumes on another instance with exactly the missed ones", async () => {
+    const order = await placeOrder(A);
+    const topic = topics.order(order.id);
+    const first = await open(A, customer);
+    await first.subscribe(topic);
+    expect((await move(B, order.id, 0)).status).toBe(200);
+    await first.next((f) => f.seq === 2);
+    const lastSeen = Math.max(...first.seqs(topic));
+    first.close();
+    await first.closed;
+
+    // Missed while disconnected, through two other instances.
+    expect((await move(B, order.id, 1)).status).toBe(200);
+    expect((await move(C, order.id, 2)).status).toBe(200);
+    expect((await move(B, order.id, 3)).status).toBe(200);
+
+    const resumed = await open(C, customer);
+    expect(await resumed.subscribe(topic, lastSeen)).toEqual({ type: "subscribed", topic, seq: 5 });
+    expect((await move(A, order.id, 4)).status).toBe(200); // live, through a third instance
+    await resumed.next((f) => f.seq === 6);
+    expect(await resumed.drain()).toEqual([]);
+    expect(resumed.seqs(topic)).toEqual([3, 4, 5, 6]);
+  });
+
+  test("SIGKILL of an instance while orders move loses no committed change for clients that resume elsewhere", async () => {
+    const orders = await Promise.all([1, 2, 3, 4, 5, 6].map(() => placeOrder(A)));
+    const onB = await open(B, customer); // its instance will die
+    const onA = await open(A, customer); // stays connected throughout
+    for (const o of orders) {
+      await onB.subscribe(topics.order(o.id));
+      await onA.subscribe(topics.order(o.id));
+    }
+
+    // Orders move through B; B is killed mid-stream, with requests in flight.
+    let answered = 0;
+    let killed: Promise<unknown> | null = null;
+    const throughB = orders.map(async (o) => {
+      for (let step = 0; step < 3; step++) {
+        const res = await move(B, o.id, step).catch(() => null);
+        if (!res) return;
+        answered++;
+        if (answered === 8 && !killed) killed = B.stop("SIGKILL");
+      }
+    });
+    await Promise.all(throughB);
+    await killed;
+    expect(B.proc.signalCode).toBe("SIGKILL");
+    await onB.closed;
+
+    // The orders keep moving through A, from wherever B left each of them.
+    await Promise.all(
+      orders.map(async (o) => {
+        const current = (await http(A, "GET", `/orders/${o.id}`, customer)).body;
+        for (let step = current.history.length - 1; step < LIFE.length; step++) expect((await move(A, o.id, step)).status).toBe(200);
+      }),
+    );
+    const finals = await Promise.all(orders.map((o) => http(A, "GET", `/orders/${o.id}`, customer)));
+    for (const f of finals) {
+      expect(f.body.status).toBe("delivered");
+      expect(f.body.history.map((h: { seq: number }) => h.seq)).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    }
+
+    // The client of the dead instance resumes on C from the last seq it saw of each order.
+    const resumed = await open(C, customer);
+    for (const o of orders) {
+      const topic = topics.order(o.id);
+      const seen = onB.seqs(topic);
+      await resumed.subscribe(topic, seen.length ? Math.max(...seen) : 1);
+    }
+    const complete = (client: WsClient) => orders.every((o) => client.seqs(topics.order(o.id)).includes(7));
+    await resumed.until(() => complete(resumed));
+    await onA.until(() => complete(onA));
+    for (const o of orders) {
+      const topic = topics.order(o.id);
+      expect([...onB.seqs(topic), ...resumed.seqs(topic)]).toEqual([2, 3, 4, 5, 6, 7]);
+      // The client that stayed on A got every change too: what B committed but never relayed
+      // was read back from the database when the next change of that order showed the gap.
+      expect(onA.seqs(topic)).toEqual([2, 3, 4, 5, 6, 7]);
+    }
+  });
+});

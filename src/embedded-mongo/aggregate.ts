@@ -1,0 +1,327 @@
+// Aggregation pipelines: mingo runs the stages; the engine supplies the source (an index-backed
+// first $match, $geoNear through the spatial index, views, $listLocalSessions) and the stages
+// that write ($out, $merge).
+
+import type { Document } from "bson";
+import { Aggregator, ProcessingMode } from "mingo";
+import type { CollectionAccess } from "./access";
+import type { Collection } from "./collection";
+import type { OpContext } from "./engine";
+import { CommandError, ErrorCode, badValue } from "./errors";
+import { EARTH_RADIUS_METERS, type LngLat, pointFromValue } from "./geo";
+import type { Index } from "./indexes";
+import {
+  type ReadPlan,
+  type ReadStats,
+  geoIndexFor,
+  nearestDocuments,
+  newReadStats,
+  prepareInsert,
+} from "./operations";
+import { type Variables, compileFilter, describeBadCenter, mingoOptions } from "./query";
+import { cloneValue, getPath, isPlainObject, numericValue, setPath } from "./values";
+
+const INITIAL_ONLY_STAGES = new Set(["$geoNear", "$listLocalSessions", "$documents", "$collStats", "$indexStats", "$currentOp"]);
+const FINAL_ONLY_STAGES = new Set(["$out", "$merge"]);
+/** Views may nest; mongod caps the depth at 20. */
+const MAX_VIEW_DEPTH = 20;
+
+export interface PipelineInput {
+  /** The collection aggregated, or null for `aggregate: 1` (database-level stages). */
+  collectionName: string | null;
+  pipeline: Document[];
+  variables?: Variables;
+}
+
+export interface PipelineResult {
+  docs: Iterable<Document>;
+  /** The namespace the cursor reports. */
+  ns: string;
+  stats: ReadStats;
+}
+
+/** Validates stage shapes and positions as mongod does before running anything. */
+export function validatePipeline(pipeline: unknown): Document[] {
+  if (!Array.isArray(pipeline)) throw new CommandError(ErrorCode.TypeMismatch, "'pipeline' option must be specified as an array");
+  pipeline.forEach((stage, i) => {
+    if (!isPlainObject(stage) || Object.keys(stage).length !== 1) {
+      throw new CommandError(40323, "A pipeline stage specification object must contain exactly one field.");
+    }
+    const name = Object.keys(stage)[0];
+    if (INITIAL_ONLY_STAGES.has(name) && i > 0) {
+      throw new CommandError(ErrorCode.GeoNearNotFirstStage, `${name} is only valid as the first stage in a pipeline.`);
+    }
+    if (FINAL_ONLY_STAGES.has(name) && i !== pipeline.length - 1) {
+      throw new CommandError(40601, `${name} can only be the final stage in the pipeline`);
+    }
+  });
+  return pipeline as Document[];
+}
+
+/** Runs a pipeline lazily (cursors pull batches from it); $out/$merge run to completion here. */
+export function runPipeline(ctx: OpContext, input: PipelineInput): PipelineResult {
+  let pipeline = validatePipeline(input.pipeline);
+  let name = input.collectionName;
+  const ns = `${ctx.db}.${name ?? "$cmd.aggregate"}`;
+  // Views are their pipeline in front of the caller's, on the underlying collection.
+  for (let depth = 0; name !== null; depth++) {
+    const view = ctx.engine.getCollection(ctx.db, name)?.view;
+    if (!view) break;
+    if (depth >= MAX_VIEW_DEPTH) throw new CommandError(ErrorCode.InvalidOptions, "View depth too deep or view cycle detected");
+    pipeline = [...view.pipeline, ...pipeline];
+    name = view.viewOn;
+  }
+  const stats = newReadStats();
+  const last = pipeline[pipeline.length - 1];
+  const writeStage = last && FINAL_ONLY_STAGES.has(Object.keys(last)[0]) ? last : null;
+  if (writeStage) {
+    if (ctx.txn) throw new CommandError(ErrorCode.OperationNotSupportedInTransaction, `${Object.keys(writeStage)[0]} cannot be used in a transaction`);
+    pipeline = pipeline.slice(0, -1);
+  }
+  const access = name === null ? null : ctx.engine.access(ctx, name);
+  const { source, rest } = pipelineSource(ctx, access, name, pipeline, input.variables, stats);
+  let docs: Iterable<Document> = source;
+  if (rest.length > 0) {
+    const aggregator = new Aggregator(rest, {
+      ...mingoOptions(input.variables),
+      processingMode: ProcessingMode.CLONE_INPUT,
+      collectionResolver: (from: string) => resolveCollection(ctx, from),
+    });
+    docs = aggregator.stream(source) as Iterable<Document>;
+  }
+  if (writeStage) {
+    writeResults(ctx, writeStage, [...docs]);
+    docs = [];
+  }
+  return { docs, ns, stats };
+}
+
+/** The plan a pipeline would use, for explain. */
+export function explainPipeline(ctx: OpContext, input: PipelineInput): ReadPlan {
+  const pipeline = validatePipeline(input.pipeline);
+  const stats = newReadStats();
+  const access = input.collectionName === null ? null : ctx.engine.access(ctx, input.collectionName);
+  pipelineSource(ctx, access, input.collectionName, pipeline, input.variables, stats);
+  return stats.plan;
+}
+
+function pipelineSource(
+  ctx: OpContext,
+  access: CollectionAccess | null,
+  name: string | null,
+  pipeline: Document[],
+  variables: Variables | undefined,
+  stats: ReadStats,
+): { source: Iterable<Document>; rest: Document[] } {
+  const first = pipeline[0];
+  const firstName = first ? Object.keys(first)[0] : null;
+  if (firstName === "$geoNear") {
+    const spec = parseGeoNear(first.$geoNear);
+    if (!access) return { source: [], rest: pipeline.slice(1) };
+    const index = spec.key !== null ? geoIndexFor(access.collection, spec.key, "key") : geoIndexFor(access.collection, null, "$geoNear");
+    stats.plan = { kind: "geo", index };
+    return { source: geoNearDocuments(access, index, spec, variables, stats), rest: pipeline.slice(1) };
+  }
+  if (name === null) {
+    if (firstName === "$listLocalSessions") return { source: localSessions(ctx), rest: pipeline.slice(1) };
+    if (firstName === "$documents") return { source: [{}], rest: pipeline };
+    throw new CommandError(ErrorCode.InvalidNamespace, "{aggregate: 1} is not valid for '$match'; a collection is required.");
+  }
+  if (!access) return { source: [], rest: firstName === "$documents" ? pipeline : pipeline };
+  if (firstName === "$match" && isPlainObject(first.$match)) {
+    const filter = first.$match;
+    const plan = access.collection.plan(filter);
+    const matcher = compileFilter(filter, variables);
+    stats.plan = plan;
+    return { source: filtered(access, plan, matcher, stats), rest: pipeline.slice(1) };
+  }
+  return { source: scanAll(access, stats), rest: pipeline };
+}
+
+function* filtered(
+  access: CollectionAccess,
+  plan: ReturnType<Collection["plan"]>,
+  matcher: { test(doc: Document): boolean },
+  stats: ReadStats,
+): Generator<Document> {
+  for (const [, doc] of access.candidates(plan)) {
+    stats.docsExamined++;
+    if (matcher.test(doc)) yield doc;
+  }
+}
+
+function* scanAll(access: CollectionAccess, stats: ReadStats): Generator<Document> {
+  for (const [, doc] of access.scan()) {
+    stats.docsExamined++;
+    yield doc;
+  }
+}
+
+function resolveCollection(ctx: OpContext, name: string): Document[] {
+  const access = ctx.engine.access(ctx, name);
+  if (!access) return [];
+  // mingo may modify looked-up documents in later stages: hand it copies.
+  return [...access.scan()].map(([, d]) => cloneValue(d));
+}
+
+function localSessions(ctx: OpContext): Document[] {
+  return ctx.engine.sessions.all().map((s) => ({ _id: { id: s.lsid.id }, lastUse: new Date(s.lastUse) }));
+}
+
+// ---- $geoNear ----------------------------------------------------------------------------------
+
+interface GeoNearSpec {
+  center: LngLat;
+  /** Legacy coordinate pairs measure in radians, GeoJSON points in meters. */
+  unitMeters: number;
+  distanceField: string;
+  minDistance?: number;
+  maxDistance?: number;
+  query?: Document;
+  key: string | null;
+  includeLocs: string | null;
+  distanceMultiplier: number;
+}
+
+function optionalDistance(v: unknown, name: string, unitMeters: number): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  const n = numericValue(v);
+  if (n === null || Number.isNaN(n)) throw badValue(`${name} must be a number`);
+  if (n < 0) throw badValue(`${name} must be nonnegative`);
+  return n * unitMeters;
+}
+
+function parseGeoNear(raw: unknown): GeoNearSpec {
+  if (!isPlainObject(raw)) throw badValue("$geoNear requires an object as its argument");
+  const near = raw.near;
+  if (near === undefined) throw badValue("$geoNear requires a 'near' option as an Array");
+  let center: LngLat | null;
+  let unitMeters = 1;
+  if (isPlainObject(near) && "type" in near) {
+    if (near.type !== "Point") throw badValue(`$geoNear 'near' must be a GeoJSON Point, not ${String(near.type)}`);
+    center = pointFromValue(near);
+    if (!center) throw badValue(describeBadCenter(near.coordinates));
+  } else if (Array.isArray(near) || isPlainObject(near)) {
+    center = pointFromValue(near);
+    if (!center) throw badValue(describeBadCenter(near));
+    unitMeters = EARTH_RADIUS_METERS;
+  } else {
+    throw badValue("$geoNear requires a 'near' option as an Array");
+  }
+  if (typeof raw.distanceField !== "string" || raw.distanceField === "") {
+    throw badValue("$geoNear requires a 'distanceField' option as a String");
+  }
+  if (raw.includeLocs !== undefined && typeof raw.includeLocs !== "string") {
+    throw badValue("$geoNear requires that 'includeLocs' option is a String");
+  }
+  if (raw.key !== undefined && (typeof raw.key !== "string" || raw.key === "")) {
+    throw badValue("$geoNear parameter 'key' must be of type string but found type: " + typeof raw.key);
+  }
+  if (raw.query !== undefined && !isPlainObject(raw.query)) throw badValue("$geoNear parameter 'query' must be of type object");
+  const multiplier = raw.distanceMultiplier === undefined ? 1 : numericValue(raw.distanceMultiplier);
+  if (multiplier === null || multiplier < 0) throw badValue("distanceMultiplier must be a non-negative number");
+  if ("collation" in raw) throw badValue("$geoNear does not accept the 'collation' parameter. Instead, specify a collation for the entire aggregation command.");
+  return {
+    center,
+    unitMeters,
+    distanceField: raw.distanceField,
+    maxDistance: optionalDistance(raw.maxDistance, "maxDistance", unitMeters),
+    minDistance: optionalDistance(raw.minDistance, "minDistance", unitMeters),
+    query: raw.query as Document | undefined,
+    key: (raw.key as string | undefined) ?? null,
+    includeLocs: (raw.includeLocs as string | undefined) ?? null,
+    distanceMultiplier: multiplier,
+  };
+}
+
+function* geoNearDocuments(
+  access: CollectionAccess,
+  index: Index,
+  spec: GeoNearSpec,
+  variables: Variables | undefined,
+  stats: ReadStats,
+): Generator<Document> {
+  const matcher = compileFilter(spec.query, variables);
+  for (const m of nearestDocuments(access, index, spec)) {
+    stats.docsExamined++;
+    if (!matcher.test(m.doc)) continue;
+    const out = cloneValue(m.doc);
+    setPath(out, spec.distanceField, ((m.distance ?? 0) / spec.unitMeters) * spec.distanceMultiplier);
+    if (spec.includeLocs) setPath(out, spec.includeLocs, cloneValue(getPath(m.doc, index.geoField ?? "")));
+    yield out;
+  }
+}
+
+// ---- $out / $merge ------------------------------------------------------------------------------
+
+function targetOf(ctx: OpContext, spec: unknown, stage: string): { db: string; coll: string } {
+  if (typeof spec === "string") return { db: ctx.db, coll: spec };
+  if (isPlainObject(spec)) {
+    const coll = spec.coll ?? spec.into;
+    if (typeof coll === "string") return { db: typeof spec.db === "string" ? spec.db : ctx.db, coll };
+    if (isPlainObject(coll) && typeof coll.coll === "string") return { db: typeof coll.db === "string" ? coll.db : ctx.db, coll: coll.coll };
+  }
+  throw badValue(`${stage} requires a collection name`);
+}
+
+function writeResults(ctx: OpContext, stage: Document, docs: Document[]): void {
+  const name = Object.keys(stage)[0];
+  const spec = stage[name];
+  const target = targetOf(ctx, name === "$merge" && isPlainObject(spec) ? spec.into : spec, name);
+  const targetCtx: OpContext = { ...ctx, db: target.db };
+  if (name === "$out") {
+    // $out replaces the target atomically: build the new contents, then swap them in.
+    const existing = ctx.engine.getCollection(target.db, target.coll);
+    const indexes = existing ? [...existing.indexes.values()].map((i) => i.spec) : [];
+    const options = existing?.options ?? {};
+    if (existing?.view) throw new CommandError(ErrorCode.CommandNotSupportedOnView, `Cannot write to view ${existing.ns}`);
+    ctx.engine.dropCollection(targetCtx, target.coll);
+    const coll = ctx.engine.createCollection(targetCtx, target.coll, options);
+    for (const spec of indexes) ctx.engine.createIndex(targetCtx, coll, spec);
+    const access = ctx.engine.accessTo(targetCtx, coll);
+    for (const doc of docs) access.insert(prepareInsert(doc));
+    return;
+  }
+  mergeInto(targetCtx, target.coll, isPlainObject(spec) ? spec : {}, docs);
+}
+
+function mergeInto(ctx: OpContext, collName: string, spec: Document, docs: Document[]): void {
+  const on = spec.on === undefined ? ["_id"] : Array.isArray(spec.on) ? (spec.on as string[]) : [String(spec.on)];
+  const whenMatched = spec.whenMatched ?? "merge";
+  const whenNotMatched = spec.whenNotMatched ?? "insert";
+  if (typeof whenMatched !== "string") throw badValue("$merge with a pipeline in 'whenMatched' is not supported by the embedded engine");
+  const coll = ctx.engine.ensureCollection(ctx, collName);
+  const access = ctx.engine.accessTo(ctx, coll);
+  for (const doc of docs) {
+    const filter: Document = {};
+    for (const f of on) filter[f] = getPath(doc, f) ?? null;
+    const matcher = compileFilter(filter);
+    let matchKey: string | null = null;
+    for (const [key, existing] of access.candidates(coll.plan(filter))) {
+      if (matcher.test(existing)) {
+        matchKey = key;
+        break;
+      }
+    }
+    if (matchKey === null) {
+      if (whenNotMatched === "discard") continue;
+      if (whenNotMatched === "fail") throw new CommandError(13113, "$merge could not find a matching document in the target collection for at least one document in the source collection");
+      access.insert(prepareInsert(doc));
+      continue;
+    }
+    const existing = access.get(matchKey) as Document;
+    switch (whenMatched) {
+      case "keepExisting":
+        break;
+      case "fail":
+        throw coll.duplicateKey("_id_", { _id: 1 }, { _id: existing._id });
+      case "replace":
+        access.replace(matchKey, { ...doc, _id: existing._id });
+        break;
+      default:
+        access.replace(matchKey, { ...existing, ...doc, _id: existing._id });
+    }
+  }
+}
+
+export type { Index };

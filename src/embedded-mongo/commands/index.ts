@@ -1,0 +1,141 @@
+// Routes a command document to its handler, wrapping it in what every command shares: fail
+// points, sessions, transactions, retryable writes, error replies and the journal batch.
+
+import type { Document } from "bson";
+import type { Engine, OpContext } from "../engine";
+import { CommandError, ErrorCode, toCommandError } from "../errors";
+import type { ServerSession } from "../sessions";
+import { TRANSIENT_TRANSACTION_ERROR, type Transaction } from "../transactions";
+import { isPlainObject, numericValue } from "../values";
+import type { CommandContext, CommandSpec, ConnectionInfo, ServerInfo } from "./context";
+import { crudCommands } from "./crud";
+import { ddlCommands } from "./ddl";
+import { handshakeCommands } from "./handshake";
+import { noSuchTransaction, sessionCommands } from "./sessions";
+
+export type { CommandContext, ConnectionInfo, ServerInfo } from "./context";
+
+const COMMANDS: Record<string, CommandSpec> = { ...handshakeCommands, ...crudCommands, ...ddlCommands, ...sessionCommands };
+
+/** The reply to send, or `close` to drop the connection without one (failCommand closeConnection). */
+export type DispatchResult = { reply: Document } | { close: true };
+
+export class CommandDispatcher {
+  private readonly engine: Engine;
+  private readonly server: ServerInfo;
+
+  constructor(engine: Engine, server: ServerInfo) {
+    this.engine = engine;
+    this.server = server;
+  }
+
+  async dispatch(cmd: Document, defaultDb: string, connection: ConnectionInfo): Promise<DispatchResult> {
+    const name = Object.keys(cmd)[0] ?? "";
+    const spec = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (!spec) return { reply: new CommandError(ErrorCode.CommandNotFound, `no such command: '${name}'`).toReply() };
+
+    const fail = this.server.failPoints.check(name, connection.appName);
+    if (fail) {
+      if (fail.blockTimeMS > 0) await Bun.sleep(fail.blockTimeMS);
+      if (fail.closeConnection) return { close: true };
+      if (fail.error) return { reply: fail.error.toReply() };
+    }
+
+    const db = typeof cmd.$db === "string" ? cmd.$db : defaultDb;
+    const ctx: CommandContext = { engine: this.engine, db, session: null, txn: null, journal: [], connection, server: this.server };
+    let reply: Document;
+    try {
+      reply = this.run(name, spec, cmd, ctx);
+    } catch (err) {
+      const e = toCommandError(err);
+      if (!(err instanceof CommandError)) this.engine.log.debug("command failed", { command: name, error: String(err), stack: (err as Error).stack });
+      reply = e.toReply();
+    }
+    // Whatever was applied (also before an error in an ordered batch) is journaled before the reply.
+    try {
+      this.engine.commit(ctx.journal);
+    } catch (err) {
+      this.engine.log.error("journal append failed", { command: name, error: String(err) });
+      reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();
+    }
+    if (fail?.writeConcernError && reply.ok === 1) reply.writeConcernError = fail.writeConcernError;
+    return { reply };
+  }
+
+  private run(name: string, spec: CommandSpec, cmd: Document, ctx: CommandContext): Document {
+    if (cmd.lsid === undefined) return spec.handler(cmd, ctx);
+    if (!isPlainObject(cmd.lsid)) throw new CommandError(ErrorCode.TypeMismatch, "lsid must be an object");
+    const session = this.engine.sessions.touch(cmd.lsid);
+    ctx.session = session;
+    const txnNumber = cmd.txnNumber === undefined ? null : numericValue(cmd.txnNumber);
+
+    if (cmd.autocommit === false) {
+      if (txnNumber === null) throw new CommandError(ErrorCode.InvalidOptions, "'autocommit' field requires a transaction number to also be specified");
+      const txn = this.transactionFor(name, cmd, session, txnNumber);
+      if (!spec.inTransaction) {
+        throw new CommandError(ErrorCode.OperationNotSupportedInTransaction, `Cannot run '${name}' in a multi-document transaction.`);
+      }
+      ctx.txn = txn.state === "inProgress" ? txn : null;
+      return this.runInTransaction(spec, cmd, ctx, txn);
+    }
+
+    if (txnNumber !== null) {
+      if (txnNumber < session.txnNumber) {
+        throw new CommandError(
+          ErrorCode.TransactionTooOld,
+          `Retryable write with txnNumber ${txnNumber} is prohibited on session because a newer retryable write with txnNumber ${session.txnNumber} has already started on this session.`,
+        );
+      }
+      if (spec.retryableWrite && session.lastRetryable?.txnNumber === txnNumber) return session.lastRetryable.reply;
+      if (session.txn?.state === "inProgress" && txnNumber > session.txn.txnNumber) this.engine.transactions.abort(session.txn);
+      session.txnNumber = txnNumber;
+      const reply = spec.handler(cmd, ctx);
+      if (spec.retryableWrite) session.lastRetryable = { txnNumber, reply };
+      return reply;
+    }
+    return spec.handler(cmd, ctx);
+  }
+
+  /** The session's transaction for this command, started by `startTransaction: true`. */
+  private transactionFor(name: string, cmd: Document, session: ServerSession, txnNumber: number): Transaction {
+    if (cmd.startTransaction === true) {
+      if (txnNumber < session.txnNumber || (txnNumber === session.txnNumber && session.txn?.txnNumber === txnNumber)) {
+        throw new CommandError(
+          ErrorCode.TransactionTooOld,
+          `Cannot start transaction ${txnNumber} on session because a newer transaction ${session.txnNumber} has already started.`,
+        );
+      }
+      if (session.txn?.state === "inProgress") this.engine.transactions.abort(session.txn);
+      session.txnNumber = txnNumber;
+      session.lastRetryable = null;
+      session.txn = this.engine.transactions.begin(txnNumber, session.key);
+      return session.txn;
+    }
+    const txn = session.txn;
+    if (!txn || txn.txnNumber !== txnNumber) {
+      if (txnNumber < session.txnNumber) throw new CommandError(ErrorCode.TransactionTooOld, `txnNumber ${txnNumber} is less than last txnNumber ${session.txnNumber} seen in this session`);
+      throw new CommandError(
+        ErrorCode.NoSuchTransaction,
+        `Given transaction number ${txnNumber} does not match any in-progress transactions. The active transaction number is ${session.txnNumber}`,
+        { errorLabels: [TRANSIENT_TRANSACTION_ERROR] },
+      );
+    }
+    if (txn.state === "aborted" && name !== "abortTransaction") throw noSuchTransaction(txnNumber, true);
+    if (txn.state === "committed" && name !== "commitTransaction" && name !== "abortTransaction") {
+      throw new CommandError(ErrorCode.TransactionCommitted, `Transaction with { txnNumber: ${txnNumber} } has been committed.`);
+    }
+    return txn;
+  }
+
+  /** A failed statement aborts the transaction, as in MongoDB; the driver then sees NoSuchTransaction on its next use. */
+  private runInTransaction(spec: CommandSpec, cmd: Document, ctx: OpContext, txn: Transaction): Document {
+    try {
+      const reply = spec.handler(cmd, ctx as CommandContext);
+      if (Array.isArray(reply.writeErrors) && reply.writeErrors.length > 0) this.engine.transactions.abort(txn);
+      return reply;
+    } catch (err) {
+      if (txn.state === "inProgress") this.engine.transactions.abort(txn);
+      throw err;
+    }
+  }
+}

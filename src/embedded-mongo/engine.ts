@@ -1,0 +1,297 @@
+// The engine's state: databases and collections, sessions, transactions, cursors and the journal.
+// Everything here is synchronous; server.ts feeds it one command at a time per connection.
+
+import type { Document } from "bson";
+import { type CollectionAccess, DirectAccess } from "./access";
+import { ChangeClock, Collection, documentKey } from "./collection";
+import { CursorRegistry } from "./cursors";
+import { CommandError, ErrorCode } from "./errors";
+import { type IndexSpec, normalizeIndexSpec } from "./indexes";
+import { type FsyncPolicy, Journal, type JournalOp } from "./journal";
+import type { Logger } from "./log";
+import { type ServerSession, SessionRegistry } from "./sessions";
+import { type Transaction, TransactionManager } from "./transactions";
+import { isNumeric, numericValue } from "./values";
+
+export interface EngineOptions {
+  /** A directory for the journal, or undefined / ":memory:" for a purely in-memory engine. */
+  dataDir?: string;
+  fsync?: FsyncPolicy;
+  compactAfterBytes?: number;
+  log: Logger;
+}
+
+/** Counters reported by serverStatus (the tests read the compression ones through the driver). */
+export interface ServerCounters {
+  connectionsCurrent: number;
+  connectionsTotal: number;
+  bytesIn: number;
+  bytesOut: number;
+  requests: number;
+  compressedIn: number;
+  decompressedIn: number;
+  compressedOut: number;
+  uncompressedOut: number;
+  compressedMessagesIn: number;
+}
+
+/** The per-command view of the engine: where it runs, in which session/transaction, what it journals. */
+export interface OpContext {
+  engine: Engine;
+  db: string;
+  session: ServerSession | null;
+  txn: Transaction | null;
+  /** Journal ops of this command, appended as one batch before the reply. */
+  journal: JournalOp[];
+}
+
+const TTL_INTERVAL_MS = 60_000;
+const SWEEP_INTERVAL_MS = 30_000;
+
+export class Engine {
+  readonly databases = new Map<string, Map<string, Collection>>();
+  readonly clock = new ChangeClock();
+  readonly sessions = new SessionRegistry();
+  readonly cursors = new CursorRegistry();
+  readonly transactions: TransactionManager;
+  readonly log: Logger;
+  readonly startedAt = Date.now();
+  readonly counters: ServerCounters = {
+    connectionsCurrent: 0,
+    connectionsTotal: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    requests: 0,
+    compressedIn: 0,
+    decompressedIn: 0,
+    compressedOut: 0,
+    uncompressedOut: 0,
+    compressedMessagesIn: 0,
+  };
+  private readonly journal: Journal | null;
+  private readonly timers: ReturnType<typeof setInterval>[] = [];
+
+  constructor(options: EngineOptions) {
+    this.log = options.log;
+    this.transactions = new TransactionManager(this.clock, () => {
+      for (const c of this.allCollections()) c.forgetChanges();
+    });
+    const dir = options.dataDir;
+    if (dir && dir !== ":memory:") {
+      this.journal = Journal.open(dir, { fsync: options.fsync, compactAfterBytes: options.compactAfterBytes });
+      try {
+        const stats = this.journal.replay((op) => this.applyJournalOp(op));
+        this.log.info("journal replayed", { dataDir: dir, ...stats });
+      } catch (err) {
+        this.journal.close();
+        throw err;
+      }
+    } else {
+      this.journal = null;
+    }
+    this.timers.push(setInterval(() => this.expireTtl(), TTL_INTERVAL_MS), setInterval(() => this.sweep(), SWEEP_INTERVAL_MS));
+    for (const t of this.timers) t.unref?.();
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.cursors.clear();
+    for (const s of this.sessions.clear()) if (s.txn) this.transactions.abort(s.txn);
+    if (this.journal) {
+      await this.journal.idle();
+      this.journal.close();
+    }
+  }
+
+  // ---- catalog -----------------------------------------------------------------------------
+
+  *allCollections(): Iterable<Collection> {
+    for (const db of this.databases.values()) yield* db.values();
+  }
+
+  getCollection(db: string, name: string): Collection | undefined {
+    return this.databases.get(db)?.get(name);
+  }
+
+  isLive(c: Collection): boolean {
+    return this.getCollection(c.dbName, c.name) === c;
+  }
+
+  createCollection(ctx: OpContext, name: string, options: Document = {}): Collection {
+    validateCollectionName(ctx.db, name);
+    if (this.getCollection(ctx.db, name)) throw new CommandError(ErrorCode.NamespaceExists, `Collection ${ctx.db}.${name} already exists.`);
+    const coll = this.addCollection(ctx.db, name, options);
+    ctx.journal.push({ op: "createColl", db: ctx.db, coll: name, options });
+    return coll;
+  }
+
+  /** The collection, created implicitly (as an insert or createIndexes does) if missing. */
+  ensureCollection(ctx: OpContext, name: string): Collection {
+    const existing = this.getCollection(ctx.db, name);
+    if (existing) {
+      if (existing.view) throw viewError(existing);
+      return existing;
+    }
+    return this.createCollection(ctx, name);
+  }
+
+  dropCollection(ctx: OpContext, name: string): boolean {
+    const db = this.databases.get(ctx.db);
+    const coll = db?.get(name);
+    if (!db || !coll) return false;
+    db.delete(name);
+    if (db.size === 0) this.databases.delete(ctx.db);
+    ctx.journal.push({ op: "dropColl", db: ctx.db, coll: name });
+    return true;
+  }
+
+  dropDatabase(ctx: OpContext): void {
+    if (!this.databases.delete(ctx.db)) return;
+    ctx.journal.push({ op: "dropDb", db: ctx.db });
+  }
+
+  createIndex(ctx: OpContext, coll: Collection, spec: IndexSpec): boolean {
+    const created = coll.createIndex(spec);
+    if (created) ctx.journal.push({ op: "createIndex", db: coll.dbName, coll: coll.name, spec });
+    return created;
+  }
+
+  dropIndex(ctx: OpContext, coll: Collection, name: string): void {
+    coll.dropIndex(name);
+    ctx.journal.push({ op: "dropIndex", db: coll.dbName, coll: coll.name, name });
+  }
+
+  private addCollection(db: string, name: string, options: Document): Collection {
+    let colls = this.databases.get(db);
+    if (!colls) this.databases.set(db, (colls = new Map()));
+    const coll = new Collection(db, name, options, this.clock);
+    colls.set(name, coll);
+    return coll;
+  }
+
+  /** How the command reads and writes a collection: through its transaction if it has one. Null if it does not exist. */
+  access(ctx: OpContext, name: string): CollectionAccess | null {
+    const coll = this.getCollection(ctx.db, name);
+    if (!coll) return null;
+    return this.accessTo(ctx, coll);
+  }
+
+  accessTo(ctx: OpContext, coll: Collection): CollectionAccess {
+    return ctx.txn ? this.transactions.access(ctx.txn, coll) : new DirectAccess(coll, ctx.journal);
+  }
+
+  // ---- durability --------------------------------------------------------------------------
+
+  /** Makes one command's writes durable before its reply; starts a compaction when the journal asks. */
+  commit(ops: JournalOp[]): void {
+    if (!this.journal || ops.length === 0) return;
+    this.journal.append(ops);
+    if (this.journal.wantsCompaction) {
+      this.journal.compact(() => this.dump()).catch((err: unknown) => this.log.error("journal compaction failed", { error: String(err) }));
+    }
+  }
+
+  /** The whole state as journal ops (collections, their indexes, their documents). */
+  private dump(): JournalOp[] {
+    const ops: JournalOp[] = [];
+    for (const coll of this.allCollections()) {
+      ops.push({ op: "createColl", db: coll.dbName, coll: coll.name, options: coll.options });
+      for (const index of coll.indexes.values()) ops.push({ op: "createIndex", db: coll.dbName, coll: coll.name, spec: index.spec });
+      for (const doc of coll.docs.values()) ops.push({ op: "put", db: coll.dbName, coll: coll.name, doc });
+    }
+    return ops;
+  }
+
+  /** Replays one journal op. Ops are absolute and idempotent, so replays converge. */
+  private applyJournalOp(op: JournalOp): void {
+    switch (op.op) {
+      case "createColl":
+        if (!this.getCollection(op.db, op.coll)) this.addCollection(op.db, op.coll, op.options ?? {});
+        return;
+      case "dropColl": {
+        const db = this.databases.get(op.db);
+        db?.delete(op.coll);
+        if (db && db.size === 0) this.databases.delete(op.db);
+        return;
+      }
+      case "dropDb":
+        this.databases.delete(op.db);
+        return;
+      case "createIndex": {
+        const coll = this.getCollection(op.db, op.coll) ?? this.addCollection(op.db, op.coll, {});
+        if (!coll.indexes.has(op.spec.name as string)) coll.createIndex(normalizeIndexSpec(op.spec), { checkUnique: false });
+        return;
+      }
+      case "dropIndex":
+        this.getCollection(op.db, op.coll)?.indexes.delete(op.name);
+        return;
+      case "put": {
+        const coll = this.getCollection(op.db, op.coll) ?? this.addCollection(op.db, op.coll, {});
+        coll.putUnchecked(op.doc);
+        return;
+      }
+      case "del":
+        this.getCollection(op.db, op.coll)?.remove(documentKey(op.id));
+        return;
+    }
+  }
+
+  // ---- housekeeping ------------------------------------------------------------------------
+
+  endSessions(sessions: ServerSession[]): void {
+    for (const s of sessions) {
+      if (s.txn) this.transactions.abort(s.txn);
+      s.txn = null;
+      this.cursors.killForSession(s.key);
+    }
+  }
+
+  private sweep(): void {
+    this.cursors.reap();
+    this.transactions.expire();
+    this.endSessions(this.sessions.expired());
+  }
+
+  /** Deletes documents whose TTL index date has passed, as mongod's TTL monitor does every minute. */
+  expireTtl(now = Date.now()): number {
+    const journal: JournalOp[] = [];
+    let removed = 0;
+    for (const coll of this.allCollections()) {
+      for (const index of coll.indexes.values()) {
+        const ttl = index.spec.expireAfterSeconds;
+        if (!isNumeric(ttl) || index.fields.length !== 1) continue;
+        const cutoff = now - (numericValue(ttl) ?? 0) * 1000;
+        const access = new DirectAccess(coll, journal);
+        for (const [key, doc] of [...coll.docs]) {
+          if (isExpired(doc[index.fields[0].path], cutoff)) {
+            access.remove(key);
+            removed++;
+          }
+        }
+      }
+    }
+    try {
+      this.commit(journal);
+    } catch (err) {
+      this.log.error("journal append failed for TTL deletes", { error: String(err) });
+    }
+    return removed;
+  }
+}
+
+function isExpired(value: unknown, cutoff: number): boolean {
+  const dates = Array.isArray(value) ? value : [value];
+  return dates.some((d) => d instanceof Date && d.getTime() <= cutoff);
+}
+
+export function viewError(coll: Collection): CommandError {
+  return new CommandError(ErrorCode.CommandNotSupportedOnView, `Namespace ${coll.ns} is a view, not a collection`);
+}
+
+export function validateCollectionName(db: string, name: unknown): asserts name is string {
+  if (typeof name !== "string") throw new CommandError(ErrorCode.InvalidNamespace, "collection name has invalid type");
+  if (name === "" || name.includes("\0") || name.startsWith(".") || name.includes("$")) {
+    throw new CommandError(ErrorCode.InvalidNamespace, `Invalid collection name: ${db}.${name}`);
+  }
+  if (db === "" || /[/\\. "$]/.test(db)) throw new CommandError(ErrorCode.InvalidNamespace, `Invalid database name: '${db}'`);
+}

@@ -1,0 +1,76 @@
+// MongoDB's `failCommand` fail point (configureFailPoint), which test suites use to make the
+// next N commands fail, close the connection or stall.
+
+import type { Document } from "bson";
+import { CommandError, ErrorCode } from "./errors";
+import { isPlainObject, numericValue } from "./values";
+
+export interface FailAction {
+  closeConnection: boolean;
+  blockTimeMS: number;
+  error: CommandError | null;
+  writeConcernError: Document | null;
+}
+
+interface ActiveFailPoint {
+  remaining: number; // Infinity for alwaysOn
+  skip: number;
+  commands: Set<string>;
+  appName: string | null;
+  data: Document;
+}
+
+export class FailPoints {
+  private failCommand: ActiveFailPoint | null = null;
+
+  /** Handles `{configureFailPoint: "failCommand", mode, data}`. */
+  configure(cmd: Document): void {
+    if (cmd.configureFailPoint !== "failCommand") {
+      throw new CommandError(ErrorCode.FailedToParse, `Unknown fail point: ${String(cmd.configureFailPoint)}`);
+    }
+    const mode = cmd.mode;
+    const data = isPlainObject(cmd.data) ? cmd.data : {};
+    if (mode === "off") {
+      this.failCommand = null;
+      return;
+    }
+    let remaining = Number.POSITIVE_INFINITY;
+    let skip = 0;
+    if (isPlainObject(mode)) {
+      if (mode.times !== undefined) remaining = numericValue(mode.times) ?? 0;
+      if (mode.skip !== undefined) skip = numericValue(mode.skip) ?? 0;
+    } else if (mode !== "alwaysOn") {
+      throw new CommandError(ErrorCode.BadValue, "mode must be 'alwaysOn', 'off', {times: n} or {skip: n}");
+    }
+    const commands = Array.isArray(data.failCommands) ? data.failCommands.map(String) : [];
+    this.failCommand = {
+      remaining,
+      skip,
+      commands: new Set(commands),
+      appName: typeof data.appName === "string" ? data.appName : null,
+      data,
+    };
+  }
+
+  /** The action for a command about to run, consuming one activation; null when none applies. */
+  check(commandName: string, appName: string | null): FailAction | null {
+    const fp = this.failCommand;
+    if (!fp || !fp.commands.has(commandName)) return null;
+    if (fp.appName !== null && fp.appName !== appName) return null;
+    if (fp.skip > 0) {
+      fp.skip--;
+      return null;
+    }
+    fp.remaining--;
+    if (fp.remaining <= 0) this.failCommand = null;
+    const d = fp.data;
+    const code = numericValue(d.errorCode);
+    const labels = Array.isArray(d.errorLabels) ? d.errorLabels.map(String) : undefined;
+    return {
+      closeConnection: d.closeConnection === true,
+      blockTimeMS: d.blockConnection === true ? (numericValue(d.blockTimeMS) ?? 0) : 0,
+      error: code !== null ? new CommandError(code, "Failing command via 'failCommand' failpoint", { errorLabels: labels }) : null,
+      writeConcernError: isPlainObject(d.writeConcernError) ? d.writeConcernError : null,
+    };
+  }
+}

@@ -1,0 +1,63 @@
+// The embedded MongoDB-wire-compatible engine: start it in-process and point the official
+// driver at the returned URI. For development, tests and single-node demos; production uses MongoDB.
+
+import { CommandDispatcher } from "./commands";
+import { Engine } from "./engine";
+import { FailPoints } from "./failpoints";
+import type { FsyncPolicy } from "./journal";
+import { type LogLevel, type Logger, createLogger } from "./log";
+import { listen } from "./server";
+
+export { DataDirLockedError, type FsyncPolicy } from "./journal";
+export type { Logger, LogLevel } from "./log";
+
+export interface EmbeddedMongoOptions {
+  /** TCP port; 0 (default) picks a free one. */
+  port?: number;
+  /** Interface to listen on (default 127.0.0.1); also the host hello advertises. */
+  host?: string;
+  /** Journal directory; undefined or ":memory:" keeps everything in memory. */
+  dataDir?: string;
+  /** When appended writes reach the disk (default "always": before each reply). */
+  fsync?: FsyncPolicy;
+  /** Journal bytes after which a background compaction rewrites it as a snapshot. */
+  compactAfterBytes?: number;
+  /** A logger, or a level for the default JSON-lines logger on stderr (default "warn"). */
+  log?: Logger | LogLevel;
+}
+
+export interface EmbeddedMongo {
+  /** mongodb://host:port/ for the official driver. */
+  readonly uri: string;
+  readonly port: number;
+  /** Stops listening, closes connections and the journal (releasing the data dir lock). */
+  close(): Promise<void>;
+}
+
+export async function startEmbeddedMongo(options: EmbeddedMongoOptions = {}): Promise<EmbeddedMongo> {
+  const host = options.host ?? "127.0.0.1";
+  const log = typeof options.log === "object" ? options.log : createLogger(options.log ?? "warn");
+  const engine = new Engine({ dataDir: options.dataDir, fsync: options.fsync, compactAfterBytes: options.compactAfterBytes, log });
+  const server = { address: "", failPoints: new FailPoints() };
+  let handle: ReturnType<typeof listen>;
+  try {
+    handle = listen(engine, new CommandDispatcher(engine, server), { host, port: options.port ?? 0 });
+  } catch (err) {
+    await engine.close();
+    throw err;
+  }
+  const advertised = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+  server.address = `${advertised.includes(":") ? `[${advertised}]` : advertised}:${handle.port}`;
+  let closing: Promise<void> | null = null;
+  return {
+    uri: `mongodb://${server.address}/`,
+    port: handle.port,
+    close() {
+      closing ??= (async () => {
+        await handle.stop();
+        await engine.close();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,265 @@
+// Query semantics on top of mingo: filters (plus the geo operators mingo lacks), projections,
+// MongoDB sort order, `let` variables, and the analysis the planner needs (equalities, $near).
+
+import type { Document } from "bson";
+import { Aggregator, Context, ProcessingMode, Query } from "mingo";
+import { CommandError, ErrorCode, badValue } from "./errors";
+import { EARTH_RADIUS_METERS, type LngLat, geoWithinMatches, pointFromValue } from "./geo";
+import { bsonTypeOf, compareValues, getPath, isPlainObject, numericValue, pathValues } from "./values";
+
+export type Variables = Record<string, unknown>;
+
+export interface Matcher {
+  test(doc: Document): boolean;
+}
+
+const GEO_NEAR_NOT_ALLOWED = 5626500;
+
+function nearNotAllowed(): never {
+  throw new CommandError(
+    GEO_NEAR_NOT_ALLOWED,
+    "$geoNear, $near, and $nearSphere are not allowed in this context, as these operators require sorting geospatial data. If you do not need sort, consider using $geoWithin instead.",
+  );
+}
+
+type MingoValue = Parameters<Query["test"]>[0];
+
+type QueryOps = Parameters<Context["addQueryOps"]>[0];
+
+/** Query operators mingo lacks. $near/$nearSphere are planned by the engine and only reach here where MongoDB rejects them. */
+const GEO_OPERATORS = {
+  $geoWithin: (selector: string, value: unknown) => {
+    if (!isPlainObject(value)) throw badValue("$geoWithin requires an object argument");
+    geoWithinMatches(null, value); // validates the shape up front, throwing BadValue
+    return (obj: MingoValue) => {
+      const v = getPath(obj, selector);
+      return v !== undefined && geoWithinMatches(v, value);
+    };
+  },
+  $geoIntersects: () => {
+    throw badValue("$geoIntersects is not supported by the embedded engine");
+  },
+  $near: () => nearNotAllowed(),
+  $nearSphere: () => nearNotAllowed(),
+};
+// mingo types operators as the intersection of all its own signatures; ours follow the query-operator one.
+const GEO_CONTEXT = Context.init().addQueryOps(GEO_OPERATORS as unknown as QueryOps);
+
+export function mingoOptions(variables?: Variables) {
+  return { context: GEO_CONTEXT, variables, processingMode: ProcessingMode.CLONE_OFF };
+}
+
+const MATCH_ALL: Matcher = { test: () => true };
+
+/** Compiles a filter; throws BadValue-style CommandErrors for unknown operators. */
+export function compileFilter(filter: Document | undefined, variables?: Variables): Matcher {
+  if (filter === undefined || filter === null || Object.keys(filter).length === 0) return MATCH_ALL;
+  if (!isPlainObject(filter)) throw new CommandError(ErrorCode.TypeMismatch, "filter must be an object");
+  try {
+    const q = new Query(filter, mingoOptions(variables));
+    return { test: (doc) => q.test(doc) };
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
+
+function toQueryError(err: unknown): unknown {
+  if (err instanceof CommandError) return err;
+  if (err instanceof Error && typeof (err as { code?: unknown }).code === "number") return err;
+  if (err instanceof Error) {
+    const op = /(\$\w+)/.exec(err.message)?.[1];
+    if (/unknown|unregistered/i.test(err.message) && op) return badValue(`unknown operator: ${op}`);
+    return badValue(err.message);
+  }
+  return err;
+}
+
+/** Evaluates a `let` document's expressions ($$NOW, $rand, $literal, ...) to plain values. */
+export function evaluateLet(letDoc: unknown): Variables | undefined {
+  if (letDoc === undefined || letDoc === null) return undefined;
+  if (!isPlainObject(letDoc)) throw new CommandError(ErrorCode.TypeMismatch, "BSON field 'let' is the wrong type, expected type 'object'");
+  if (Object.keys(letDoc).length === 0) return undefined;
+  try {
+    const [out] = new Aggregator([{ $addFields: letDoc }], mingoOptions()).run([{}]);
+    return out as Variables;
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
+
+/** Applies a find-style projection (inclusion/exclusion, $slice, $elemMatch, positional) to matched documents. */
+export function applyProjection(docs: Document[], projection: Document | undefined, filter: Document | undefined, variables?: Variables): Document[] {
+  if (!projection || Object.keys(projection).length === 0 || docs.length === 0) return docs;
+  try {
+    const q = new Query(stripGeoNear(filter ?? {}), mingoOptions(variables));
+    return q.find(docs, projection).all() as Document[];
+  } catch (err) {
+    throw toQueryError(err);
+  }
+}
+
+export type SortSpec = [path: string, direction: 1 | -1][];
+
+export function parseSort(sort: unknown): SortSpec | null {
+  if (sort === undefined || sort === null) return null;
+  if (!isPlainObject(sort)) throw badValue("sort must be an object");
+  const spec: SortSpec = [];
+  for (const [path, dir] of Object.entries(sort)) {
+    const n = numericValue(dir);
+    if (n !== 1 && n !== -1) {
+      if (isPlainObject(dir) && "$meta" in dir) throw badValue(`$meta sort by '${String(dir.$meta)}' is not supported`);
+      throw badValue(`$sort key ordering must be 1 (for ascending) or -1 (for descending)`);
+    }
+    spec.push([path, n]);
+  }
+  return spec.length > 0 ? spec : null;
+}
+
+/** Sorts documents in MongoDB order: arrays sort by their smallest (ascending) or largest (descending) element. */
+export function sortDocuments(docs: Document[], spec: SortSpec): Document[] {
+  const keyed = docs.map((doc) => ({
+    doc,
+    keys: spec.map(([path, dir]) => {
+      const values = pathValues(doc, path);
+      let best = values[0];
+      for (const v of values) if (dir === 1 ? compareValues(v, best) < 0 : compareValues(v, best) > 0) best = v;
+      return best;
+    }),
+  }));
+  keyed.sort((a, b) => {
+    for (let i = 0; i < spec.length; i++) {
+      const c = compareValues(a.keys[i], b.keys[i]);
+      if (c !== 0) return c * spec[i][1];
+    }
+    return 0;
+  });
+  return keyed.map((k) => k.doc);
+}
+
+/** A value the planner may look up in a hash index: not null/missing, not an array, regex or operator object. */
+function indexableValue(v: unknown): boolean {
+  if (v === undefined || v === null || Array.isArray(v) || v instanceof RegExp) return false;
+  if (bsonTypeOf(v) === "BSONRegExp" || bsonTypeOf(v) === "MinKey" || bsonTypeOf(v) === "MaxKey") return false;
+  if (isPlainObject(v)) return !Object.keys(v).some((k) => k.startsWith("$"));
+  return true;
+}
+
+/**
+ * Equality constraints on top-level paths (`{a: 1}`, `{a: {$eq: 1}}`, `{a: {$in: [...]}}`,
+ * also inside a top-level $and): path → the values it may equal.
+ */
+export function equalityConstraints(filter: Document | undefined): Map<string, unknown[]> {
+  const out = new Map<string, unknown[]>();
+  if (!filter) return out;
+  const visit = (f: Document): void => {
+    for (const [path, cond] of Object.entries(f)) {
+      if (path === "$and" && Array.isArray(cond)) {
+        for (const sub of cond) if (isPlainObject(sub)) visit(sub);
+        continue;
+      }
+      if (path.startsWith("$")) continue;
+      let values: unknown[] | null = null;
+      if (isPlainObject(cond) && Object.keys(cond).some((k) => k.startsWith("$"))) {
+        if ("$eq" in cond && indexableValue(cond.$eq)) values = [cond.$eq];
+        else if (Array.isArray(cond.$in) && cond.$in.every(indexableValue)) values = cond.$in;
+      } else if (indexableValue(cond)) {
+        values = [cond];
+      }
+      if (values && !out.has(path)) out.set(path, values);
+    }
+  };
+  visit(filter);
+  return out;
+}
+
+export interface NearQuery {
+  field: string;
+  center: LngLat;
+  minDistance?: number;
+  maxDistance?: number;
+  /** The filter without the $near clause. */
+  rest: Document;
+}
+
+function geoBadValue(message: string): CommandError {
+  return badValue(message);
+}
+
+function distanceOption(v: unknown, name: string, toMeters: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = numericValue(v);
+  if (n === null || Number.isNaN(n)) throw geoBadValue(`${name} must be a number`);
+  if (n < 0) throw geoBadValue(`${name} must be non-negative`);
+  return n * toMeters;
+}
+
+/** Parses a `{$near|$nearSphere: ...}` condition; distances in meters. */
+function parseNear(cond: Document): Omit<NearQuery, "field" | "rest"> {
+  const op = "$near" in cond ? "$near" : "$nearSphere";
+  const arg = cond[op];
+  let center: LngLat | null;
+  let scale = 1;
+  let inner: Document = {};
+  if (isPlainObject(arg) && "$geometry" in arg) {
+    const g = arg.$geometry;
+    if (!isPlainObject(g) || g.type !== "Point") throw geoBadValue(`invalid point in geo near query $geometry argument: ${JSON.stringify(g)}`);
+    center = pointFromValue(g);
+    if (!center) throw geoBadValue(describeBadCenter(g.coordinates));
+    inner = arg;
+  } else {
+    // Legacy coordinate pair: distances are radians on the sphere.
+    center = pointFromValue(arg);
+    if (!center) throw geoBadValue(describeBadCenter(arg));
+    scale = EARTH_RADIUS_METERS;
+  }
+  const maxDistance = distanceOption(inner.$maxDistance ?? cond.$maxDistance, "$maxDistance", scale);
+  const minDistance = distanceOption(inner.$minDistance ?? cond.$minDistance, "$minDistance", scale);
+  return { center, maxDistance, minDistance };
+}
+
+export function describeBadCenter(coords: unknown): string {
+  const arr = Array.isArray(coords) ? coords : isPlainObject(coords) ? Object.values(coords) : null;
+  if (!arr || arr.length < 2) return "invalid argument in geo near query: coordinates must be a [longitude, latitude] pair";
+  const [lng, lat] = arr.map((c) => numericValue(c));
+  if (lng === null || lat === null || !Number.isFinite(lng ?? Number.NaN) || !Number.isFinite(lat ?? Number.NaN)) {
+    return "invalid argument in geo near query: Point must only contain numeric elements";
+  }
+  return `invalid argument in geo near query: longitude/latitude is out of bounds, lng: ${lng} lat: ${lat}`;
+}
+
+function isNearCondition(cond: unknown): cond is Document {
+  return isPlainObject(cond) && ("$near" in cond || "$nearSphere" in cond);
+}
+
+/** Finds a top-level `$near`/`$nearSphere` clause (also inside a top-level $and). */
+export function extractNear(filter: Document | undefined): NearQuery | null {
+  if (!filter) return null;
+  for (const [path, cond] of Object.entries(filter)) {
+    if (isNearCondition(cond)) {
+      const rest = { ...filter };
+      delete rest[path];
+      return { field: path, ...parseNear(cond), rest };
+    }
+  }
+  if (Array.isArray(filter.$and)) {
+    const clauses = filter.$and as unknown[];
+    for (let i = 0; i < clauses.length; i++) {
+      const clause = clauses[i];
+      if (!isPlainObject(clause)) continue;
+      const inner = extractNear(clause);
+      if (inner) {
+        const remaining = clauses.filter((_, j) => j !== i);
+        if (Object.keys(inner.rest).length > 0) remaining.push(inner.rest);
+        const rest = { ...filter };
+        if (remaining.length > 0) rest.$and = remaining;
+        else delete rest.$and;
+        return { ...inner, rest };
+      }
+    }
+  }
+  return null;
+}
+
+function stripGeoNear(filter: Document): Document {
+  return extractNear(filter)?.rest ?? filter;
+}

@@ -10,6 +10,8 @@ export interface FailAction {
   blockTimeMS: number;
   error: CommandError | null;
   writeConcernError: Document | null;
+  /** Labels for the reply: the error's, or the writeConcernError reply's. */
+  errorLabels: string[];
 }
 
 interface ActiveFailPoint {
@@ -71,6 +73,7 @@ export class FailPoints {
       blockTimeMS: d.blockConnection === true ? (numericValue(d.blockTimeMS) ?? 0) : 0,
       error: code !== null ? new CommandError(code, "Failing command via 'failCommand' failpoint", { errorLabels: labels }) : null,
       writeConcernError: isPlainObject(d.writeConcernError) ? d.writeConcernError : null,
+      errorLabels: labels ?? [],
     };
   }
 }

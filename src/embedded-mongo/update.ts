@@ -141,6 +141,8 @@ export function applyUpdate(current: Document, spec: UpdateSpec, opts: ApplyOpti
       break;
     case "pipeline":
       next = applyPipeline(current, spec.stages, opts.variables);
+      // A pipeline may drop _id ($replaceRoot, $project): the document keeps its own.
+      if (next._id === undefined && current._id !== undefined) next = { _id: current._id, ...next };
       break;
   }
   if (current._id !== undefined && canonicalKey(next._id) !== canonicalKey(current._id)) {

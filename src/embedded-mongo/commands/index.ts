@@ -48,7 +48,7 @@ export class CommandDispatcher {
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
       const e = toCommandError(err);
-      if (!(err instanceof CommandError)) this.engine.log.debug("command failed", { command: name, error: String(err), stack: (err as Error).stack });
+      if (!(err instanceof CommandError)) this.engine.log.debug("command failed", { command: name, error: String(err), stack: err instanceof Error ? err.stack : undefined });
       reply = e.toReply();
     }
     // Whatever was applied (also before an error in an ordered batch) is journaled before the reply.
@@ -58,7 +58,11 @@ export class CommandDispatcher {
       this.engine.log.error("journal append failed", { command: name, error: String(err) });
       reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();
     }
-    if (fail?.writeConcernError && reply.ok === 1) reply.writeConcernError = fail.writeConcernError;
+    if (fail?.writeConcernError && reply.ok === 1) {
+      // The command ran; only its acknowledgement "failed" (drivers retry such writes).
+      reply = { ...reply, writeConcernError: fail.writeConcernError };
+      if (fail.errorLabels.length > 0) reply.errorLabels = fail.errorLabels;
+    }
     return { reply };
   }
 

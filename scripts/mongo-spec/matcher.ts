@@ -2,7 +2,7 @@
 // operators ($$exists, $$type, $$unsetOrMatches, ...); root-level documents may carry extra
 // fields, nested ones may not; numbers compare by value across int32/int64/double.
 import { BSON } from "mongodb";
-import { type Doc, hasKey, isDocument, numbersEqual, numericValue, scalarsEqual, show, typeNames } from "./values";
+import { asDocument, type Doc, hasKey, isDocument, numbersEqual, numericValue, scalarsEqual, show, typeNames } from "./values";
 
 const { EJSON } = BSON;
 
@@ -46,27 +46,9 @@ function matchAt(expected: unknown, actual: unknown, path: string, root: boolean
   if (op !== null) return matchOperator(op, (expected as Doc)[op], actual, path, root, entities);
 
   if (isDocument(expected)) {
-    if (!isDocument(actual)) return `${path}: expected a document ${show(expected)}, got ${show(actual)}`;
-    for (const [key, value] of Object.entries(expected)) {
-      const keyPath = `${path}.${key}`;
-      const keyOp = specialOperator(value);
-      if (keyOp === "$$exists") {
-        const want = (value as Doc)[keyOp];
-        if (typeof want !== "boolean") throw new MatcherUsageError(`${keyPath}: $$exists needs a boolean`);
-        const has = hasKey(actual, key);
-        if (has !== want) return `${keyPath}: expected key to ${want ? "exist" : "be absent"}, got ${show(actual[key])}`;
-        continue;
-      }
-      if (keyOp === "$$unsetOrMatches" && !hasKey(actual, key)) continue;
-      if (!hasKey(actual, key)) return `${keyPath}: expected ${show(value)}, key is missing`;
-      const why = matchAt(value, actual[key], keyPath, false, entities);
-      if (why) return why;
-    }
-    if (!root) {
-      const extra = Object.keys(actual).filter((k) => hasKey(actual, k) && !(k in expected));
-      if (extra.length) return `${path}: unexpected extra field(s) ${extra.join(", ")} in ${show(actual)}`;
-    }
-    return null;
+    const doc = asDocument(actual);
+    if (!doc) return `${path}: expected a document ${show(expected)}, got ${show(actual)}`;
+    return matchDocument(expected, doc, path, root, entities);
   }
 
   if (Array.isArray(expected)) {
@@ -81,8 +63,31 @@ function matchAt(expected: unknown, actual: unknown, path: string, root: boolean
     return null;
   }
 
-  if (isDocument(actual) || Array.isArray(actual)) return `${path}: expected ${show(expected)}, got ${show(actual)}`;
+  if (asDocument(actual) || Array.isArray(actual)) return `${path}: expected ${show(expected)}, got ${show(actual)}`;
   return scalarsEqual(expected, actual) ? null : `${path}: expected ${show(expected)}, got ${show(actual)}`;
+}
+
+function matchDocument(expected: Doc, actual: Doc, path: string, root: boolean, entities?: EntityLookup): string | null {
+  for (const [key, value] of Object.entries(expected)) {
+    const keyPath = `${path}.${key}`;
+    const keyOp = specialOperator(value);
+    if (keyOp === "$$exists") {
+      const want = (value as Doc)[keyOp];
+      if (typeof want !== "boolean") throw new MatcherUsageError(`${keyPath}: $$exists needs a boolean`);
+      const has = hasKey(actual, key);
+      if (has !== want) return `${keyPath}: expected key to ${want ? "exist" : "be absent"}, got ${show(actual[key])}`;
+      continue;
+    }
+    if (keyOp === "$$unsetOrMatches" && !hasKey(actual, key)) continue;
+    if (!hasKey(actual, key)) return `${keyPath}: expected ${show(value)}, key is missing`;
+    const why = matchAt(value, actual[key], keyPath, false, entities);
+    if (why) return why;
+  }
+  if (!root) {
+    const extra = Object.keys(actual).filter((k) => hasKey(actual, k) && !(k in expected));
+    if (extra.length) return `${path}: unexpected extra field(s) ${extra.join(", ")} in ${show(actual)}`;
+  }
+  return null;
 }
 
 function matchOperator(

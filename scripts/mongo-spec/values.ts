@@ -27,6 +27,20 @@ export function isDocument(v: unknown): v is Doc {
   return proto === Object.prototype || proto === null;
 }
 
+/**
+ * The actual value as a document: plain documents as they are, and Maps (the driver sends
+ * `sort` as a Map) as their entries; null for anything else.
+ */
+export function asDocument(v: unknown): Doc | null {
+  if (isDocument(v)) return v;
+  if (v instanceof Map) {
+    const out: Doc = {};
+    for (const [k, val] of v) out[String(k)] = val;
+    return out;
+  }
+  return null;
+}
+
 /** A key counts as present when it is an own property whose value is not `undefined`. */
 export function hasKey(doc: Doc, key: string): boolean {
   return Object.prototype.hasOwnProperty.call(doc, key) && doc[key] !== undefined;
@@ -82,6 +96,7 @@ export function typeNames(v: unknown): string[] {
   }
   if (typeof v === "bigint") return ["long", "number"];
   if (Array.isArray(v)) return ["array"];
+  if (v instanceof Map) return ["object"];
   if (v instanceof Date) return ["date"];
   if (v instanceof RegExp) return ["regex"];
   if (ArrayBuffer.isView(v)) return ["binData"];

@@ -209,3 +209,12 @@ describe("expectError assertions", () => {
     expect(() => checkError({ errorCodez: 1 }, new Error("x"), entities, none)).toThrow(/unsupported expectError field/);
   });
 });
+
+describe("Maps", () => {
+  test("a Map (the driver's form of sort) matches as a document", () => {
+    ok({ sort: { _id: -1 } }, { sort: new Map([["_id", -1]]) });
+    bad({ sort: { _id: -1 } }, { sort: new Map([["_id", 1]]) }, /\$\.sort\._id: expected -1, got 1/);
+    bad({ sort: { _id: -1 } }, { sort: new Map<string, number>([["_id", -1], ["x", 1]]) }, /unexpected extra field\(s\) x/);
+    ok({ sort: { $$type: "object" } }, { sort: new Map() });
+  });
+});

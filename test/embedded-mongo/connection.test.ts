@@ -128,7 +128,7 @@ class RawClient {
   private waiters: ((frame: Buffer) => void)[] = [];
   private frames: Buffer[] = [];
   private constructor(private readonly socket: Socket) {
-    socket.on("data", (chunk) => {
+    socket.on("data", (chunk: Buffer) => {
       this.buffer = Buffer.concat([this.buffer, chunk]);
       while (this.buffer.length >= 4 && this.buffer.length >= this.buffer.readInt32LE(0)) {
         const len = this.buffer.readInt32LE(0);
@@ -242,7 +242,7 @@ describe("wire protocol framing", () => {
       const reply = replyOf(await raw.next());
       expect(reply.responseTo).toBe(frame.readInt32LE(4));
       expect(reply.doc).toEqual({ n: 2, ok: 1 });
-      const ids = await mongo.client.db("wire").collection("fireAndForget").distinct("_id");
+      const ids: unknown[] = await mongo.client.db("wire").collection("fireAndForget").distinct("_id");
       expect(ids).toEqual(["a", "b", "c"]);
     } finally {
       raw.close();

@@ -30,17 +30,17 @@ describe("insert and find", () => {
   });
 
   test("documents without _id get an ObjectId; filters, sort, skip, limit and projection apply", async () => {
-    const coll = freshCollection<{ _id?: ObjectId; i: number; tag: string; secret?: string }>();
+    const coll = freshCollection<{ i: number; tag: string; secret?: string }>();
     await coll.insertMany(Array.from({ length: 10 }, (_, i) => ({ i, tag: i % 2 ? "odd" : "even", secret: "s" })));
     const all = await coll.find({}).toArray();
     expect(all).toHaveLength(10);
     expect(all.every((d) => d._id instanceof ObjectId)).toBe(true);
-    const page = await coll.find({ tag: "odd" }, { projection: { _id: 0, secret: 0 } }).sort({ i: -1 }).skip(1).limit(2).toArray();
+    const page: unknown[] = await coll.find({ tag: "odd" }, { projection: { _id: 0, secret: 0 } }).sort({ i: -1 }).skip(1).limit(2).toArray();
     expect(page).toEqual([
       { i: 7, tag: "odd" },
       { i: 5, tag: "odd" },
     ]);
-    expect(await coll.findOne({ i: { $in: [3, 4] } }, { sort: { i: 1 }, projection: { i: 1, _id: 0 } })).toEqual({ i: 3 });
+    expect(await coll.findOne<unknown>({ i: { $in: [3, 4] } }, { sort: { i: 1 }, projection: { i: 1, _id: 0 } })).toEqual({ i: 3 });
     expect(await coll.countDocuments({ i: { $gte: 5 } })).toBe(5);
     expect(await coll.estimatedDocumentCount()).toBe(10);
     expect((await coll.distinct("tag")).sort()).toEqual(["even", "odd"]);
@@ -137,7 +137,7 @@ describe("updates", () => {
     expect(after).toEqual({ _id: 1, v: 1, status: "x" });
     // A compare-and-set on a stale version matches nothing.
     expect(await coll.findOneAndUpdate({ _id: 1, v: 0 }, { $inc: { v: 1 } })).toBeNull();
-    expect(await coll.findOneAndReplace({ _id: 2 }, { v: 9 }, { projection: { v: 1, _id: 0 } })).toEqual({ v: 0 });
+    expect((await coll.findOneAndReplace({ _id: 2 }, { v: 9 }, { projection: { v: 1, _id: 0 } })) as unknown).toEqual({ v: 0 });
     const upserted = await coll.findOneAndUpdate({ _id: 3 }, { $set: { v: 3 } }, { upsert: true, returnDocument: "after" });
     expect(upserted).toEqual({ _id: 3, v: 3 });
     expect(await coll.findOneAndDelete({}, { sort: { v: -1 } })).toEqual({ _id: 2, v: 9 });
@@ -152,7 +152,7 @@ describe("deletes", () => {
     expect((await coll.deleteOne({ k: "a" })).deletedCount).toBe(1);
     expect((await coll.deleteMany({ k: "a" })).deletedCount).toBe(2);
     expect((await coll.deleteMany({ k: "zzz" })).deletedCount).toBe(0);
-    expect(await coll.find({}, { projection: { _id: 0 } }).toArray()).toEqual([{ k: "b" }]);
+    expect(await coll.find<Document>({}, { projection: { _id: 0 } }).toArray()).toEqual([{ k: "b" }]);
   });
 });
 
@@ -221,7 +221,7 @@ describe("aggregation", () => {
     const viewName = `${base.collectionName}_open`;
     await db.createCollection(viewName, { viewOn: base.collectionName, pipeline: [{ $match: { open: true } }] });
     const view = db.collection(viewName);
-    expect(await view.find({}, { sort: { _id: -1 } }).toArray()).toEqual([
+    expect(await view.find<Document>({}, { sort: { _id: -1 } }).toArray()).toEqual([
       { _id: 3, open: true },
       { _id: 1, open: true },
     ]);
@@ -240,7 +240,7 @@ describe("catalog", () => {
     const dbs = await mongo.client.db("admin").admin().listDatabases();
     expect(dbs.databases.map((d) => d.name)).toContain("catalog");
     await db.renameCollection("b", "c");
-    expect(await db.collection("c").findOne({}, { projection: { _id: 0 } })).toEqual({ x: 1 });
+    expect(await db.collection("c").findOne<unknown>({}, { projection: { _id: 0 } })).toEqual({ x: 1 });
     expect(await db.collection("a").drop()).toBe(true);
     await db.dropDatabase();
     expect(await db.listCollections().toArray()).toEqual([]);

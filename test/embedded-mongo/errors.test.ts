@@ -38,7 +38,7 @@ describe("ordered and unordered write batches", () => {
     const coll = freshCollection<{ _id: number }>();
     const err = await failure<MongoBulkWriteError>(coll.insertMany([{ _id: 1 }, { _id: 1 }, { _id: 2 }, { _id: 2 }, { _id: 3 }], { ordered: false }));
     expect(err.insertedCount).toBe(3);
-    expect((err.writeErrors as { index: number }[]).map((e) => e.index)).toEqual([1, 3]);
+    expect([err.writeErrors].flat().map((e) => e.index)).toEqual([1, 3]);
     expect((await coll.distinct("_id")).sort()).toEqual([1, 2, 3]);
   });
 
@@ -91,9 +91,9 @@ describe("bad update documents", () => {
     ];
     for (const [update, code] of cases) {
       const raw = await mongo.client.db("errors").command({ update: coll.collectionName, updates: [{ q: { _id: 1 }, u: update }] });
-      expect({ update, code: raw.writeErrors?.[0]?.code }).toEqual({ update, code });
+      expect({ update, code: raw.writeErrors?.[0]?.code as unknown }).toEqual({ update, code });
     }
-    const viaDriver = await failure(coll.updateOne({ _id: 1 }, { $inc: { name: 1 } }));
+    const viaDriver = await failure(coll.updateOne({ _id: 1 }, { $inc: { name: 1 } } as Document));
     expect(viaDriver).toBeInstanceOf(MongoServerError);
     expect(viaDriver.code).toBe(14);
     expect(viaDriver.message).toContain("Cannot apply $inc to a value of non-numeric type");

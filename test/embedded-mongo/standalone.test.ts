@@ -3,7 +3,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { MongoClient } from "mongodb";
+import { type Document, MongoClient } from "mongodb";
 import { type ManagedProcess, spawnManaged, stopAllProcesses } from "../helpers/processes";
 
 const dirs: string[] = [];
@@ -35,7 +35,7 @@ describe("bun run embedded-mongo", () => {
     const docs = await withClient(port, async (c) => {
       const coll = c.db("standalone").collection("c");
       await coll.insertOne({ hello: "world" });
-      return coll.find({}, { projection: { _id: 0 } }).toArray();
+      return coll.find<Document>({}, { projection: { _id: 0 } }).toArray();
     });
     expect(docs).toEqual([{ hello: "world" }]);
     expect(await proc.stop("SIGTERM")).toBe(0);

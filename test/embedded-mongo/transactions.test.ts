@@ -200,7 +200,7 @@ describe("retryable writes", () => {
       if (e.commandName === "update") sent.push(e.command);
     });
     try {
-      const res = await client.db("txn").collection(coll.collectionName).updateOne({ _id: 1 }, { $inc: { n: 1 } });
+      const res = await client.db("txn").collection<{ _id: number; n: number }>(coll.collectionName).updateOne({ _id: 1 }, { $inc: { n: 1 } });
       expect(res.modifiedCount).toBe(1);
     } finally {
       await client.close();

@@ -84,11 +84,12 @@ export namespace OrderModel {
   );
   export type create = typeof create.static;
 
+  // additionalProperties: otherwise Elysia strips the other headers (Authorization among them).
   export const createHeaders = t.Object({
     "idempotency-key": t.Optional(
       t.String({ minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7E]+$", description: "repeat a request safely: same key + same customer → the same order (200)" }),
     ),
-  });
+  }, { additionalProperties: true });
 
   export const patch = t.Object(
     { status, reason: t.Optional(t.String({ minLength: 1, maxLength: 500 })) },
@@ -98,7 +99,7 @@ export namespace OrderModel {
 
   export const patchHeaders = t.Object({
     "if-match": t.Optional(t.String({ pattern: '^(W/)?"?[0-9]{1,15}"?$', description: "the order version the change applies to; 412 when it is not the current one" })),
-  });
+  }, { additionalProperties: true });
 
   export const listQuery = t.Object({
     status: t.Optional(status),

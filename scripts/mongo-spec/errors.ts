@@ -27,7 +27,7 @@ export function describeError(err: unknown): string {
   return show(err);
 }
 
-/** Writes errors and write concern error messages of a bulk write error, for errorContains. */
+/** The message, write error and write concern error messages of an error, for errorContains. */
 function aggregatedMessages(err: unknown): string[] {
   const out: string[] = [];
   if (err instanceof Error) out.push(err.message);

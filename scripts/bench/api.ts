@@ -23,7 +23,7 @@ const server = await startServer(
     JWT_SECRET: "bench-secret-0123456789abcdef",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
-    LOGIN_MAX_ATTEMPTS: "100000",
+    LOGIN_MAX_ATTEMPTS: "10000",
   }),
 );
 const base = server.url;

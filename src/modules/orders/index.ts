@@ -42,17 +42,21 @@ export function ordersModule(deps: AppDeps) {
   return new Elysia({ name: "orders", prefix: "/orders" })
     .use(guardFor(deps))
     .macro({
-      /** Loads `:id` for a party of the order (customer, restaurant owner, courier, admin); 404 for anyone else. */
-      orderParty: {
+      /**
+       * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)
+       * gets past; anyone else gets 404, as for a missing order. "read" loads the order from the
+       * database; "write" may use the registry's live copy (the move itself is checked there).
+       */
+      orderParty: (mode: "read" | "write") => ({
         auth: true,
         async resolve(ctx) {
           // The `auth` macro above resolved `principal` first; its type does not reach here.
           const { params, principal } = ctx as typeof ctx & { principal?: Principal };
           if (!principal) throw new Unauthorized("missing bearer token (Authorization: Bearer <token>)");
-          const stored = await orders.visibleTo(principal, (params as { id: string }).id);
+          const stored = await orders.visibleTo(principal, (params as { id: string }).id, { cached: mode === "write" });
           return { stored };
         },
-      },
+      }),
     })
     .onStop(() => registry.stop())
     .post(
@@ -86,7 +90,7 @@ export function ordersModule(deps: AppDeps) {
     })
     .get("/:id", ({ stored }) => stored.order, {
       params: OrderModel.params,
-      orderParty: true,
+      orderParty: "read",
       response: OrderModel.order,
       detail: { summary: "One order, for its customer, its restaurant's owner, its courier and admins", tags: ["orders"], security: [{ bearer: [] }] },
     })
@@ -95,7 +99,7 @@ export function ordersModule(deps: AppDeps) {
       ({ params, body, headers, principal }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"])),
       {
         params: OrderModel.params,
-        orderParty: true,
+        orderParty: "write",
         body: OrderModel.patch,
         headers: OrderModel.patchHeaders,
         response: { 200: OrderModel.order, 409: problemRef, 412: problemRef },

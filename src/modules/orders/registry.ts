@@ -91,6 +91,11 @@ export class OrderActorRegistry {
     });
   }
 
+  /** The order as the live actor last committed or loaded it, if one is cached (may be behind other instances). */
+  peek(orderId: string): StoredOrder | undefined {
+    return this.live.get(orderId)?.stored;
+  }
+
   /** Number of live actors (for tests and metrics). */
   get size(): number {
     return this.live.size;

@@ -1,4 +1,9 @@
-import type { TObject } from "@sinclair/typebox";
+import type { TObject, TSchema } from "@sinclair/typebox";
+
+/** Number or integer, also as Elysia's string-or-number unions (t.Integer, t.Numeric). */
+function isNumeric(s: TSchema): boolean {
+  return s.type === "number" || s.type === "integer" || (Array.isArray(s.anyOf) && s.anyOf.some((m: TSchema) => isNumeric(m)));
+}
 
 /**
  * Elysia coerces numeric query strings inside a transform that reports range errors without
@@ -7,7 +12,7 @@ import type { TObject } from "@sinclair/typebox";
  */
 export function numericQuery(schema: TObject) {
   const numeric = Object.entries(schema.properties)
-    .filter(([, s]) => s.type === "number" || s.type === "integer")
+    .filter(([, s]) => isNumeric(s))
     .map(([key]) => key);
   return ({ query }: { query: Record<string, unknown> }) => {
     for (const key of numeric) {

@@ -26,8 +26,7 @@ export namespace AuthModel {
       password: t.String({ minLength: 8, maxLength: 128 }),
       name: t.String({ minLength: 1, maxLength: 100 }),
       role: selfRole,
-    },
-    { additionalProperties: false },
+    }
   );
   export type register = typeof register.static;
 

@@ -25,8 +25,7 @@ export namespace RestaurantModel {
         pattern: `^(${clock}|24:00)$`,
         description: "HH:MM local time; earlier than or equal to `open` means it closes after midnight (22:00–02:00)",
       }),
-    },
-    { additionalProperties: false },
+    }
   );
   export type openingPeriod = typeof openingPeriod.static;
 
@@ -34,8 +33,7 @@ export namespace RestaurantModel {
     {
       tz: t.String({ minLength: 1, maxLength: 64, description: "IANA time zone, e.g. Europe/Paris" }),
       weekly: t.Array(openingPeriod, { maxItems: 50 }),
-    },
-    { additionalProperties: false },
+    }
   );
   export type openingHours = typeof openingHours.static;
 
@@ -54,8 +52,7 @@ export namespace RestaurantModel {
       name: t.String({ minLength: 1, maxLength: 200 }),
       priceCents: t.Integer({ minimum: 1, maximum: 10_000_000 }),
       available: t.Optional(t.Boolean({ default: true })),
-    },
-    { additionalProperties: false },
+    }
   );
   export type menuItemInput = typeof menuItemInput.static;
 
@@ -94,12 +91,11 @@ export namespace RestaurantModel {
       isOpen: t.Optional(t.Boolean()),
       openingHours: t.Optional(openingHours),
       menu: t.Optional(menu),
-    },
-    { additionalProperties: false },
+    }
   );
   export type create = typeof create.static;
 
-  /** Any subset; `null` removes `address` or `openingHours` (no hours: open whenever isOpen). */
+  /** Any subset; `null` removes `address` or `openingHours` (no hours: open whenever isOpen). Other fields are ignored. */
   export const patch = t.Object(
     {
       name: t.Optional(name),
@@ -110,8 +106,7 @@ export namespace RestaurantModel {
       deliveryRadiusMeters: t.Optional(deliveryRadiusMeters),
       prepTimeMinutes: t.Optional(prepTimeMinutes),
       menu: t.Optional(menu),
-    },
-    { additionalProperties: false },
+    }
   );
   export type patch = typeof patch.static;
 

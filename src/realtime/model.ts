@@ -52,6 +52,7 @@ export namespace RealtimeModel {
     | "replay_too_large"
     | "stale_location"
     | "future_location"
+    | "rate_limited"
     | "unavailable"
     | "internal";
 }

@@ -50,6 +50,9 @@ const CLOSE_TRY_AGAIN_LATER = 1013;
 const CLOSE_GOING_AWAY = 1001;
 const ABUSE_WINDOW_MS = 10_000;
 const SLOW_CONSUMER_SWEEP_MS = 250;
+/** Client frames per second a connection may send on average, and in a burst (each subscribe costs a database read). */
+const FRAME_RATE_PER_SECOND = 50;
+const FRAME_BURST = 100;
 const COURIER_ACTIVE: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup", "picked_up"];
 const MAX_FIX_FUTURE_MS = 30_000;
 
@@ -67,6 +70,9 @@ type Connection = {
   subscribed: Set<string>;
   pending: Map<string, PendingSubscription>;
   strikes: number[];
+  /** Token bucket for client frames. */
+  allowance: number;
+  lastFrameMs: number;
   closed: boolean;
 };
 
@@ -149,7 +155,16 @@ export class RealtimeHub {
   }
 
   open(socket: Socket, principal: Principal): void {
-    this.connections.set(socket, { socket, principal, subscribed: new Set(), pending: new Map(), strikes: [], closed: false });
+    this.connections.set(socket, {
+      socket,
+      principal,
+      subscribed: new Set(),
+      pending: new Map(),
+      strikes: [],
+      allowance: FRAME_BURST,
+      lastFrameMs: performance.now(),
+      closed: false,
+    });
   }
 
   closed(socket: Socket): void {
@@ -166,6 +181,11 @@ export class RealtimeHub {
     const conn = this.connections.get(socket);
     if (!conn || conn.closed) return;
     try {
+      const now = performance.now();
+      conn.allowance = Math.min(FRAME_BURST, conn.allowance + ((now - conn.lastFrameMs) * FRAME_RATE_PER_SECOND) / 1000);
+      conn.lastFrameMs = now;
+      if (conn.allowance < 1) return this.reject(conn, "rate_limited", `at most ${FRAME_RATE_PER_SECOND} frames per second; this one was dropped`);
+      conn.allowance -= 1;
       if (typeof message !== "string") return this.reject(conn, "binary_not_supported", "send JSON text frames");
       const limit = this.cfg.WS_MAX_FRAME_BYTES;
       if (message.length > limit || (message.length * 3 > limit && Buffer.byteLength(message) > limit)) {

@@ -204,6 +204,17 @@ describe("invalid frames", () => {
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
   });
 
+  test("a flood of frames is rate limited, and a sustained one closes the connection", async () => {
+    const client = await open(c.customer);
+    for (let i = 0; i < 150; i++) client.send({ op: "ping" });
+    const { code } = await client.closed;
+    expect(code).toBe(1008);
+    const pongs = client.frames.filter((f) => f.type === "pong").length;
+    expect(pongs).toBeGreaterThanOrEqual(100);
+    expect(pongs).toBeLessThan(110);
+    expect(client.frames.filter((f) => f.code === "rate_limited").length).toBe(5);
+  });
+
   test("a frame beyond the hard cap (4× the limit) is cut by Bun with 1009", async () => {
     const client = await open(c.customer);
     client.send("x".repeat(80 * 1024));

@@ -98,8 +98,8 @@ function storedFields(changes: RestaurantChanges & { location?: LatLng }): { set
 
 export async function ensureRestaurantIndexes(db: Db): Promise<void> {
   const col = db.collection(COLLECTIONS.restaurants);
+  // Reads by _id use the default index; discovery needs the 2dsphere one.
   await col.createIndex({ location: "2dsphere" }, { name: "location_2dsphere" });
-  await col.createIndex({ ownerId: 1, _id: 1 }, { name: "ownerId_1__id_1" });
 }
 
 export class RestaurantRepository {
@@ -139,12 +139,6 @@ export class RestaurantRepository {
     if (!_id) return null;
     const doc = await this.col.findOne({ _id });
     return doc ? toDomain(doc) : null;
-  }
-
-  /** Restaurants owned by a user, oldest first. */
-  async findByOwner(ownerId: string): Promise<RestaurantModel.restaurant[]> {
-    const docs = await this.col.find({ ownerId }).sort({ _id: 1 }).toArray();
-    return docs.map(toDomain);
   }
 
   /** Applies the changes and returns the restaurant as stored afterwards; null if it no longer exists. */

@@ -219,3 +219,14 @@ describe("login rate limit", () => {
     }
   });
 });
+
+describe("users index", () => {
+  test("emails are unique by index, and the login lookup is planned on it", async () => {
+    const indexes = await srv.deps.db.db.collection("users").listIndexes().toArray();
+    expect(indexes.find((i) => i.name === "email_unique")).toMatchObject({ key: { email: 1 }, unique: true });
+    const plan = await srv.deps.db.db.collection("users").find({ email: TEST_ADMIN.email }).explain("queryPlanner");
+    const text = JSON.stringify(plan.queryPlanner?.winningPlan);
+    expect(text).toContain("IXSCAN");
+    expect(text).toContain("email_unique");
+  });
+});

@@ -53,6 +53,30 @@ describe("order indexes", () => {
     expect(idem.partialFilterExpression).toEqual({ idempotencyKey: { $type: "string" } });
   });
 
+  test("the unique partial index itself refuses a second order with the same customer and key", async () => {
+    const repo = new OrderRepository(server.deps.db.db);
+    const first = await placeOrder(server, c, { "idempotency-key": "unique-index" });
+    const stored = (await repo.findById(first.id))!;
+    // Straight to insert, past the service's look-up: only the index can catch this one.
+    const { id: _id, version: _v, status: _s, courierId: _c, createdAt: _ca, updatedAt: _u, history: _h, ...rest } = stored.order;
+    const again = await repo.insert({
+      ...rest,
+      restaurantOwnerId: stored.restaurantOwnerId,
+      at: new Date(),
+      by: { role: "customer", id: c.customer.user.id },
+      machine: stored.machine,
+      idempotencyKey: "unique-index",
+    });
+    expect(again.created).toBe(false);
+    expect(again.stored.order.id).toBe(first.id);
+    const count = await server.deps.db.db.collection(COLLECTIONS.orders).countDocuments({ customerId: c.customer.user.id, idempotencyKey: "unique-index" });
+    expect(count).toBe(1);
+    // Orders without a key never collide.
+    const a = await repo.insert({ ...rest, restaurantOwnerId: stored.restaurantOwnerId, at: new Date(), by: { role: "customer", id: c.customer.user.id }, machine: stored.machine });
+    const b = await repo.insert({ ...rest, restaurantOwnerId: stored.restaurantOwnerId, at: new Date(), by: { role: "customer", id: c.customer.user.id }, machine: stored.machine });
+    expect([a.created, b.created]).toEqual([true, true]);
+  });
+
   test("every query the repository makes is answered by an index (explain)", async () => {
     const order = await orderIn(server, c, "accepted", { claim: true });
     await placeOrder(server, c, { "idempotency-key": "explain-me" });

@@ -3,7 +3,6 @@
 // that write ($out, $merge).
 
 import type { Document } from "bson";
-import { Aggregator, ProcessingMode } from "mingo";
 import type { CollectionAccess } from "./access";
 import type { Collection } from "./collection";
 import type { OpContext } from "./engine";
@@ -18,7 +17,8 @@ import {
   newReadStats,
   prepareInsert,
 } from "./operations";
-import { type Variables, compileFilter, describeBadCenter, mingoOptions } from "./query";
+import { ProcessingMode, type Variables, createAggregator } from "./mingo";
+import { compileFilter, describeBadCenter } from "./query";
 import { cloneValue, getPath, isPlainObject, numericValue, setPath } from "./values";
 
 const INITIAL_ONLY_STAGES = new Set(["$geoNear", "$listLocalSessions", "$documents", "$collStats", "$indexStats", "$currentOp"]);
@@ -79,16 +79,8 @@ export function runPipeline(ctx: OpContext, input: PipelineInput): PipelineResul
     pipeline = pipeline.slice(0, -1);
   }
   const access = name === null ? null : ctx.engine.access(ctx, name);
-  const { source, rest } = pipelineSource(ctx, access, name, pipeline, input.variables, stats);
-  let docs: Iterable<Document> = source;
-  if (rest.length > 0) {
-    const aggregator = new Aggregator(rest, {
-      ...mingoOptions(input.variables),
-      processingMode: ProcessingMode.CLONE_INPUT,
-      collectionResolver: (from: string) => resolveCollection(ctx, from),
-    });
-    docs = aggregator.stream(source) as Iterable<Document>;
-  }
+  const { source, rest, owned } = pipelineSource(ctx, access, name, pipeline, input.variables, stats);
+  let docs = runStages(ctx, source, rest, input.variables, owned);
   if (writeStage) {
     writeResults(ctx, writeStage, [...docs]);
     docs = [];
@@ -112,30 +104,87 @@ function pipelineSource(
   pipeline: Document[],
   variables: Variables | undefined,
   stats: ReadStats,
-): { source: Iterable<Document>; rest: Document[] } {
+): PipelineSource {
   const first = pipeline[0];
   const firstName = first ? Object.keys(first)[0] : null;
   if (firstName === "$geoNear") {
     const spec = parseGeoNear(first.$geoNear);
-    if (!access) return { source: [], rest: pipeline.slice(1) };
+    if (!access) return { source: [], rest: pipeline.slice(1), owned: true };
     const index = spec.key !== null ? geoIndexFor(access.collection, spec.key, "key") : geoIndexFor(access.collection, null, "$geoNear");
     stats.plan = { kind: "geo", index };
-    return { source: geoNearDocuments(access, index, spec, variables, stats), rest: pipeline.slice(1) };
+    return { source: geoNearDocuments(access, index, spec, variables, stats), rest: pipeline.slice(1), owned: true };
   }
   if (name === null) {
-    if (firstName === "$listLocalSessions") return { source: localSessions(ctx), rest: pipeline.slice(1) };
-    if (firstName === "$documents") return { source: [{}], rest: pipeline };
+    if (firstName === "$listLocalSessions") return { source: localSessions(ctx), rest: pipeline.slice(1), owned: true };
+    if (firstName === "$documents") return { source: [{}], rest: pipeline, owned: true };
     throw new CommandError(ErrorCode.InvalidNamespace, "{aggregate: 1} is not valid for '$match'; a collection is required.");
   }
-  if (!access) return { source: [], rest: firstName === "$documents" ? pipeline : pipeline };
+  if (!access) return { source: [], rest: pipeline, owned: true };
   if (firstName === "$match" && isPlainObject(first.$match)) {
     const filter = first.$match;
     const plan = access.collection.plan(filter);
     const matcher = compileFilter(filter, variables);
     stats.plan = plan;
-    return { source: filtered(access, plan, matcher, stats), rest: pipeline.slice(1) };
+    return { source: filtered(access, plan, matcher, stats), rest: pipeline.slice(1), owned: false };
   }
-  return { source: scanAll(access, stats), rest: pipeline };
+  return { source: scanAll(access, stats), rest: pipeline, owned: false };
+}
+
+interface PipelineSource {
+  source: Iterable<Document>;
+  /** The stages left for mingo. */
+  rest: Document[];
+  /** True when the source yields fresh documents (not stored ones) that stages may modify. */
+  owned: boolean;
+}
+
+/**
+ * Runs the stages lazily. mingo's $limit and $skip filter without ever stopping the pull from
+ * upstream (a $limit 20 after $geoNear would rank the whole collection), so the pipeline is cut
+ * at those stages and they are applied here, pulling no more than they need.
+ */
+function runStages(ctx: OpContext, source: Iterable<Document>, stages: Document[], variables: Variables | undefined, owned: boolean): Iterable<Document> {
+  let docs = source;
+  let fresh = owned;
+  let segment: Document[] = [];
+  const flush = (): void => {
+    if (segment.length === 0) return;
+    const aggregator = createAggregator(segment, {
+      variables,
+      // Stored documents must not be modified by stages such as $set on a nested field.
+      processingMode: fresh ? ProcessingMode.CLONE_OFF : ProcessingMode.CLONE_INPUT,
+      collectionResolver: (from: string) => resolveCollection(ctx, from),
+    });
+    docs = aggregator.stream(docs) as Iterable<Document>;
+    fresh = true;
+    segment = [];
+  };
+  for (const stage of stages) {
+    const name = Object.keys(stage)[0];
+    const n = name === "$limit" || name === "$skip" ? numericValue(stage[name]) : null;
+    if (n === null || !Number.isInteger(n) || n < 0) {
+      segment.push(stage);
+      continue;
+    }
+    flush();
+    docs = name === "$limit" ? take(docs, n) : drop(docs, n);
+  }
+  flush();
+  return docs;
+}
+
+function* take(docs: Iterable<Document>, n: number): Generator<Document> {
+  if (n === 0) return;
+  let i = 0;
+  for (const d of docs) {
+    yield d;
+    if (++i >= n) return;
+  }
+}
+
+function* drop(docs: Iterable<Document>, n: number): Generator<Document> {
+  let i = 0;
+  for (const d of docs) if (i++ >= n) yield d;
 }
 
 function* filtered(

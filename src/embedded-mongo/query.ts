@@ -2,51 +2,15 @@
 // MongoDB sort order, `let` variables, and the analysis the planner needs (equalities, $near).
 
 import type { Document } from "bson";
-import { Aggregator, Context, ProcessingMode, Query } from "mingo";
 import { CommandError, ErrorCode, badValue } from "./errors";
-import { EARTH_RADIUS_METERS, type LngLat, geoWithinMatches, pointFromValue } from "./geo";
-import { bsonTypeOf, compareValues, getPath, isPlainObject, numericValue, pathValues } from "./values";
+import { EARTH_RADIUS_METERS, type LngLat, pointFromValue } from "./geo";
+import { type Variables, createAggregator, createQuery } from "./mingo";
+import { bsonTypeOf, canonicalKey, compareValues, isPlainObject, numericValue, pathValues } from "./values";
 
-export type Variables = Record<string, unknown>;
+export type { Variables };
 
 export interface Matcher {
   test(doc: Document): boolean;
-}
-
-const GEO_NEAR_NOT_ALLOWED = 5626500;
-
-function nearNotAllowed(): never {
-  throw new CommandError(
-    GEO_NEAR_NOT_ALLOWED,
-    "$geoNear, $near, and $nearSphere are not allowed in this context, as these operators require sorting geospatial data. If you do not need sort, consider using $geoWithin instead.",
-  );
-}
-
-type MingoValue = Parameters<Query["test"]>[0];
-
-type QueryOps = Parameters<Context["addQueryOps"]>[0];
-
-/** Query operators mingo lacks. $near/$nearSphere are planned by the engine and only reach here where MongoDB rejects them. */
-const GEO_OPERATORS = {
-  $geoWithin: (selector: string, value: unknown) => {
-    if (!isPlainObject(value)) throw badValue("$geoWithin requires an object argument");
-    geoWithinMatches(null, value); // validates the shape up front, throwing BadValue
-    return (obj: MingoValue) => {
-      const v = getPath(obj, selector);
-      return v !== undefined && geoWithinMatches(v, value);
-    };
-  },
-  $geoIntersects: () => {
-    throw badValue("$geoIntersects is not supported by the embedded engine");
-  },
-  $near: () => nearNotAllowed(),
-  $nearSphere: () => nearNotAllowed(),
-};
-// mingo types operators as the intersection of all its own signatures; ours follow the query-operator one.
-const GEO_CONTEXT = Context.init().addQueryOps(GEO_OPERATORS as unknown as QueryOps);
-
-export function mingoOptions(variables?: Variables) {
-  return { context: GEO_CONTEXT, variables, processingMode: ProcessingMode.CLONE_OFF };
 }
 
 const MATCH_ALL: Matcher = { test: () => true };
@@ -55,8 +19,10 @@ const MATCH_ALL: Matcher = { test: () => true };
 export function compileFilter(filter: Document | undefined, variables?: Variables): Matcher {
   if (filter === undefined || filter === null || Object.keys(filter).length === 0) return MATCH_ALL;
   if (!isPlainObject(filter)) throw new CommandError(ErrorCode.TypeMismatch, "filter must be an object");
+  const fast = equalityMatcher(filter);
+  if (fast) return fast;
   try {
-    const q = new Query(filter, mingoOptions(variables));
+    const q = createQuery(filter, { variables });
     return { test: (doc) => q.test(doc) };
   } catch (err) {
     throw toQueryError(err);
@@ -74,13 +40,42 @@ function toQueryError(err: unknown): unknown {
   return err;
 }
 
+/** A scalar the fast matcher compares by canonical key: no null (missing semantics), arrays, objects or regexes. */
+function isSimpleScalar(v: unknown): boolean {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return !Number.isNaN(v);
+  }
+  if (v instanceof Date) return true;
+  return bsonTypeOf(v) === "ObjectId";
+}
+
+/**
+ * Filters that are only `{path: scalar, ...}` (the hot path: lookups by _id, version checks)
+ * are matched without compiling a mingo query. Semantics as MongoDB's: a path through arrays
+ * matches when any element equals the value.
+ */
+function equalityMatcher(filter: Document): Matcher | null {
+  const clauses: [string, string][] = [];
+  for (const [path, value] of Object.entries(filter)) {
+    if (path.startsWith("$") || !isSimpleScalar(value)) return null;
+    clauses.push([path, canonicalKey(value)]);
+  }
+  return {
+    test: (doc) => clauses.every(([path, key]) => pathValues(doc, path).some((v) => v !== undefined && canonicalKey(v) === key)),
+  };
+}
+
 /** Evaluates a `let` document's expressions ($$NOW, $rand, $literal, ...) to plain values. */
 export function evaluateLet(letDoc: unknown): Variables | undefined {
   if (letDoc === undefined || letDoc === null) return undefined;
   if (!isPlainObject(letDoc)) throw new CommandError(ErrorCode.TypeMismatch, "BSON field 'let' is the wrong type, expected type 'object'");
   if (Object.keys(letDoc).length === 0) return undefined;
   try {
-    const [out] = new Aggregator([{ $addFields: letDoc }], mingoOptions()).run([{}]);
+    const [out] = createAggregator([{ $addFields: letDoc }]).run([{}]);
     return out as Variables;
   } catch (err) {
     throw toQueryError(err);
@@ -91,7 +86,7 @@ export function evaluateLet(letDoc: unknown): Variables | undefined {
 export function applyProjection(docs: Document[], projection: Document | undefined, filter: Document | undefined, variables?: Variables): Document[] {
   if (!projection || Object.keys(projection).length === 0 || docs.length === 0) return docs;
   try {
-    const q = new Query(stripGeoNear(filter ?? {}), mingoOptions(variables));
+    const q = createQuery(stripGeoNear(filter ?? {}), { variables });
     return q.find(docs, projection).all() as Document[];
   } catch (err) {
     throw toQueryError(err);

@@ -3,9 +3,9 @@
 
 import type { Document } from "bson";
 import { ObjectId } from "bson";
-import { Aggregator, update as mingoUpdate } from "mingo";
 import { CommandError, ErrorCode, badValue, failedToParse, typeMismatch } from "./errors";
-import { equalityConstraints, mingoOptions, type Variables } from "./query";
+import { type Variables, createAggregator, updateInPlace } from "./mingo";
+import { equalityConstraints } from "./query";
 import { canonicalKey, cloneValue, formatValue, idFirst, isNumeric, isPlainObject, mongoTypeName, setPath } from "./values";
 
 export type UpdateSpec =
@@ -171,11 +171,18 @@ function applyOperators(current: Document, ops: Document, opts: ApplyOptions): D
     }
     modifier[op] = op === "$set" && modifier.$set ? { ...(modifier.$set as Document), ...(arg as Document) } : arg;
   }
+  // Setting _id to the value it already has is allowed (and a no-op), as in mongod.
+  const set = modifier.$set as Document | undefined;
+  if (set && "_id" in set && canonicalKey(set._id) === canonicalKey(current._id)) {
+    const { _id: _same, ...rest } = set;
+    if (Object.keys(rest).length > 0) modifier.$set = rest;
+    else delete modifier.$set;
+  }
   checkTargets(current, modifier);
   const doc = cloneValue(current);
   if (Object.keys(modifier).length === 0) return doc;
   try {
-    mingoUpdate(doc, modifier, opts.arrayFilters, opts.filter, { queryOptions: mingoOptions(opts.variables) });
+    updateInPlace(doc, modifier, opts.arrayFilters, opts.filter, opts.variables);
   } catch (err) {
     throw mapMingoUpdateError(err);
   }
@@ -258,7 +265,7 @@ function resolveForWrite(doc: Document, path: string): WriteTarget {
 
 function applyPipeline(current: Document, stages: Document[], variables?: Variables): Document {
   try {
-    const [out] = new Aggregator(stages, mingoOptions(variables)).run([cloneValue(current)]);
+    const [out] = createAggregator(stages, { variables }).run([cloneValue(current)]);
     if (!isPlainObject(out)) throw badValue("update pipeline produced no document");
     return out;
   } catch (err) {

@@ -53,7 +53,6 @@ const SLOW_CONSUMER_SWEEP_MS = 250;
 /** Client frames per second a connection may send on average, and in a burst (each subscribe costs a database read). */
 const FRAME_RATE_PER_SECOND = 50;
 const FRAME_BURST = 100;
-const COURIER_ACTIVE: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup", "picked_up"];
 const MAX_FIX_FUTURE_MS = 30_000;
 
 type Socket = ServerWebSocket<unknown>;
@@ -93,7 +92,7 @@ function sourcesFor(deps: AppDeps): { sources: FeedSources; couriers: CourierRep
       findRestaurant: (id) => restaurants.findById(id),
       findUser: (id) => users.findById(id),
       ordersChangedSince: (scope, since, limit) => orders.changedSince(scope, since, limit),
-      activeOrderIdsOfCourier: async (courierId) => (await orders.activeForCourier(courierId)).filter((o) => COURIER_ACTIVE.includes(o.status)).map((o) => o.id),
+      activeOrderIdsOfCourier: async (courierId) => (await orders.activeForCourier(courierId)).map((o) => o.id),
     },
   };
 }

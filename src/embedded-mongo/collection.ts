@@ -215,7 +215,7 @@ export class Collection {
     }
     let best: { plan: QueryPlan; cost: number } | null = null;
     for (const index of this.indexes.values()) {
-      if (!index.servesEquality) continue;
+      if (!index.servesEquality || !index.covers(eq)) continue;
       if (hintName !== null && index.name !== hintName) continue;
       const fieldValues = index.fields.map((f) => eq.get(f.path));
       let plan: QueryPlan | null = null;

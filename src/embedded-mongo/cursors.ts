@@ -71,7 +71,14 @@ export class CursorRegistry {
       throw new CommandError(13, `Requested getMore on namespace '${ns}', but cursor belongs to a different namespace ${cursor.ns}`);
     }
     cursor.lastUse = Date.now();
-    const nextBatch = this.takeBatch(cursor, batchSize && batchSize > 0 ? batchSize : Number.POSITIVE_INFINITY);
+    let nextBatch: Document[];
+    try {
+      nextBatch = this.takeBatch(cursor, batchSize && batchSize > 0 ? batchSize : Number.POSITIVE_INFINITY);
+    } catch (err) {
+      // A pipeline that fails mid-stream kills its cursor, as in mongod.
+      this.cursors.delete(id);
+      throw err;
+    }
     if (!this.hasMore(cursor)) {
       this.cursors.delete(id);
       return { id: Long.fromBigInt(0n), ns, nextBatch };

@@ -18,6 +18,8 @@ export interface EngineOptions {
   dataDir?: string;
   fsync?: FsyncPolicy;
   compactAfterBytes?: number;
+  /** How often expired TTL-index documents are deleted (mongod: every 60 s). */
+  ttlMonitorIntervalMs?: number;
   log: Logger;
 }
 
@@ -45,7 +47,7 @@ export interface OpContext {
   journal: JournalOp[];
 }
 
-const TTL_INTERVAL_MS = 60_000;
+const TTL_MONITOR_INTERVAL_MS = 60_000;
 const SWEEP_INTERVAL_MS = 30_000;
 
 export class Engine {
@@ -89,7 +91,10 @@ export class Engine {
     } else {
       this.journal = null;
     }
-    this.timers.push(setInterval(() => this.expireTtl(), TTL_INTERVAL_MS), setInterval(() => this.sweep(), SWEEP_INTERVAL_MS));
+    this.timers.push(
+      setInterval(() => this.expireTtl(), options.ttlMonitorIntervalMs ?? TTL_MONITOR_INTERVAL_MS),
+      setInterval(() => this.sweep(), SWEEP_INTERVAL_MS),
+    );
     for (const t of this.timers) t.unref?.();
   }
 

@@ -22,6 +22,8 @@ export interface EmbeddedMongoOptions {
   fsync?: FsyncPolicy;
   /** Journal bytes after which a background compaction rewrites it as a snapshot. */
   compactAfterBytes?: number;
+  /** How often documents past a TTL index's expireAfterSeconds are deleted (default 60 s, as mongod). */
+  ttlMonitorIntervalMs?: number;
   /** A logger, or a level for the default JSON-lines logger on stderr (default "warn"). */
   log?: Logger | LogLevel;
 }
@@ -37,7 +39,13 @@ export interface EmbeddedMongo {
 export async function startEmbeddedMongo(options: EmbeddedMongoOptions = {}): Promise<EmbeddedMongo> {
   const host = options.host ?? "127.0.0.1";
   const log = typeof options.log === "object" ? options.log : createLogger(options.log ?? "warn");
-  const engine = new Engine({ dataDir: options.dataDir, fsync: options.fsync, compactAfterBytes: options.compactAfterBytes, log });
+  const engine = new Engine({
+    dataDir: options.dataDir,
+    fsync: options.fsync,
+    compactAfterBytes: options.compactAfterBytes,
+    ttlMonitorIntervalMs: options.ttlMonitorIntervalMs,
+    log,
+  });
   const server = { address: "", failPoints: new FailPoints() };
   let handle: ReturnType<typeof listen>;
   try {

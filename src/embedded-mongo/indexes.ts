@@ -6,7 +6,7 @@ import type { Document } from "bson";
 import { CommandError, ErrorCode } from "./errors";
 import { type LngLat, SpatialIndex, pointFromValue } from "./geo";
 import { compileFilter } from "./query";
-import { canonicalKey, formatValue, getPath, isNumeric, isPlainObject, numericValue, pathValues } from "./values";
+import { canonicalKey, formatValue, getPath, isNumeric, isPlainObject, numericValue, pathValues, setPath } from "./values";
 
 export type IndexKeyType = 1 | -1 | "2dsphere" | "hashed";
 
@@ -226,9 +226,31 @@ export class Index {
     return keys.map((k) => map.get(k)).filter((s): s is Set<string> => s !== undefined);
   }
 
-  /** Whether lookups on these fields can use this index (not partial, not geo). */
+  /** Whether equality lookups can use this index at all (not a geo index). */
   get servesEquality(): boolean {
-    return !this.partial && this.valueFields.length > 0;
+    return this.valueFields.length > 0;
+  }
+
+  /**
+   * Whether a query with these equality constraints only matches documents this index holds.
+   * Always for a full index; for a partial one when its filter names only plain fields the query
+   * pins down and every pinned combination passes the filter (e.g. `{key: "abc"}` for a
+   * partial filter `{key: {$type: "string"}}`).
+   */
+  covers(eq: Map<string, unknown[]>): boolean {
+    if (!this.matchesPartial) return true;
+    const fields = Object.keys(this.spec.partialFilterExpression as Document);
+    if (fields.some((f) => f.startsWith("$") || !eq.has(f))) return false;
+    let probes: Document[] = [{}];
+    for (const f of fields) {
+      probes = probes.flatMap((p) => (eq.get(f) as unknown[]).map((v) => ({ ...p, [f]: v })));
+      if (probes.length > 100) return false;
+    }
+    return probes.every((p) => {
+      const doc: Document = {};
+      for (const [path, v] of Object.entries(p)) setPath(doc, path, v);
+      return this.matchesPartial?.(doc) === true;
+    });
   }
 
   /** Joins per-field canonical keys into full key strings, as keysOf does. */

@@ -64,6 +64,10 @@ class Connection implements ConnectionInfo {
     this.processing = true;
     try {
       while (!this.closed && this.inbox.length > 0) await this.handleFrame(this.inbox.shift() as Buffer);
+    } catch (err) {
+      // A bug, not a client error (those become error replies): drop this connection, keep serving others.
+      this.engine.log.error("connection failed", { connectionId: this.id, error: String(err), stack: err instanceof Error ? err.stack : undefined });
+      this.close();
     } finally {
       this.processing = false;
     }
@@ -101,7 +105,15 @@ class Connection implements ConnectionInfo {
       return;
     }
     if (request.kind === "msg" && request.moreToCome) return;
-    let out = request.kind === "query" ? encodeOpReply(0, request.requestId, result.reply) : encodeMsgReply(0, request.requestId, result.reply);
+    const encode = (doc: Document): Buffer =>
+      request.kind === "query" ? encodeOpReply(0, request.requestId, doc) : encodeMsgReply(0, request.requestId, doc);
+    let out: Buffer;
+    try {
+      out = encode(result.reply);
+    } catch (err) {
+      // e.g. a reply over the BSON size limit: answer with an error rather than nothing.
+      out = encode({ ok: 0, errmsg: `could not encode the reply: ${String(err)}`, code: 10334, codeName: "BSONObjectTooLarge" });
+    }
     if (compressor !== null && !UNCOMPRESSIBLE.has(Object.keys(cmd)[0] ?? "")) {
       const before = out.length;
       out = compressFrame(out, compressor as CompressorId);

@@ -180,3 +180,38 @@ describe("index use", () => {
     expect(err.message).toContain("hint provided does not correspond to an existing index");
   });
 });
+
+describe("TTL indexes", () => {
+  test("documents past expireAfterSeconds are deleted by the TTL monitor", async () => {
+    const ttl = await startTestMongo({ engine: { ttlMonitorIntervalMs: 20 } });
+    try {
+      const coll = ttl.client.db("idx").collection<{ _id: number; at: Date | string }>("sessions");
+      await coll.createIndex({ at: 1 }, { expireAfterSeconds: 60 });
+      await coll.insertMany([
+        { _id: 1, at: new Date(Date.now() - 120_000) },
+        { _id: 2, at: new Date() },
+        { _id: 3, at: "not a date" },
+      ]);
+      for (let i = 0; i < 100 && (await coll.countDocuments({ _id: 1 })) > 0; i++) await Bun.sleep(10);
+      expect(await coll.distinct("_id")).toEqual([2, 3]);
+    } finally {
+      await ttl.close();
+    }
+  });
+});
+
+describe("partial indexes", () => {
+  test("serve equality queries that imply their filter, and only those", async () => {
+    const coll = freshCollection<{ customerId: string; key?: string | null }>();
+    await coll.createIndex({ customerId: 1, key: 1 }, { unique: true, partialFilterExpression: { key: { $type: "string" } } });
+    await coll.insertMany(Array.from({ length: 50 }, (_, i) => ({ customerId: `c${i % 5}`, key: i % 2 ? `k${i}` : null })));
+    const hit = await coll.find({ customerId: "c1", key: "k11" }).explain("executionStats");
+    expect(hit.queryPlanner.winningPlan.inputStage.indexName).toBe("customerId_1_key_1");
+    expect(hit.executionStats.nReturned).toBe(1);
+    expect(hit.executionStats.totalDocsExamined).toBe(1);
+    // null is outside the partial filter: the index cannot answer it.
+    const miss = await coll.find({ customerId: "c0" }).explain("executionStats");
+    expect(miss.queryPlanner.winningPlan.stage).toBe("COLLSCAN");
+    expect(miss.executionStats.nReturned).toBe(10);
+  });
+});

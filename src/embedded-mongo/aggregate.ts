@@ -372,5 +372,3 @@ function mergeInto(ctx: OpContext, collName: string, spec: Document, docs: Docum
     }
   }
 }
-
-export type { Index };

@@ -110,6 +110,10 @@ export function toCommandError(err: unknown): CommandError {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     if (typeof code === "number") return new CommandError(code, err.message);
+    // A failing engine invariant, not a bad request.
+    if (err instanceof TypeError || err instanceof ReferenceError || err instanceof RangeError) {
+      return new CommandError(ErrorCode.InternalError, `${err.name}: ${err.message}`);
+    }
     // mingo reports bad operators and expression type errors as plain errors.
     if (/unregistered pipeline operator/i.test(err.message)) {
       const stage = /(\$\w+)/.exec(err.message)?.[1] ?? "";

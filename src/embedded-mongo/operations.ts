@@ -4,14 +4,12 @@
 import type { Document } from "bson";
 import { ObjectId } from "bson";
 import type { CollectionAccess } from "./access";
-import { type Collection, type QueryPlan, documentKey, validateId } from "./collection";
-import type { OpContext } from "./engine";
-import { viewError } from "./engine";
+import { type Collection, type QueryPlan, validateId } from "./collection";
+import { type OpContext, viewError } from "./engine";
 import { CommandError, ErrorCode, failedToParse, toCommandError } from "./errors";
-import { sphereDistanceMeters, pointFromValue, type LngLat } from "./geo";
+import { type LngLat, pointFromValue, sphereDistanceMeters } from "./geo";
 import type { Index } from "./indexes";
 import {
-  type Matcher,
   type NearQuery,
   type SortSpec,
   type Variables,
@@ -235,7 +233,7 @@ export function validateStatements(command: "update" | "delete", statements: unk
     for (const k of Object.keys(s)) {
       if (!allowed.has(k)) throw new CommandError(ErrorCode.UnknownBsonField, `BSON field '${command}.${field}.${k}' is an unknown field.`);
     }
-    if (!("q" in s)) throw new CommandError(ErrorCode.NoSuchKey ?? 4, `BSON field '${command}.${field}.q' is missing but a required field`);
+    if (!("q" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field '${command}.${field}.q' is missing but a required field`);
     if (command === "update" && !("u" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'update.updates.u' is missing but a required field`);
     if (command === "delete" && !("limit" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'delete.deletes.limit' is missing but a required field`);
   }
@@ -364,10 +362,3 @@ export function findAndModify(ctx: OpContext, name: string, spec: FindAndModifyS
     ok: 1,
   };
 }
-
-/** True when a key is the storage key of this _id (used by callers that receive ids). */
-export function keyOf(id: unknown): string {
-  return documentKey(id);
-}
-
-export type { Matcher };

@@ -2,7 +2,7 @@
 // MongoDB sort order, `let` variables, and the analysis the planner needs (equalities, $near).
 
 import type { Document } from "bson";
-import { CommandError, ErrorCode, badValue } from "./errors";
+import { CommandError, ErrorCode, badValue, toCommandError } from "./errors";
 import { EARTH_RADIUS_METERS, type LngLat, pointFromValue } from "./geo";
 import { type Variables, createAggregator, createQuery } from "./mingo";
 import { bsonTypeOf, canonicalKey, compareValues, isPlainObject, numericValue, pathValues } from "./values";
@@ -25,19 +25,8 @@ export function compileFilter(filter: Document | undefined, variables?: Variable
     const q = createQuery(filter, { variables });
     return { test: (doc) => q.test(doc) };
   } catch (err) {
-    throw toQueryError(err);
+    throw toCommandError(err);
   }
-}
-
-function toQueryError(err: unknown): unknown {
-  if (err instanceof CommandError) return err;
-  if (err instanceof Error && typeof (err as { code?: unknown }).code === "number") return err;
-  if (err instanceof Error) {
-    const op = /(\$\w+)/.exec(err.message)?.[1];
-    if (/unknown|unregistered/i.test(err.message) && op) return badValue(`unknown operator: ${op}`);
-    return badValue(err.message);
-  }
-  return err;
 }
 
 /** A scalar the fast matcher compares by canonical key: no null (missing semantics), arrays, objects or regexes. */
@@ -78,7 +67,7 @@ export function evaluateLet(letDoc: unknown): Variables | undefined {
     const [out] = createAggregator([{ $addFields: letDoc }]).run([{}]);
     return out as Variables;
   } catch (err) {
-    throw toQueryError(err);
+    throw toCommandError(err);
   }
 }
 
@@ -89,7 +78,7 @@ export function applyProjection(docs: Document[], projection: Document | undefin
     const q = createQuery(stripGeoNear(filter ?? {}), { variables });
     return q.find(docs, projection).all() as Document[];
   } catch (err) {
-    throw toQueryError(err);
+    throw toCommandError(err);
   }
 }
 

@@ -289,7 +289,8 @@ function explain(cmd: Document, ctx: CommandContext): Document {
     case "count":
     case "distinct": {
       const name = collectionName(inner, innerName);
-      if (isView(ctx, name)) throw viewError(ctx.engine.getCollection(ctx.db, name) as never);
+      const coll = ctx.engine.getCollection(ctx.db, name);
+      if (coll?.view) throw viewError(coll);
       const spec: FindSpec =
         innerName === "find"
           ? findSpecOf(inner, evaluateLet(inner.let))

@@ -48,7 +48,9 @@ export class CommandDispatcher {
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
       const e = toCommandError(err);
-      if (!(err instanceof CommandError)) this.engine.log.debug("command failed", { command: name, error: String(err), stack: err instanceof Error ? err.stack : undefined });
+      if (e.code === ErrorCode.InternalError) {
+        this.engine.log.error("command failed", { command: name, error: String(err), stack: err instanceof Error ? err.stack : undefined });
+      }
       reply = e.toReply();
     }
     // Whatever was applied (also before an error in an ordered batch) is journaled before the reply.

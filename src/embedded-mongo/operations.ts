@@ -81,7 +81,10 @@ export function findMatches(access: CollectionAccess, spec: FindSpec, stats?: Re
     }
   }
   let result = out;
-  if (spec.sort) {
+  if (spec.sort?.length === 1 && spec.sort[0][0] === "$natural") {
+    // Natural order is storage order; the matches are already in it.
+    if (spec.sort[0][1] === -1) result = [...out].reverse();
+  } else if (spec.sort) {
     const byDoc = new Map(out.map((m) => [m.doc, m]));
     result = sortDocuments(out.map((m) => m.doc), spec.sort).map((d) => byDoc.get(d) as Match);
   }

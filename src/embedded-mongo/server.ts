@@ -13,7 +13,6 @@ import {
   decodeFrame,
   encodeMsgReply,
   encodeOpReply,
-  frameLength,
 } from "./wire";
 
 /** Commands whose replies are never compressed (as mongod, per the compression spec). */
@@ -26,7 +25,8 @@ class Connection implements ConnectionInfo {
   private readonly socket: Socket<Connection>;
   private readonly engine: Engine;
   private readonly dispatcher: CommandDispatcher;
-  private pending: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private readonly inbox: Buffer[] = [];
   private readonly outbox: Buffer[] = [];
   private processing = false;
@@ -39,24 +39,45 @@ class Connection implements ConnectionInfo {
     this.dispatcher = dispatcher;
   }
 
+  /**
+   * Buffers a chunk and queues every complete frame. Chunks are copied once on arrival (the
+   * socket may reuse its buffer) and joined only when a whole frame is there, so a large
+   * message arriving in many small reads is not copied over and over.
+   */
   onData(chunk: Buffer): void {
     this.engine.counters.bytesIn += chunk.length;
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
-    for (;;) {
-      const length = frameLength(this.pending);
-      if (length === null) break;
+    this.chunks.push(Buffer.from(chunk));
+    this.buffered += chunk.length;
+    while (this.buffered >= 4) {
+      const length = this.peekLength();
       if (length < HEADER_SIZE || length > MAX_MESSAGE_SIZE) {
         this.engine.log.warn("invalid message length, closing connection", { connectionId: this.id, length });
         this.close();
         return;
       }
-      if (this.pending.length < length) break;
-      // Copy: the socket may reuse the chunk's memory.
-      this.inbox.push(Buffer.from(this.pending.subarray(0, length)));
-      this.pending = this.pending.subarray(length);
+      if (this.buffered < length) break;
+      this.inbox.push(this.take(length));
     }
-    if (this.pending.length === 0) this.pending = Buffer.alloc(0);
     void this.processInbox();
+  }
+
+  private peekLength(): number {
+    if (this.chunks[0].length < 4) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0].readInt32LE(0);
+  }
+
+  /** Removes and returns the first `n` buffered bytes. */
+  private take(n: number): Buffer {
+    let head = this.chunks[0];
+    if (head.length < n) {
+      head = Buffer.concat(this.chunks);
+      this.chunks = [head];
+    }
+    const frame = head.subarray(0, n);
+    if (head.length === n) this.chunks.shift();
+    else this.chunks[0] = head.subarray(n);
+    this.buffered -= n;
+    return frame;
   }
 
   private async processInbox(): Promise<void> {

@@ -74,12 +74,6 @@ export interface DecodedFrame {
   uncompressedBytes?: number;
 }
 
-/** Total length of the next frame if its header is available, else null. */
-export function frameLength(buf: Uint8Array): number | null {
-  if (buf.length < 4) return null;
-  return readInt32(buf, 0);
-}
-
 /** Parses one complete frame (header included). */
 export function decodeFrame(frame: Uint8Array): DecodedFrame {
   if (frame.length < HEADER_SIZE) throw new ProtocolError("message shorter than its header");

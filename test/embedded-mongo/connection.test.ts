@@ -61,6 +61,21 @@ describe("connecting with the official driver", () => {
   });
 });
 
+describe("large messages", () => {
+  test("multi-megabyte documents and replies cross the socket intact (partial reads and writes)", async () => {
+    const coll = mongo.client.db("large").collection<{ _id: number; blob: string }>("docs");
+    const blob = (i: number) => String.fromCharCode(65 + i).repeat(3 * 1024 * 1024);
+    for (let i = 0; i < 8; i++) await coll.insertOne({ _id: i, blob: blob(i) });
+    // 24 MiB of results: more than one 16 MiB reply, each written in many socket writes.
+    const docs = await coll.find({}).sort({ _id: 1 }).toArray();
+    expect(docs).toHaveLength(8);
+    docs.forEach((d, i) => {
+      expect(d._id).toBe(i);
+      expect(d.blob === blob(i)).toBe(true);
+    });
+  });
+});
+
 describe("OP_COMPRESSED", () => {
   test("a client offering zlib sends compressed frames the engine decompresses", async () => {
     const status = () => mongo.client.db("admin").command({ serverStatus: 1 });

@@ -246,3 +246,12 @@ describe("catalog", () => {
     expect(await db.listCollections().toArray()).toEqual([]);
   });
 });
+
+describe("natural order", () => {
+  test("documents come back in insertion order; $natural: -1 reverses it", async () => {
+    const coll = freshCollection<{ _id: string }>();
+    await coll.insertMany([{ _id: "b" }, { _id: "c" }, { _id: "a" }]);
+    expect((await coll.find({}).toArray()).map((d) => d._id)).toEqual(["b", "c", "a"]);
+    expect((await coll.find({}).sort({ $natural: -1 }).toArray()).map((d) => d._id)).toEqual(["a", "c", "b"]);
+  });
+});

@@ -1,6 +1,6 @@
 // Runs the embedded engine standalone so several server instances can share it over TCP:
-//   bun run embedded-mongo -- --port 27017 [--host 127.0.0.1] [--data-dir DIR] [--fsync always|batch|never]
-//                             [--compact-after-bytes N] [--log-level info]
+//   bun run embedded-mongo -- --port 27017 [--host 127.0.0.1] [--advertise-host NAME] [--data-dir DIR]
+//                             [--fsync always|batch|never] [--compact-after-bytes N] [--log-level info]
 // Prints {"msg":"embedded-mongo listening","port":N,...} as one JSON line on stdout once it accepts
 // connections (so tests can pass --port 0 and read the port); stops cleanly on SIGTERM/SIGINT.
 
@@ -27,6 +27,7 @@ const { values } = parseArgs({
   options: {
     port: { type: "string" },
     host: { type: "string" },
+    "advertise-host": { type: "string" },
     "data-dir": { type: "string" },
     fsync: { type: "string" },
     "compact-after-bytes": { type: "string" },
@@ -45,6 +46,7 @@ try {
   engine = await startEmbeddedMongo({
     port: integer(values.port, "port", 27017),
     host: values.host,
+    advertiseHost: values["advertise-host"],
     dataDir: values["data-dir"],
     fsync,
     compactAfterBytes: integer(values["compact-after-bytes"], "compact-after-bytes", undefined),

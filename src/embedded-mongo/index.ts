@@ -14,8 +14,14 @@ export type { Logger, LogLevel } from "./log";
 export interface EmbeddedMongoOptions {
   /** TCP port; 0 (default) picks a free one. */
   port?: number;
-  /** Interface to listen on (default 127.0.0.1); also the host hello advertises. */
+  /** Interface to listen on (default 127.0.0.1). */
   host?: string;
+  /**
+   * The host hello advertises as the replica set's member (default: `host`, or 127.0.0.1 when
+   * listening on all interfaces). Drivers connect to it after the handshake, so remote clients
+   * need a name they can reach (or `directConnection=true`).
+   */
+  advertiseHost?: string;
   /** Journal directory; undefined or ":memory:" keeps everything in memory. */
   dataDir?: string;
   /** When appended writes reach the disk (default "always": before each reply). */
@@ -54,7 +60,7 @@ export async function startEmbeddedMongo(options: EmbeddedMongoOptions = {}): Pr
     await engine.close();
     throw err;
   }
-  const advertised = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host;
+  const advertised = options.advertiseHost ?? (host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host);
   server.address = `${advertised.includes(":") ? `[${advertised}]` : advertised}:${handle.port}`;
   let closing: Promise<void> | null = null;
   return {

@@ -15,8 +15,8 @@ export interface ConnectionInfo {
 
 /** Facts about the listening server that hello reports. */
 export interface ServerInfo {
-  /** host:port as advertised in hello (me, hosts, primary). */
-  readonly address: string;
+  /** host:port as advertised in hello (me, hosts, primary); set once the listener has its port. */
+  address: string;
   readonly failPoints: FailPoints;
 }
 

@@ -255,7 +255,7 @@ describe("compaction", () => {
     const got = replayed.get("app.orders");
     expect(got?.size).toBe(want?.size);
     for (const [id, doc] of want ?? []) expect(got?.get(id)).toEqual(doc);
-  });
+  }, 30_000);
 
   test("wantsCompaction turns true past the threshold and false once compacted", async () => {
     const dir = tempDir();
@@ -338,7 +338,7 @@ describe("lock", () => {
     const j = open(dir); // the dead owner's LOCK file is still there: taken over
     expect(fs.readFileSync(path.join(dir, "LOCK"), "utf8").trim()).toBe(String(process.pid));
     j.close();
-  });
+  }, 30_000);
 });
 
 describe("kill -9", () => {
@@ -360,5 +360,5 @@ describe("kill -9", () => {
     for (let i = 1; i <= acked; i++) expect(ids.has(i)).toBe(true);
     // Nothing beyond what the writer could have appended, and no gaps.
     expect(Math.max(...ids)).toBe(ids.size);
-  });
+  }, 30_000);
 });

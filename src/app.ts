@@ -12,6 +12,10 @@ import { authModule } from "./modules/auth";
 import { restaurantsModule } from "./modules/restaurants";
 import { ordersModule } from "./modules/orders";
 import { realtimeModule, realtimeServerOptions, type RealtimeHooks } from "./realtime/ws";
+import type { Metrics } from "./metrics";
+import { metricsPlugin } from "./http/metrics";
+import { demoModule } from "./demo";
+import { OrderRepository } from "./modules/orders/repository";
 
 /** Time source, injected so tests can move it. */
 export type Clock = { now(): Date };
@@ -24,6 +28,8 @@ export type AppDeps = {
   bus: EventBus;
   log: Logger;
   clock: Clock;
+  /** This app's Prometheus registry and instruments (GET /metrics). */
+  metrics: Metrics;
   /** Whether Redis answers (null when no REDIS_URL is configured). */
   redisReady?: () => Promise<boolean>;
   /** Rate-limit store; in-process counters when absent. */
@@ -38,7 +44,8 @@ export function guardFor(deps: Pick<AppDeps, "config">) {
 }
 
 export function createApp(deps: AppDeps) {
-  return new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
+  const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
+    .use(metricsPlugin(deps)) // first: its hooks time and count every request
     .use(problemPlugin(deps.log))
     .use(
       openapi({
@@ -54,7 +61,22 @@ export function createApp(deps: AppDeps) {
     .use(authModule(deps))
     .use(restaurantsModule(deps))
     .use(ordersModule(deps))
-    .use(realtimeModule(deps));
+    .use(realtimeModule(deps))
+    .use(demoModule());
+  observeApp(deps, () => app.decorator.realtime.connectionCount);
+  return app;
+}
+
+/** Scrape-time sources and the committed-transition count for /metrics. */
+function observeApp(deps: AppDeps, wsConnections: () => number): void {
+  const { metrics } = deps;
+  const orders = new OrderRepository(deps.db.db);
+  metrics.observe("wsConnections", wsConnections);
+  metrics.observe("ordersByStatus", () => orders.countByStatus());
+  deps.bus.onChange((change) => {
+    // Relayed changes were counted by the instance that committed them.
+    if (change.origin === deps.config.INSTANCE_ID) metrics.orderTransitions.inc({ from: change.prevStatus ?? "none", to: change.status });
+  });
 }
 
 /** The app's type, for a typed client (Eden treaty). */

@@ -5,11 +5,12 @@ import { connectDatabase, type Database } from "./db/mongo";
 import { ensureIndexes } from "./db/indexes";
 import { createLogger, type Logger } from "./log";
 import { MAX_BODY_BYTES } from "./http/problem";
-import { LocalEventBus, type EventBus } from "./realtime/bus";
+import { LocalEventBus, type EventBus, type TopicPublisher } from "./realtime/bus";
 import { bootstrapAdmin } from "./modules/auth/service";
 import { RedisEventBus } from "./realtime/redis-relay";
 import { changesFromOrder } from "./realtime/history";
 import { OrderRepository } from "./modules/orders/repository";
+import { Metrics } from "./metrics";
 
 export type RunningServer = {
   url: string;
@@ -19,15 +20,17 @@ export type RunningServer = {
   stop(): Promise<void>;
 };
 
-export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus };
+export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus; metrics?: Metrics };
 
 /** Start-up in one place (config → connect → indexes → app → listen), exported so tests control it. */
 export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
   if (config.jwtSecretIsDefault) log.warn("JWT_SECRET is not set: using the development secret; never do this in production");
+  const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: config.METRICS_ORDERS_CACHE_MS });
   const db = opts.db ?? (await connectDatabase(config, log));
-  const bus = opts.bus ?? createBus(config, db, log);
-  const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock };
+  countDatabaseErrors(db, metrics);
+  const bus = opts.bus ?? createBus(config, db, log, metrics);
+  const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
   if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
   try {
     await ensureIndexes(db.db);
@@ -39,7 +42,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   }
   const app = createApp(deps).listen({ port: config.PORT, hostname: config.HOST, maxRequestBodySize: MAX_BODY_BYTES + 1024 });
   const server = app.server as Server<unknown>;
-  bus.attach(server);
+  bus.attach(countingPublisher(server, metrics));
   const port = server.port ?? config.PORT;
   log.info("listening", { port, host: config.HOST, database: db.target, embedded: db.embedded });
 
@@ -63,7 +66,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
 }
 
 /** The relay across instances when REDIS_URL is set; local topics only otherwise. */
-function createBus(config: Config, db: Database, log: Logger): EventBus {
+function createBus(config: Config, db: Database, log: Logger, metrics: Metrics): EventBus {
   if (!config.REDIS_URL) return new LocalEventBus(log);
   const bus = new RedisEventBus({
     url: config.REDIS_URL,
@@ -72,6 +75,11 @@ function createBus(config: Config, db: Database, log: Logger): EventBus {
     channel: `dispatch:${config.MONGODB_DB}:changes`,
     log,
     gapWaitMs: config.RELAY_GAP_WAIT_MS,
+    metrics: {
+      redisError: (connection) => metrics.redisErrors.inc({ connection }),
+      relayed: (direction) => metrics.relayMessages.inc({ direction }),
+      lag: (seconds) => metrics.relayLag.observe(seconds),
+    },
   });
   const orders = new OrderRepository(db.db);
   bus.setGapFiller(async (orderId, afterSeq, beforeSeq) => {
@@ -79,4 +87,24 @@ function createBus(config: Config, db: Database, log: Logger): EventBus {
     return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
   });
   return bus;
+}
+
+/** Topic messages counted once per subscriber that receives them on this instance. */
+function countingPublisher(server: Server<unknown>, metrics: Metrics): TopicPublisher {
+  return {
+    publish(topic, data) {
+      const sent = server.publish(topic, data);
+      const subscribers = server.subscriberCount(topic);
+      if (subscribers > 0) metrics.wsMessagesSent.inc({ kind: topic.slice(0, topic.indexOf(":")) || "other" }, subscribers);
+      return sent;
+    },
+  };
+}
+
+/** Driver-level failures that never reach a request (heartbeats, pool checkouts). */
+function countDatabaseErrors(db: Database, metrics: Metrics): void {
+  db.client.on("serverHeartbeatFailed", () => metrics.dbErrors.inc({ kind: "heartbeat" }));
+  db.client.on("connectionCheckOutFailed", (event) => {
+    if (event.reason !== "poolClosed") metrics.dbErrors.inc({ kind: "pool" });
+  });
 }

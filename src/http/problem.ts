@@ -59,6 +59,7 @@ export function problemPlugin(log: Logger) {
       set.headers["x-request-id"] = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
       const length = request.headers.get("content-length");
       if (length !== null && Number(length) > MAX_BODY_BYTES) {
+        set.status = 413;
         return problemResponse(
           problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`, { requestId: set.headers["x-request-id"] }),
           { "x-request-id": String(set.headers["x-request-id"]) },
@@ -89,6 +90,7 @@ export function problemPlugin(log: Logger) {
         body = problem(500, "Internal server error", "an unexpected error occurred; quote the request id when reporting it");
       }
       body.requestId = requestId;
+      set.status = body.status; // so after-response hooks (metrics) see the status sent
       return problemResponse(body, headers);
     });
 }

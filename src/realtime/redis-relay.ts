@@ -5,8 +5,16 @@ import { ChangeSequencer } from "./sequencer";
 
 /** What travels on the Redis channel: one committed change, or one transient topic message. */
 type RelayEnvelope =
-  | { v: 1; origin: string; kind: "change"; change: OrderChange }
-  | { v: 1; origin: string; kind: "transient"; topic: string; message: Record<string, unknown> };
+  | { v: 1; origin: string; sentAt?: number; kind: "change"; change: OrderChange }
+  | { v: 1; origin: string; sentAt?: number; kind: "transient"; topic: string; message: Record<string, unknown> };
+
+/** What the relay reports to /metrics. */
+export type RelayMetrics = {
+  redisError(connection: "publisher" | "subscriber"): void;
+  relayed(direction: "published" | "received" | "dropped"): void;
+  /** Seconds from the publisher's send to our receipt (two hosts' wall clocks). */
+  lag(seconds: number): void;
+};
 
 export type GapFiller = (orderId: string, afterSeq: number, beforeSeq: number) => Promise<OrderChange[]>;
 
@@ -20,6 +28,7 @@ export type RedisEventBusOptions = {
   /** How long a change waits for a missing earlier seq before the gap is filled from the database. */
   gapWaitMs?: number;
   maxTrackedOrders?: number;
+  metrics?: RelayMetrics;
 };
 
 function isEnvelope(value: unknown): value is RelayEnvelope {
@@ -76,7 +85,10 @@ export class RedisEventBus extends LocalEventBus {
     // waits for Redis however long it is down; ioredis re-subscribes after every reconnect.
     this.sub = new Redis(opts.url, { ...common, autoResubscribe: true, maxRetriesPerRequest: null });
     for (const [name, conn] of [["publisher", this.pub], ["subscriber", this.sub]] as const) {
-      conn.on("error", (err: Error) => this.markDown(name, err));
+      conn.on("error", (err: Error) => {
+        opts.metrics?.redisError(name);
+        this.markDown(name, err);
+      });
       conn.on("ready", () => this.markMaybeUp());
       conn.on("end", () => this.markDown(name, new Error("connection ended")));
     }
@@ -91,12 +103,12 @@ export class RedisEventBus extends LocalEventBus {
 
   override publish(change: OrderChange): void {
     this.sequencer.offer(change);
-    this.relay({ v: 1, origin: this.opts.instanceId, kind: "change", change });
+    this.relay({ v: 1, origin: this.opts.instanceId, sentAt: Date.now(), kind: "change", change });
   }
 
   override publishTransient(topic: string, message: Record<string, unknown>): void {
     super.publishTransient(topic, message);
-    this.relay({ v: 1, origin: this.opts.instanceId, kind: "transient", topic, message });
+    this.relay({ v: 1, origin: this.opts.instanceId, sentAt: Date.now(), kind: "transient", topic, message });
   }
 
   /** Whether Redis answers a PING now (for /ready). */
@@ -120,10 +132,14 @@ export class RedisEventBus extends LocalEventBus {
   private relay(envelope: RelayEnvelope): void {
     if (this.pub.status !== "ready") {
       this.droppedWhileDown++;
+      this.opts.metrics?.relayed("dropped");
       return;
     }
+    this.opts.metrics?.relayed("published");
     this.pub.publish(this.opts.channel, JSON.stringify(envelope)).catch((err: unknown) => {
       this.droppedWhileDown++;
+      this.opts.metrics?.relayed("dropped");
+      this.opts.metrics?.redisError("publisher");
       this.markDown("publisher", err instanceof Error ? err : new Error(String(err)));
     });
   }
@@ -141,6 +157,8 @@ export class RedisEventBus extends LocalEventBus {
       return;
     }
     if (envelope.origin === this.opts.instanceId) return; // our own, already delivered locally
+    this.opts.metrics?.relayed("received");
+    if (typeof envelope.sentAt === "number") this.opts.metrics?.lag(Math.max(0, Date.now() - envelope.sentAt) / 1000);
     if (envelope.kind === "transient") {
       super.publishTransient(envelope.topic, envelope.message);
       return;

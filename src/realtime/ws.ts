@@ -154,6 +154,7 @@ export class RealtimeHub {
   }
 
   open(socket: Socket, principal: Principal): void {
+    this.deps.metrics.wsConnectionsOpened.inc();
     this.connections.set(socket, {
       socket,
       principal,
@@ -179,6 +180,7 @@ export class RealtimeHub {
   frame(socket: Socket, message: string | Buffer): void {
     const conn = this.connections.get(socket);
     if (!conn || conn.closed) return;
+    let op = "invalid"; // until decoded
     try {
       const now = performance.now();
       conn.allowance = Math.min(FRAME_BURST, conn.allowance + ((now - conn.lastFrameMs) * FRAME_RATE_PER_SECOND) / 1000);
@@ -199,6 +201,7 @@ export class RealtimeHub {
       const decoded = decodeClientMessage(value);
       if (!decoded.ok) return this.reject(conn, "invalid_message", decoded.message);
       const msg = decoded.message;
+      op = msg.op;
       switch (msg.op) {
         case "ping":
           return this.send(conn, { type: "pong" });
@@ -212,6 +215,8 @@ export class RealtimeHub {
       }
     } catch (err) {
       this.failed(conn, undefined, err);
+    } finally {
+      this.deps.metrics.wsMessagesReceived.inc({ op });
     }
   }
 
@@ -373,6 +378,7 @@ export class RealtimeHub {
   private sendRaw(conn: Connection, data: string): void {
     if (conn.closed) return;
     const status = conn.socket.send(data);
+    if (status !== 0) this.deps.metrics.wsMessagesSent.inc({ kind: "reply" });
     // -1: queued under backpressure; 0: dropped. Either way, see whether the client keeps up.
     if (status <= 0) this.closeIfSlow(conn);
   }

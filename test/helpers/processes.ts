@@ -2,6 +2,7 @@ import type { Subprocess } from "bun";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { EXTERNAL_MONGODB_URI, dropExternalDatabase, uniqueDatabaseName } from "./database";
 
 /** Child processes for multi-process tests: the standalone engine, server instances, redis-server. */
 
@@ -191,4 +192,31 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
 /** Stops every process still running (for afterAll; safe to call twice). */
 export async function stopAllProcesses(): Promise<void> {
   await Promise.all([...live].map((p) => p.stop("SIGKILL")));
+}
+
+export type SharedDatabase = {
+  /** MONGODB_URI and MONGODB_DB for the server processes that share it. */
+  env: { MONGODB_URI: string; MONGODB_DB: string };
+  /** "external MongoDB" or "embedded engine". */
+  mode: string;
+  stop(): Promise<void>;
+};
+
+/**
+ * One database several server processes share: a fresh database on MONGODB_URI when that is
+ * set (CI's real-MongoDB job; dropped at stop), else a standalone embedded engine process.
+ */
+export async function startSharedDatabase(): Promise<SharedDatabase> {
+  const name = uniqueDatabaseName("shared");
+  if (EXTERNAL_MONGODB_URI) {
+    return { env: { MONGODB_URI: EXTERNAL_MONGODB_URI, MONGODB_DB: name }, mode: "external MongoDB", stop: () => dropExternalDatabase(name) };
+  }
+  const engine = await startEngineProcess();
+  return {
+    env: { MONGODB_URI: engine.uri, MONGODB_DB: name },
+    mode: "embedded engine",
+    async stop() {
+      await engine.stop();
+    },
+  };
 }

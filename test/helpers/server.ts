@@ -1,6 +1,9 @@
 import type { Clock } from "../../src/app";
 import { loadConfig } from "../../src/config";
+import { connectDatabase } from "../../src/db/mongo";
+import { createLogger } from "../../src/log";
 import { startServer, type RunningServer } from "../../src/server";
+import { EXTERNAL_MONGODB_URI, EXTERNAL_REDIS_URL, uniqueDatabaseName } from "./database";
 
 export type TestRole = "customer" | "restaurant" | "courier" | "admin";
 export type TestUser = { id: string; email: string; name: string; role: TestRole };
@@ -43,10 +46,15 @@ export class TestClock implements Clock {
 let userCounter = 0;
 
 /**
- * An in-process server on a free port, on the embedded engine in memory. Cheap password
- * hashing and a generous login limit keep tests fast; pass env to override any variable.
+ * An in-process server on a free port, on the embedded engine in memory, or, when MONGODB_URI
+ * is set in the environment, on a fresh database of that deployment (dropped at stop; see
+ * ./database.ts). Cheap password hashing and a generous login limit keep tests fast; pass env
+ * to override any variable.
  */
 export async function startTestServer(env: Record<string, string> = {}, opts: { clock?: Clock } = {}): Promise<TestServer> {
+  const external: Record<string, string> = {};
+  if (EXTERNAL_MONGODB_URI) Object.assign(external, { MONGODB_URI: EXTERNAL_MONGODB_URI, MONGODB_DB: uniqueDatabaseName() });
+  if (EXTERNAL_REDIS_URL) external.REDIS_URL = EXTERNAL_REDIS_URL;
   const config = loadConfig({
     NODE_ENV: "test",
     PORT: "0",
@@ -59,9 +67,27 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     LOGIN_MAX_ATTEMPTS: "1000",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
+    ...external,
     ...env,
   });
-  const running = await startServer(config, opts.clock ? { clock: opts.clock } : {});
+  const log = createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
+  // Connected here, not by startServer, so stop() can drop the test's database before closing.
+  const db = await connectDatabase(config, log);
+  let running: RunningServer;
+  try {
+    running = await startServer(config, { log, db, ...(opts.clock ? { clock: opts.clock } : {}) });
+  } catch (err) {
+    await db.close();
+    throw err;
+  }
+  let stopped: Promise<void> | null = null;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await running.stop();
+      // Only the database made for this server; one a test named itself is its own business.
+      if (!db.embedded && config.MONGODB_DB === external.MONGODB_DB) await db.db.dropDatabase().catch(() => undefined);
+      await db.close();
+    })());
   const url = running.url;
 
   async function request<T>(method: string, path: string, o: RequestOptions = {}): Promise<TestResponse<T>> {
@@ -96,5 +122,5 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     return { ...res.body, email, password };
   }
 
-  return { url, port: running.port, deps: running.deps, stop: () => running.stop(), register, request };
+  return { url, port: running.port, deps: running.deps, stop, register, request };
 }

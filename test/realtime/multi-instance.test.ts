@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startRedis, type TestRedis } from "../helpers/redis";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess } from "../helpers/processes";
+import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase } from "../helpers/processes";
 import { WsClient } from "../helpers/ws";
 import { topics } from "../../src/realtime/topics";
 
 /**
- * Several server processes (`bun run src/index.ts`) sharing one standalone embedded engine and
+ * Several server processes (`bun run src/index.ts`) sharing one database (a standalone embedded engine, or MONGODB_URI) and
  * one redis-server, each on a free port; real HTTP and WebSocket clients.
  */
 let redis: TestRedis;
-let engine: EngineProcess;
+let database: SharedDatabase;
 let A: ServerProcess;
 let B: ServerProcess;
 let C: ServerProcess;
@@ -72,9 +72,9 @@ async function open(instance: ServerProcess, who: User): Promise<WsClient> {
 }
 
 beforeAll(async () => {
-  [redis, engine] = await Promise.all([startRedis(), startEngineProcess()]);
+  [redis, database] = await Promise.all([startRedis(), startSharedDatabase()]);
   const env = {
-    MONGODB_URI: engine.uri,
+    ...database.env,
     REDIS_URL: redis.url,
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
@@ -106,7 +106,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const client of clients) client.close();
   await Promise.all([A, B, C].filter(Boolean).map((s) => s.stop("SIGTERM")));
-  await engine?.stop();
+  await database?.stop();
   await redis?.stop();
   await stopAllProcesses();
 });

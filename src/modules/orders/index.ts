@@ -27,8 +27,10 @@ export function ordersModule(deps: AppDeps) {
     log: deps.log.child({ module: "orders" }),
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
+    metrics: deps.metrics,
   });
   registry.start();
+  deps.metrics.observe("orderActors", () => registry.size);
   const orders = new OrderService({
     repo,
     restaurants: new RestaurantRepository(deps.db.db),

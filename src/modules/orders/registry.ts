@@ -14,6 +14,7 @@ import {
 } from "./machine";
 import type { OrderModel } from "./model";
 import type { OrderRepository, StoredOrder } from "./repository";
+import type { Metrics } from "../../metrics";
 
 export type OrderCommand = {
   event: OrderEvent;
@@ -35,6 +36,8 @@ export type RegistryDeps = {
   log: Logger;
   instanceId: string;
   idleSeconds: number;
+  /** Times each event (queue wait included) for /metrics. */
+  metrics?: Pick<Metrics, "orderTransitionDuration">;
 };
 
 /**
@@ -65,7 +68,16 @@ export class OrderActorRegistry {
   /** Applies a move to an order: 200 order, or 404 / 409 (with `allowed`) / 412. */
   send(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
     if (this.stopped) return Promise.reject(new ServiceUnavailable("the server is shutting down"));
-    return this.enqueue(orderId, () => this.apply(orderId, command));
+    const run = this.enqueue(orderId, () => this.apply(orderId, command));
+    const timing = this.deps.metrics?.orderTransitionDuration;
+    if (timing) {
+      const end = timing.startTimer({ event: command.event.type });
+      run.then(
+        () => end({ outcome: "committed" }),
+        (err: unknown) => end({ outcome: err instanceof Error ? outcomeOf(err) : "error" }),
+      );
+    }
+    return run;
   }
 
   /** The statuses `actor` may move the order to now (read through the same queue as moves). */
@@ -285,4 +297,12 @@ export class OrderActorRegistry {
       if (live.lastUsedMs < cutoff && !this.queues.has(orderId)) this.drop(orderId);
     }
   }
+}
+
+/** A refused or failed event's metric label. */
+function outcomeOf(err: Error): string {
+  if (err instanceof IllegalTransition || err instanceof Conflict) return "refused";
+  if (err instanceof PreconditionFailed || err instanceof VersionConflict) return "conflict";
+  if (err instanceof NotFound) return "not_found";
+  return "error";
 }

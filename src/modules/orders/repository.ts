@@ -253,6 +253,14 @@ export class OrderRepository {
     return docs.map((d) => ({ id: d._id.toHexString(), status: d.status }));
   }
 
+  /** How many orders are in each status (for /metrics; one aggregation over the collection). */
+  async countByStatus(): Promise<Partial<Record<OrderModel.status, number>>> {
+    const rows = await this.orders.aggregate<{ _id: OrderModel.status; n: number }>([{ $group: { _id: "$status", n: { $sum: 1 } } }]).toArray();
+    const counts: Partial<Record<OrderModel.status, number>> = {};
+    for (const row of rows) counts[row._id] = row.n;
+    return counts;
+  }
+
   /** The scope's orders, newest first, keyset-paginated. */
   async list(scope: OrderScope, opts: ListOptions): Promise<OrderPage> {
     const filter = this.listFilter(scope, opts);

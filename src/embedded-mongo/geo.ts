@@ -94,7 +94,7 @@ function lngGap(a: number, b: number): number {
  * If the point's longitude lies inside the rectangle's, the nearest point is on its own meridian;
  * otherwise it lies on the rectangle's nearer meridian edge (distance at fixed latitude grows with |Δλ|).
  */
-function minAngleToRect(lng: number, lat: number, lng0: number, lng1: number, lat0: number, lat1: number): number {
+function minAngleToRect(lng: number, lat: number, sinPhi: number, cosPhi: number, lng0: number, lng1: number, lat0: number, lat1: number): number {
   if (lng >= lng0 && lng <= lng1) {
     if (lat < lat0) return (lat0 - lat) * DEG;
     if (lat > lat1) return (lat - lat1) * DEG;
@@ -103,12 +103,17 @@ function minAngleToRect(lng: number, lat: number, lng0: number, lng1: number, la
   const g0 = lngGap(lng, lng0);
   const g1 = lngGap(lng, lng1);
   const dl = (g0 < g1 ? g0 : g1) * DEG;
-  const phi = lat * DEG;
   // Latitude of the point on that full meridian closest to us (beyond ±90° when |Δλ| > 90°).
-  const phiC = Math.atan2(Math.sin(phi), Math.cos(phi) * Math.cos(dl)) / DEG;
-  if (phiC >= lat0 && phiC <= lat1) return Math.asin(Math.min(1, Math.cos(phi) * Math.sin(dl)));
-  const edge = g0 < g1 ? lng0 : lng1;
-  return Math.min(sphereAngleRadians([lng, lat], [edge, lat0]), sphereAngleRadians([lng, lat], [edge, lat1]));
+  const phiC = Math.atan2(sinPhi, cosPhi * Math.cos(dl)) / DEG;
+  if (phiC >= lat0 && phiC <= lat1) return Math.asin(Math.min(1, cosPhi * Math.sin(dl)));
+  // Otherwise the nearer end of that edge (haversine; which end depends on the wrap-around, so both).
+  const sinHalfDl = Math.sin(dl / 2);
+  const h = sinHalfDl * sinHalfDl * cosPhi;
+  const s0 = Math.sin(((lat0 - lat) * DEG) / 2);
+  const s1 = Math.sin(((lat1 - lat) * DEG) / 2);
+  const hav0 = s0 * s0 + h * Math.cos(lat0 * DEG);
+  const hav1 = s1 * s1 + h * Math.cos(lat1 * DEG);
+  return 2 * Math.asin(Math.sqrt(Math.min(1, hav0 < hav1 ? hav0 : hav1)));
 }
 
 interface IndexedPoint<K> {
@@ -116,24 +121,30 @@ interface IndexedPoint<K> {
   x: number;
   y: number;
   z: number;
-  leaf: number; // cell id at the leaf level
-  slot: number; // position in its leaf bucket
+  leaf: Cell<K>;
+  slot: number; // position in leaf.points
 }
 
-// Heap node: a cell (level >= 0) or a point (level -1) with its distance lower bound / exact distance.
-interface HeapNode<K> {
-  d: number;
+/** A grid cell: level l spans 180/2^l degrees; inner cells link their non-empty children. */
+interface Cell<K> {
   level: number;
   ix: number;
   iy: number;
+  count: number;
+  parent: Cell<K> | null;
+  children: Array<Cell<K> | null> | null; // inner cells: [dx*2 + dy]
+  points: IndexedPoint<K>[] | null; // leaf cells
+}
+
+// Heap node: a cell, or a point with its exact distance; d is the cell's distance lower bound.
+interface HeapNode<K> {
+  d: number;
+  cell: Cell<K> | null;
   point: IndexedPoint<K> | null;
 }
 
 class MinHeap<K> {
   private items: HeapNode<K>[] = [];
-  get length(): number {
-    return this.items.length;
-  }
   push(n: HeapNode<K>): void {
     const a = this.items;
     let i = a.length;
@@ -170,22 +181,20 @@ class MinHeap<K> {
 
 /** Default finest level: cells of 180/2^16 degrees (~305 m of latitude). */
 export const DEFAULT_LEAF_LEVEL = 16;
-// Cell ids pack (ix, iy) per level; iy < 2^LEVEL_BITS.
-const LEVEL_BITS = 2 ** 24;
+const CELL_DEGREES = Array.from({ length: 23 }, (_, level) => 180 / 2 ** level);
 // Lower bounds are shaved so rounding can never make a cell look farther than a point inside it.
 const BOUND_SLACK = 1e-9;
 
 /**
- * Points in a hierarchy of lat/lng grids (level l: 2^(l+1) × 2^l square-degree cells, like a geohash).
- * Inner levels keep point counts, the leaf level keeps the points. nearest() is a best-first search
+ * Points in a hierarchy of lat/lng grids (level l: 2^(l+1) × 2^l square-degree cells, like a geohash),
+ * kept as a tree of non-empty cells with the points in the leaf cells. nearest() is a best-first search
  * (Hjaltason & Samet): a heap of cells keyed by the least possible distance to anything inside them,
  * refined level by level; a point is emitted only once no cell or point left can be closer, so results
  * come lazily and exactly in order, and a cell beyond maxDistance is never opened.
  */
 export class SpatialIndex<K> {
   readonly leafLevel: number;
-  private readonly counts: Map<number, number>[] = [];
-  private readonly leaves = new Map<number, IndexedPoint<K>[]>();
+  private readonly roots: Array<Cell<K> | null> = [null, null]; // level 0: western and eastern hemisphere
   private readonly byKey = new Map<K, IndexedPoint<K>>();
   /** Points whose distance nearest() has computed so far (for tests and profiling). */
   pointsExamined = 0;
@@ -193,65 +202,64 @@ export class SpatialIndex<K> {
   constructor(opts?: { leafLevel?: number }) {
     this.leafLevel = opts?.leafLevel ?? DEFAULT_LEAF_LEVEL;
     if (!(this.leafLevel >= 1 && this.leafLevel <= 22)) throw new RangeError("leafLevel must be 1..22");
-    for (let l = 0; l < this.leafLevel; l++) this.counts.push(new Map());
   }
 
   get size(): number {
     return this.byKey.size;
   }
 
-  private static cellOf(level: number, lng: number, lat: number): [number, number] {
-    const size = 180 / 2 ** level;
-    const ix = Math.min(Math.floor((lng + 180) / size), 2 ** (level + 1) - 1);
-    const iy = Math.min(Math.floor((lat + 90) / size), 2 ** level - 1);
-    return [ix, iy];
+  private newCell(level: number, ix: number, iy: number, parent: Cell<K> | null): Cell<K> {
+    const leaf = level === this.leafLevel;
+    return { level, ix, iy, count: 0, parent, children: leaf ? null : [null, null, null, null], points: leaf ? [] : null };
   }
 
   add(key: K, p: LngLat): void {
     this.delete(key);
     const [lng, lat] = p;
     const v = toVec(p);
-    const [lx, ly] = SpatialIndex.cellOf(this.leafLevel, lng, lat);
-    const leaf = lx * LEVEL_BITS + ly;
-    let bucket = this.leaves.get(leaf);
-    if (!bucket) this.leaves.set(leaf, (bucket = []));
-    const entry: IndexedPoint<K> = { key, x: v[0], y: v[1], z: v[2], leaf, slot: bucket.length };
-    bucket.push(entry);
-    this.byKey.set(key, entry);
-    for (let l = 0; l < this.leafLevel; l++) {
-      const shift = 2 ** (this.leafLevel - l);
-      const id = Math.floor(lx / shift) * LEVEL_BITS + Math.floor(ly / shift);
-      const m = this.counts[l];
-      m.set(id, (m.get(id) ?? 0) + 1);
+    const size = CELL_DEGREES[this.leafLevel];
+    const lx = Math.min(Math.floor((lng + 180) / size), 2 ** (this.leafLevel + 1) - 1);
+    const ly = Math.min(Math.floor((lat + 90) / size), 2 ** this.leafLevel - 1);
+    const rx = lx >>> this.leafLevel;
+    let cell = this.roots[rx] ?? (this.roots[rx] = this.newCell(0, rx, 0, null));
+    cell.count++;
+    for (let l = 1; l <= this.leafLevel; l++) {
+      const ix = lx >>> (this.leafLevel - l);
+      const iy = ly >>> (this.leafLevel - l);
+      const slot = (ix & 1) * 2 + (iy & 1);
+      const children = cell.children as Array<Cell<K> | null>;
+      cell = children[slot] ?? (children[slot] = this.newCell(l, ix, iy, cell));
+      cell.count++;
     }
+    const points = cell.points as IndexedPoint<K>[];
+    const entry: IndexedPoint<K> = { key, x: v[0], y: v[1], z: v[2], leaf: cell, slot: points.length };
+    points.push(entry);
+    this.byKey.set(key, entry);
   }
 
   delete(key: K): void {
     const entry = this.byKey.get(key);
     if (!entry) return;
     this.byKey.delete(key);
-    const bucket = this.leaves.get(entry.leaf);
-    if (bucket) {
-      const last = bucket.pop();
-      if (last && last !== entry) {
-        bucket[entry.slot] = last;
-        last.slot = entry.slot;
-      }
-      if (bucket.length === 0) this.leaves.delete(entry.leaf);
+    const points = entry.leaf.points as IndexedPoint<K>[];
+    const last = points.pop();
+    if (last && last !== entry) {
+      points[entry.slot] = last;
+      last.slot = entry.slot;
     }
-    const lx = Math.floor(entry.leaf / LEVEL_BITS);
-    const ly = entry.leaf % LEVEL_BITS;
-    for (let l = 0; l < this.leafLevel; l++) {
-      const shift = 2 ** (this.leafLevel - l);
-      const id = Math.floor(lx / shift) * LEVEL_BITS + Math.floor(ly / shift);
-      const m = this.counts[l];
-      const c = (m.get(id) ?? 0) - 1;
-      if (c > 0) m.set(id, c);
-      else m.delete(id);
+    for (let cell: Cell<K> | null = entry.leaf; cell; cell = cell.parent) {
+      cell.count--;
+      if (cell.count > 0) continue;
+      // Unlink the empty cell so searches never visit it.
+      if (cell.parent) (cell.parent.children as Array<Cell<K> | null>)[(cell.ix & 1) * 2 + (cell.iy & 1)] = null;
+      else this.roots[cell.ix] = null;
     }
   }
 
-  /** Keys nearest first, lazily, distances in meters; minDistance and maxDistance are inclusive. */
+  /**
+   * Keys nearest first, lazily, distances in meters; minDistance and maxDistance are inclusive.
+   * Changes between pulls are tolerated: a deleted key is not yielded, a moved one at most once.
+   */
   *nearest(center: LngLat, opts?: { minDistance?: number; maxDistance?: number }): Generator<{ key: K; distance: number }> {
     if (this.byKey.size === 0) return;
     const [lng, lat] = center;
@@ -261,13 +269,15 @@ export class SpatialIndex<K> {
     if (maxD < minD) return;
     const R = EARTH_RADIUS_METERS;
     const heap = new MinHeap<K>();
-    const leafLevel = this.leafLevel;
+    const sinPhi = Math.sin(lat * DEG);
+    const cosPhi = Math.cos(lat * DEG);
+    const yielded = new Set<K>();
 
-    const pushCell = (level: number, ix: number, iy: number): void => {
-      const size = 180 / 2 ** level;
-      const lng0 = ix * size - 180;
-      const lat0 = iy * size - 90;
-      const lower = minAngleToRect(lng, lat, lng0, lng0 + size, lat0, lat0 + size);
+    const pushCell = (cell: Cell<K>): void => {
+      const size = CELL_DEGREES[cell.level];
+      const lng0 = cell.ix * size - 180;
+      const lat0 = cell.iy * size - 90;
+      const lower = minAngleToRect(lng, lat, sinPhi, cosPhi, lng0, lng0 + size, lat0, lat0 + size);
       const d = Math.max(0, lower - BOUND_SLACK) * R;
       if (d > maxD) return;
       if (minD > 0) {
@@ -276,40 +286,33 @@ export class SpatialIndex<K> {
         const upper = (sphereAngleRadians(center, mid) + size * DEG + BOUND_SLACK) * R;
         if (upper < minD) return;
       }
-      heap.push({ d, level, ix, iy, point: null });
+      heap.push({ d, cell, point: null });
     };
 
-    // Level 0: the two hemispheres of longitude.
-    for (let ix = 0; ix < 2; ix++) if (this.counts.length === 0 || this.counts[0].has(ix * LEVEL_BITS)) pushCell(0, ix, 0);
-
+    for (const root of this.roots) if (root) pushCell(root);
     for (;;) {
       const n = heap.pop();
       if (n === undefined) return;
       if (n.point !== null) {
-        yield { key: n.point.key, distance: n.d };
+        // The caller may change the index between pulls: skip entries deleted or moved since,
+        // and keys already yielded (a moved key's new entry may sit in a cell not yet opened).
+        const key = n.point.key;
+        if (this.byKey.get(key) !== n.point || yielded.has(key)) continue;
+        yielded.add(key);
+        yield { key, distance: n.d };
         continue;
       }
-      if (n.level === leafLevel) {
-        const bucket = this.leaves.get(n.ix * LEVEL_BITS + n.iy);
-        if (!bucket) continue;
-        this.pointsExamined += bucket.length;
-        for (const p of bucket) {
+      const cell = n.cell as Cell<K>;
+      if (cell.points !== null) {
+        this.pointsExamined += cell.points.length;
+        for (const p of cell.points) {
           const d = angleBetween(cx, cy, cz, p.x, p.y, p.z) * R;
           if (d > maxD || d < minD) continue;
-          heap.push({ d, level: -1, ix: 0, iy: 0, point: p });
+          heap.push({ d, cell: null, point: p });
         }
         continue;
       }
-      const next = n.level + 1;
-      const m = next === leafLevel ? null : this.counts[next];
-      for (let dx = 0; dx < 2; dx++) {
-        for (let dy = 0; dy < 2; dy++) {
-          const ix = n.ix * 2 + dx;
-          const iy = n.iy * 2 + dy;
-          const id = ix * LEVEL_BITS + iy;
-          if (m ? m.has(id) : this.leaves.has(id)) pushCell(next, ix, iy);
-        }
-      }
+      for (const child of cell.children as Array<Cell<K> | null>) if (child) pushCell(child);
     }
   }
 }

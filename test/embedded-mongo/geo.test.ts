@@ -225,6 +225,27 @@ describe("SpatialIndex.nearest", () => {
     expect([...index.nearest([0, 0])]).toEqual([]);
   });
 
+  test("changes between pulls: deleted keys are skipped, moved keys come at most once", () => {
+    const index = new SpatialIndex<number>();
+    for (let i = 0; i < 100; i++) index.add(i, [i * 0.001, 0]);
+    const gen = index.nearest([0, 0]);
+    const got: number[] = [];
+    for (let i = 0; i < 5; i++) got.push(gen.next().value.key);
+    index.delete(5); // next in line, already queued as a point
+    index.delete(50);
+    index.add(6, [0.0495, 0]); // moves farther, between 49 and 50: its old entry is queued
+    index.add(0, [0.0605, 0]); // already yielded, moves into a cell not yet opened
+    index.add(1000, [0.0705, 0]); // new while iterating
+    for (let r = gen.next(); !r.done; r = gen.next()) got.push(r.value.key);
+    expect(got).not.toContain(5);
+    expect(got).not.toContain(50);
+    expect(got.filter((k) => k === 0).length).toBe(1);
+    expect(new Set(got).size).toBe(got.length);
+    // 6 comes once, at its new place.
+    expect(got.indexOf(6)).toBeGreaterThan(got.indexOf(49));
+    expect(got.indexOf(6)).toBeLessThan(got.indexOf(51));
+  });
+
   test("stays exact under random inserts and deletes", () => {
     const r = rng(13);
     const index = new SpatialIndex<number>();

@@ -13,7 +13,7 @@ import { restaurantsModule } from "./modules/restaurants";
 import { ordersModule } from "./modules/orders";
 import { realtimeModule, realtimeServerOptions, type RealtimeHooks } from "./realtime/ws";
 import type { Metrics } from "./metrics";
-import { metricsPlugin } from "./http/metrics";
+import { httpMetricsPlugin, metricsModule } from "./http/metrics";
 import { demoModule } from "./demo";
 import { OrderRepository } from "./modules/orders/repository";
 
@@ -45,7 +45,7 @@ export function guardFor(deps: Pick<AppDeps, "config">) {
 
 export function createApp(deps: AppDeps) {
   const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
-    .use(metricsPlugin(deps)) // first: its hooks time and count every request
+    .use(httpMetricsPlugin(deps)) // first: its hooks time and count every request
     .use(problemPlugin(deps.log))
     .use(
       openapi({
@@ -58,6 +58,7 @@ export function createApp(deps: AppDeps) {
       }),
     )
     .use(healthModule(deps))
+    .use(metricsModule(deps))
     .use(authModule(deps))
     .use(restaurantsModule(deps))
     .use(ordersModule(deps))

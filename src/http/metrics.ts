@@ -21,15 +21,14 @@ function sameToken(given: string, expected: string): boolean {
 }
 
 /**
- * Per-request HTTP metrics (labelled by the matched route pattern, e.g. `/orders/:id`) and
- * `GET /metrics` in Prometheus text format. Registered before the problem plugin, so its
- * hooks run first and see every request, the refused ones too.
+ * Per-request HTTP metrics, labelled by the matched route pattern (e.g. `/orders/:id`).
+ * Registered before the problem plugin, so its hooks run first and see every request, the
+ * refused ones too.
  */
-export function metricsPlugin(deps: { metrics: Metrics; config: Pick<Config, "METRICS_TOKEN"> }) {
+export function httpMetricsPlugin(deps: { metrics: Metrics }) {
   const { metrics } = deps;
   const startedAt = new WeakMap<Request, number>();
-  const token = deps.config.METRICS_TOKEN;
-  return new Elysia({ name: "metrics" })
+  return new Elysia({ name: "http-metrics" })
     .onRequest(({ request }) => {
       startedAt.set(request, performance.now());
     })
@@ -48,7 +47,14 @@ export function metricsPlugin(deps: { metrics: Metrics; config: Pick<Config, "ME
       const labels = { method: ctx.request.method, route, status: String(status) };
       metrics.httpRequests.inc(labels);
       metrics.httpRequestDuration.observe(labels, (performance.now() - start) / 1000);
-    })
+    });
+}
+
+/** `GET /metrics` in Prometheus text format (after the problem plugin, so a refusal is problem+json). */
+export function metricsModule(deps: { metrics: Metrics; config: Pick<Config, "METRICS_TOKEN"> }) {
+  const { metrics } = deps;
+  const token = deps.config.METRICS_TOKEN;
+  return new Elysia({ name: "metrics" })
     .get(
       "/metrics",
       async ({ headers, set }) => {

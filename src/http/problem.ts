@@ -1,6 +1,6 @@
 import { Elysia, ValidationError } from "elysia";
 import type { Logger } from "../log";
-import { DomainError, RateLimited, type FieldError } from "./errors";
+import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "./errors";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -58,13 +58,8 @@ export function problemPlugin(log: Logger) {
       const incoming = request.headers.get("x-request-id");
       set.headers["x-request-id"] = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
       const length = request.headers.get("content-length");
-      if (length !== null && Number(length) > MAX_BODY_BYTES) {
-        set.status = 413;
-        return problemResponse(
-          problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`, { requestId: set.headers["x-request-id"] }),
-          { "x-request-id": String(set.headers["x-request-id"]) },
-        );
-      }
+      // Thrown, not returned: an early return would skip the after-response hooks (metrics).
+      if (length !== null && Number(length) > MAX_BODY_BYTES) throw new PayloadTooLarge(`request body is over ${MAX_BODY_BYTES} bytes`);
     })
     .derive({ as: "global" }, ({ set }) => ({ requestId: String(set.headers["x-request-id"] ?? "") }))
     .onError({ as: "global" }, ({ code, error, set, request, path }) => {

@@ -107,6 +107,7 @@ async function geoBench(uri: string, redisPort: number): Promise<string[][]> {
   const rows: string[][] = [];
   try {
     for (const n of SIZES) {
+      process.stderr.write(`geo: ${n} points…\n`);
       const points = randomPoints(n, n);
       const coll = client.db("bench").collection<{ _id: number; loc: { type: "Point"; coordinates: [number, number] } }>(`points_${n}`);
       await coll.drop().catch(() => undefined);
@@ -190,6 +191,7 @@ async function geoBench(uri: string, redisPort: number): Promise<string[][]> {
 }
 
 async function crudBench(label: string, uri: string): Promise<string[]> {
+  process.stderr.write(`crud: ${label}…\n`);
   const client = new MongoClient(uri, { maxPoolSize: 1 });
   await client.connect();
   try {
@@ -221,9 +223,10 @@ async function crudBench(label: string, uri: string): Promise<string[]> {
 async function main(): Promise<void> {
   const started = performance.now();
   const redis = await startRedis();
-  const mem = await startEmbeddedMongo({ port: 0, dataDir: ":memory:" });
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-db-"));
+  let mem: Awaited<ReturnType<typeof startEmbeddedMongo>> | null = null;
   try {
+    mem = await startEmbeddedMongo({ port: 0, dataDir: ":memory:" });
     const geoRows = await geoBench(mem.uri, redis.port);
     const crudRows = [await crudBench("in memory (:memory:)", mem.uri)];
     await mem.close();
@@ -235,7 +238,8 @@ async function main(): Promise<void> {
     }
 
     const cpu = os.cpus()[0]?.model ?? "unknown CPU";
-    process.stdout.write(`\nbench:db — bun ${Bun.version}, ${os.cpus().length} × ${cpu}, ${os.platform()} ${os.release()}\n`);
+    const redisVersion = /v=(\S+)/.exec(Bun.spawnSync(["redis-server", "--version"]).stdout.toString())?.[1] ?? "?";
+    process.stdout.write(`\nbench:db — bun ${Bun.version}, redis-server ${redisVersion}, ${os.cpus().length} × ${cpu}, ${os.platform()} ${os.release()}\n`);
     process.stdout.write(`sequential requests over one connection each; ${QUERIES} timed queries per size after ${WARMUP} warm-up, the two sides interleaved\n\n`);
     process.stdout.write("(a) nearest 20 within 3 km, points uniform in 30 × 30 km\n");
     process.stdout.write(
@@ -245,7 +249,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${table(["engine", "insertOne", "findOne by _id", "findOneAndUpdate _id+version"], crudRows)}\n\n`);
     process.stdout.write(`total ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {
-    await mem.close().catch(() => undefined);
+    await mem?.close().catch(() => undefined);
     await redis.stop();
     fs.rmSync(dataDir, { recursive: true, force: true });
   }

@@ -38,7 +38,12 @@ export async function connectDatabase(
     stopEngine = () => engine.close();
     log.info("embedded MongoDB engine started", { port: engine.port, dataDir: config.DATA_DIR });
   }
-  const client = new MongoClient(uri, { serverSelectionTimeoutMS: 5_000, maxPoolSize: 50 });
+  const client = new MongoClient(uri, {
+    serverSelectionTimeoutMS: 5_000,
+    maxPoolSize: 50,
+    // A database that dies mid-request must not hang requests forever.
+    socketTimeoutMS: 30_000,
+  });
   try {
     await client.connect();
   } catch (err) {

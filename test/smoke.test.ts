@@ -1,1 +1,0 @@
-import { test, expect } from "bun:test"; test("placeholder", () => expect(1).toBe(1));

@@ -88,11 +88,8 @@ describe("the live tracking page in headless Chromium", () => {
       await page.waitForSelector(marker, { timeout: 2_000 });
       const first = await page.getAttribute(marker, "cx");
       courierWs.send({ op: "location", lat: 48.8595, lng: 2.36 });
-      await page.waitForFunction(
-        ([sel, before]) => document.querySelector(sel)?.getAttribute("cx") !== before,
-        [marker, first] as const,
-        { timeout: 2_000 },
-      );
+      // Evaluated in the page (a string: this file is type-checked without the DOM library).
+      await page.waitForFunction(`document.querySelector(${JSON.stringify(marker)})?.getAttribute("cx") !== ${JSON.stringify(first)}`, undefined, { timeout: 2_000 });
       expect(await page.getAttribute(marker, "data-lat")).toBe("48.8595");
     } finally {
       courierWs.close();

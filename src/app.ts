@@ -10,7 +10,8 @@ import { authPlugin } from "./http/auth";
 import { healthModule } from "./modules/health";
 import { authModule } from "./modules/auth";
 import { restaurantsModule } from "./modules/restaurants";
-import { ordersModule } from "./modules/orders";
+import { createOrders, ordersModule } from "./modules/orders";
+import { couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
 import { realtimeModule, realtimeServerOptions, type RealtimeHooks } from "./realtime/ws";
 import type { Metrics } from "./metrics";
 import { httpMetricsPlugin, metricsModule } from "./http/metrics";
@@ -44,6 +45,9 @@ export function guardFor(deps: Pick<AppDeps, "config">) {
 }
 
 export function createApp(deps: AppDeps) {
+  // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
+  const orders = createOrders(deps, { estimate: etaEstimator(deps) });
+  const dispatch = createDispatch(deps, orders);
   const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
     .use(httpMetricsPlugin(deps)) // first: its hooks time and count every request
     .use(problemPlugin(deps.log))
@@ -61,8 +65,9 @@ export function createApp(deps: AppDeps) {
     .use(metricsModule(deps))
     .use(authModule(deps))
     .use(restaurantsModule(deps))
-    .use(ordersModule(deps))
-    .use(realtimeModule(deps))
+    .use(ordersModule(deps, orders))
+    .use(couriersModule(deps, dispatch))
+    .use(realtimeModule(deps, dispatch.locations))
     .use(demoModule());
   observeApp(deps, () => app.decorator.realtime.connectionCount);
   return app;

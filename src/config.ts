@@ -32,6 +32,29 @@ export const ConfigSchema = T.Object({
   DELIVERY_FEE_PER_KM_CENTS: T.Integer({ minimum: 0, maximum: 100_000, default: 50 }),
   /** An order actor with no event for this long is dropped from memory (it reloads on demand). */
   ACTOR_IDLE_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** Dispatch (docs/dispatch.md): a placed order not accepted within this is cancelled (restaurant_timeout). */
+  ACCEPT_TIMEOUT_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 300 }),
+  /** How long a courier has to accept an offer before it goes to the next one. */
+  OFFER_TTL_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 30 }),
+  /** Offers per search round; after them (or with nobody in range) the order waits DISPATCH_RETRY_SECONDS. */
+  DISPATCH_MAX_ATTEMPTS: T.Integer({ minimum: 1, maximum: 1_000, default: 10 }),
+  /** Couriers further than this from the restaurant are not offered the order. */
+  DISPATCH_RADIUS_METERS: T.Integer({ minimum: 1, maximum: 100_000, default: 8000 }),
+  /** Wait between search rounds for an unassigned order (also restarts a search that never reported). */
+  DISPATCH_RETRY_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 30 }),
+  /** Orders a courier may carry at once and still get offers. */
+  COURIER_MAX_ACTIVE: T.Integer({ minimum: 1, maximum: 100, default: 1 }),
+  /** A courier not seen (position) for longer is not dispatchable. */
+  COURIER_SEEN_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 60 }),
+  /** Geofence: `courier.approaching` once the assigned courier is this close to pickup or dropoff. */
+  APPROACH_METERS: T.Integer({ minimum: 1, maximum: 10_000, default: 200 }),
+  /** Average courier speed for ETAs. */
+  COURIER_SPEED_MPS: T.Number({ exclusiveMinimum: 0, maximum: 100, default: 6 }),
+  /** ETAs are refreshed from courier positions at most this often per order. */
+  ETA_REFRESH_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 15 }),
+  /** Durable timers: how often each instance looks for due ones, and how long a claim holds. */
+  TIMER_SWEEP_INTERVAL_MS: T.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+  TIMER_LEASE_MS: T.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
   SHUTDOWN_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
   /** WebSocket: largest client frame answered normally; larger ones get an error frame (4× this closes with 1009). */
   WS_MAX_FRAME_BYTES: T.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 16 * 1024 }),

@@ -54,6 +54,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     stop() {
       stopping ??= (async () => {
         await app.decorator.realtime.shutdown(); // open WebSockets would keep server.stop(false) waiting
+        await app.decorator.dispatch.stop(); // timers and searches: other instances take over from here
         await server.stop(false); // resolves once in-flight requests are answered
         await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
         await bus.close();

@@ -6,8 +6,7 @@ import type { Principal } from "../http/auth";
 import { Unauthorized } from "../http/errors";
 import type { Logger } from "../log";
 import { UserRepository } from "../modules/auth/repository";
-import { CourierRepository } from "../modules/couriers/repository";
-import { CourierLocationTracker } from "../modules/couriers/tracker";
+import { MAX_FIX_FUTURE_MS, type CourierLocations } from "../modules/couriers/locations";
 import type { CourierModel } from "../modules/couriers/model";
 import { OrderRepository } from "../modules/orders/repository";
 import type { OrderModel } from "../modules/orders/model";
@@ -16,7 +15,7 @@ import { checkTopicAccess, type AccessSources } from "./access";
 import { messagesFor } from "./bus";
 import { feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
 import { decodeClientMessage, type RealtimeModel } from "./model";
-import { parseTopic, topics, type TopicKind } from "./topics";
+import { parseTopic, type TopicKind } from "./topics";
 
 /**
  * Test seams around a subscribe, so a test can commit changes at the racy moments instead of
@@ -53,7 +52,6 @@ const SLOW_CONSUMER_SWEEP_MS = 250;
 /** Client frames per second a connection may send on average, and in a burst (each subscribe costs a database read). */
 const FRAME_RATE_PER_SECOND = 50;
 const FRAME_BURST = 100;
-const MAX_FIX_FUTURE_MS = 30_000;
 
 type Socket = ServerWebSocket<unknown>;
 
@@ -78,21 +76,18 @@ type Connection = {
 /** Reads the hub needs besides access checks. */
 export type FeedSources = AccessSources & {
   ordersChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<OrderModel.order[]>;
-  activeOrderIdsOfCourier(courierId: string): Promise<string[]>;
 };
 
-function sourcesFor(deps: AppDeps): { sources: FeedSources; couriers: CourierRepository } {
+function sourcesFor(deps: AppDeps): { sources: FeedSources } {
   const orders = new OrderRepository(deps.db.db);
   const restaurants = new RestaurantRepository(deps.db.db);
   const users = new UserRepository(deps.db.db);
   return {
-    couriers: new CourierRepository(deps.db.db),
     sources: {
       findOrder: (id) => orders.findById(id),
       findRestaurant: (id) => restaurants.findById(id),
       findUser: (id) => users.findById(id),
       ordersChangedSince: (scope, since, limit) => orders.changedSince(scope, since, limit),
-      activeOrderIdsOfCourier: async (courierId) => (await orders.activeForCourier(courierId)).map((o) => o.id),
     },
   };
 }
@@ -109,7 +104,6 @@ function sourcesFor(deps: AppDeps): { sources: FeedSources; couriers: CourierRep
 export class RealtimeHub {
   private readonly connections = new Map<Socket, Connection>();
   private readonly pendingByTopic = new Map<string, Set<PendingSubscription>>();
-  private readonly tracker: CourierLocationTracker;
   private readonly sweeper: ReturnType<typeof setInterval>;
   private readonly unlisten: () => void;
   private readonly log: Logger;
@@ -118,7 +112,8 @@ export class RealtimeHub {
   constructor(
     private readonly deps: AppDeps,
     private readonly sources: FeedSources,
-    couriers: CourierRepository,
+    /** Courier positions (shared with PUT /couriers/me/location): forwarding, geofence, ETA. */
+    private readonly locations: CourierLocations,
   ) {
     this.log = deps.log.child({ module: "realtime" });
     this.cfg = deps.config;
@@ -131,15 +126,6 @@ export class RealtimeHub {
         for (const pending of waiting) pending.buffer.push(event);
       }
     });
-    this.tracker = new CourierLocationTracker({
-      record: (courierId, fix, seenAt) => couriers.recordPosition(courierId, fix, seenAt),
-      activeOrders: (courierId) => sources.activeOrderIdsOfCourier(courierId),
-      forward: (courierId, fix, orderIds) => this.forwardLocation(courierId, fix, orderIds),
-      clock: deps.clock,
-      log: this.log,
-      minIntervalMs: this.cfg.COURIER_LOCATION_INTERVAL_MS,
-      maxFutureMs: MAX_FIX_FUTURE_MS,
-    });
     this.sweeper = setInterval(() => this.closeSlowConsumers(), SLOW_CONSUMER_SWEEP_MS);
     this.sweeper.unref?.();
   }
@@ -150,7 +136,7 @@ export class RealtimeHub {
   }
 
   get locationWrites(): number {
-    return this.tracker.writeCount;
+    return this.locations.writeCount;
   }
 
   open(socket: Socket, principal: Principal): void {
@@ -223,7 +209,7 @@ export class RealtimeHub {
   /** Closes every connection (1001) and waits briefly for them to go, so the server can stop. */
   async shutdown(): Promise<void> {
     clearInterval(this.sweeper);
-    this.tracker.stop();
+    this.locations.stop();
     this.unlisten();
     for (const conn of this.connections.values()) conn.socket.close(CLOSE_GOING_AWAY, "server shutting down");
     const deadline = performance.now() + 2_000;
@@ -326,19 +312,9 @@ export class RealtimeHub {
     const fix: CourierModel.fix = { lat: msg.lat, lng: msg.lng, at };
     if (msg.heading !== undefined) fix.heading = msg.heading;
     if (msg.speedMps !== undefined) fix.speedMps = msg.speedMps;
-    const verdict = this.tracker.report(conn.principal.id, fix);
+    const verdict = this.locations.report(conn.principal.id, fix);
     if (verdict === "stale") this.sendError(conn, "stale_location", "a newer fix is already known; this one was dropped");
     else if (verdict === "future") this.sendError(conn, "future_location", `fix time is more than ${MAX_FIX_FUTURE_MS / 1000} s ahead of server time; dropped`);
-  }
-
-  private forwardLocation(courierId: string, fix: CourierModel.fix, orderIds: string[]): void {
-    for (const orderId of orderIds) {
-      const topic = topics.order(orderId);
-      const message: Record<string, unknown> = { type: "courier.location", topic, orderId, courierId, lat: fix.lat, lng: fix.lng, at: fix.at.toISOString() };
-      if (fix.heading !== undefined) message.heading = fix.heading;
-      if (fix.speedMps !== undefined) message.speedMps = fix.speedMps;
-      this.deps.bus.publishTransient(topic, message);
-    }
   }
 
   private cancel(pending: PendingSubscription): void {
@@ -407,9 +383,9 @@ type RawMessageHandler = (socket: Socket, message: string | Buffer) => void;
  * `GET /ws?token=<jwt>` (API.md, WebSocket). The token is checked before the upgrade: a
  * missing or bad one gets 401 and no socket.
  */
-export function realtimeModule(deps: AppDeps) {
-  const { sources, couriers } = sourcesFor(deps);
-  const hub = new RealtimeHub(deps, sources, couriers);
+export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
+  const { sources } = sourcesFor(deps);
+  const hub = new RealtimeHub(deps, sources, locations);
   return new Elysia({ name: "realtime" })
     .use(guardFor(deps))
     .decorate("realtime", hub)

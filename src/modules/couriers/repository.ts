@@ -1,16 +1,31 @@
-import { MongoServerError, type Collection, type Db, type IndexDescription } from "mongodb";
+import { MongoServerError, type Collection, type Db, type Document, type Filter, type IndexDescription } from "mongodb";
 import { COLLECTIONS } from "../../db/mongo";
 import type { CourierModel } from "./model";
 
-/** How a courier's position is stored: one document per courier, keyed by its user id. */
+/**
+ * How a courier is stored: one document per courier, keyed by its user id. A courier who set
+ * its availability before sending any position has no position yet.
+ */
 type CourierDoc = {
   _id: string;
   /** GeoJSON, so nearest-courier queries can use the 2dsphere index. */
-  position: { type: "Point"; coordinates: [number, number] };
+  position?: { type: "Point"; coordinates: [number, number] };
   heading?: number;
   speedMps?: number;
-  fixAt: Date;
-  lastSeenAt: Date;
+  fixAt?: Date;
+  lastSeenAt?: Date;
+  available?: boolean;
+  /** The order offered to this courier now: set only when no live offer exists (one offer at a time). */
+  offer?: { orderId: string; expiresAt: Date } | null;
+};
+
+/** Which couriers a nearest-first search returns. */
+export type NearbyCriteria = {
+  point: { lat: number; lng: number };
+  radiusMeters: number;
+  limit: number;
+  /** Only couriers who could take an offer now: available, seen since `seenSince`, no live offer, not excluded. */
+  dispatchable?: { now: Date; seenSince: Date; exclude: string[] };
 };
 
 export const COURIER_INDEXES: IndexDescription[] = [{ name: "couriers_position_2dsphere", key: { position: "2dsphere" } }];
@@ -21,7 +36,8 @@ export async function ensureCourierIndexes(db: Db): Promise<void> {
 
 const DUPLICATE_KEY = 11000;
 
-function toPosition(doc: CourierDoc): CourierModel.position {
+function toPosition(doc: CourierDoc): CourierModel.position | null {
+  if (!doc.position || !doc.fixAt || !doc.lastSeenAt) return null;
   const [lng, lat] = doc.position.coordinates;
   const out: CourierModel.position = {
     courierId: doc._id,
@@ -77,4 +93,77 @@ export class CourierRepository {
     const doc = await this.couriers.findOne({ _id: courierId });
     return doc ? toPosition(doc) : null;
   }
+
+  async find(courierId: string): Promise<CourierModel.record> {
+    const doc = await this.couriers.findOne({ _id: courierId });
+    return toRecord(doc ?? { _id: courierId });
+  }
+
+  async setAvailability(courierId: string, available: boolean): Promise<CourierModel.record> {
+    const doc = await this.couriers.findOneAndUpdate({ _id: courierId }, { $set: { available } }, { upsert: true, returnDocument: "after" });
+    return toRecord(doc ?? { _id: courierId, available });
+  }
+
+  /** Couriers with a position near a point, nearest first ($geoNear on the 2dsphere index). */
+  async nearby(c: NearbyCriteria): Promise<Array<CourierModel.record & { distanceMeters: number }>> {
+    const query: Filter<CourierDoc> = {};
+    if (c.dispatchable) {
+      const { now, seenSince, exclude } = c.dispatchable;
+      query.available = true;
+      query.lastSeenAt = { $gte: seenSince };
+      if (exclude.length) query._id = { $nin: exclude };
+      query.$or = [{ offer: null }, { "offer.expiresAt": { $lte: now } }];
+    }
+    const pipeline: Document[] = [
+      {
+        $geoNear: {
+          near: { type: "Point", coordinates: [c.point.lng, c.point.lat] },
+          key: "position",
+          distanceField: "distanceMeters",
+          maxDistance: c.radiusMeters,
+          spherical: true,
+          query,
+        },
+      },
+      { $limit: c.limit },
+    ];
+    const docs = await this.couriers.aggregate<CourierDoc & { distanceMeters: number }>(pipeline).toArray();
+    return docs.map((d) => ({ ...toRecord(d), distanceMeters: d.distanceMeters }));
+  }
+
+  /**
+   * Reserves the courier for an offer of `orderId` until `expiresAt`, only if it is available
+   * and holds no live offer: the check and the reservation are one atomic write, so a courier
+   * never holds two offers at once, whichever instances dispatch.
+   */
+  async reserveOffer(courierId: string, orderId: string, expiresAt: Date, now: Date): Promise<boolean> {
+    const doc = await this.couriers.findOneAndUpdate(
+      { _id: courierId, available: true, $or: [{ offer: null }, { "offer.expiresAt": { $lte: now } }] },
+      { $set: { offer: { orderId, expiresAt } } },
+      { projection: { _id: 1 } },
+    );
+    return doc !== null;
+  }
+
+  /** Ends the courier's reservation for `orderId` (no-op if it holds another one, or none). */
+  async releaseOffer(courierId: string, orderId: string): Promise<void> {
+    await this.couriers.updateOne({ _id: courierId, "offer.orderId": orderId }, { $set: { offer: null } });
+  }
+}
+
+function toRecord(doc: CourierDoc): CourierModel.record {
+  let position: CourierModel.record["position"] = null;
+  if (doc.position && doc.fixAt) {
+    const [lng, lat] = doc.position.coordinates;
+    position = { lat, lng, fixAt: doc.fixAt };
+    if (doc.heading !== undefined) position.heading = doc.heading;
+    if (doc.speedMps !== undefined) position.speedMps = doc.speedMps;
+  }
+  return {
+    id: doc._id,
+    available: doc.available === true,
+    position,
+    lastSeenAt: doc.lastSeenAt ?? null,
+    offer: doc.offer ? { orderId: doc.offer.orderId, expiresAt: doc.offer.expiresAt } : null,
+  };
 }

@@ -2,13 +2,14 @@ import type { Clock } from "../../app";
 import type { Logger } from "../../log";
 import type { CourierModel } from "./model";
 
-export type TrackerDeps = {
+/** `O`: what the tracker learns of each order a courier carries (its id, or more). */
+export type TrackerDeps<O = string> = {
   /** Stores a fix; false when a newer one is already stored. */
   record(courierId: string, fix: CourierModel.fix, seenAt: Date): Promise<boolean>;
-  /** Ids of the orders the courier carries now (assigned and not final). */
-  activeOrders(courierId: string): Promise<string[]>;
+  /** The orders the courier carries now (assigned and not final). */
+  activeOrders(courierId: string): Promise<O[]>;
   /** Announces a stored fix to those orders' followers. */
-  forward(courierId: string, fix: CourierModel.fix, orderIds: string[]): void;
+  forward(courierId: string, fix: CourierModel.fix, orders: O[]): void;
   clock: Clock;
   log: Logger;
   /** At most one write per courier per this many ms. */
@@ -34,13 +35,13 @@ type CourierState = {
  * there), writes at most once per interval per courier, and lets fixes that arrive in between
  * replace each other, so only the latest is written when the interval ends.
  */
-export class CourierLocationTracker {
+export class CourierLocationTracker<O = string> {
   private readonly couriers = new Map<string, CourierState>();
   private readonly sweeper: ReturnType<typeof setInterval>;
   private stopped = false;
   private writes = 0;
 
-  constructor(private readonly deps: TrackerDeps) {
+  constructor(private readonly deps: TrackerDeps<O>) {
     this.sweeper = setInterval(() => this.forgetQuiet(), 30_000);
     this.sweeper.unref?.();
   }
@@ -90,8 +91,8 @@ export class CourierLocationTracker {
       this.writes++;
       const stored = await this.deps.record(courierId, fix, this.deps.clock.now());
       if (stored && !this.stopped) {
-        const orderIds = await this.deps.activeOrders(courierId);
-        if (orderIds.length) this.deps.forward(courierId, fix, orderIds);
+        const orders = await this.deps.activeOrders(courierId);
+        if (orders.length) this.deps.forward(courierId, fix, orders);
       }
     } catch (err) {
       this.deps.log.warn("storing a courier position failed", { courierId, err: err instanceof Error ? err : String(err) });

@@ -5,7 +5,7 @@ import { Unauthorized } from "../../http/errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
-import { OrderActorRegistry } from "./registry";
+import { OrderActorRegistry, type RegistryDeps } from "./registry";
 import { OrderRepository } from "./repository";
 import { OrderService } from "./service";
 
@@ -17,8 +17,11 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(header.replace(/^W\//, "").replaceAll('"', ""));
 }
 
-/** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
-export function ordersModule(deps: AppDeps) {
+/** The orders' domain objects, built once per app and shared with dispatch (modules/couriers). */
+export type OrdersCore = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
+
+/** `estimate`: the ETA written with each transition (modules/couriers provides it). */
+export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"> = {}): OrdersCore {
   const repo = new OrderRepository(deps.db.db);
   const registry = new OrderActorRegistry({
     repo,
@@ -27,6 +30,8 @@ export function ordersModule(deps: AppDeps) {
     log: deps.log.child({ module: "orders" }),
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
+    timing: { searchTimeoutMs: deps.config.DISPATCH_RETRY_SECONDS * 1000 },
+    ...hooks,
     metrics: deps.metrics,
   });
   registry.start();
@@ -40,7 +45,12 @@ export function ordersModule(deps: AppDeps) {
     config: deps.config,
     log: deps.log.child({ module: "orders" }),
   });
+  return { repo, registry, service: orders };
+}
 
+/** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
+export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
+  const { registry, service: orders } = core;
   return new Elysia({ name: "orders", prefix: "/orders" })
     .use(guardFor(deps))
     .macro({

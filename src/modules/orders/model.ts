@@ -46,6 +46,18 @@ export namespace OrderModel {
     unitPriceCents: t.Integer({ minimum: 1 }),
   });
 
+  /** Where finding a courier stands (additive to API.md; see docs/dispatch.md). */
+  export const dispatchView = t.Object({
+    state: t.Union([t.Literal("idle"), t.Literal("searching"), t.Literal("offered"), t.Literal("assigned")]),
+    /** Offers made so far. */
+    attempts: t.Integer({ minimum: 0 }),
+  });
+  export type dispatchView = typeof dispatchView.static;
+
+  /** Estimated pickup and delivery times (additive to API.md); null once they no longer apply. */
+  export const eta = t.Object({ pickupAt: t.String({ format: "date-time" }), deliveryAt: t.String({ format: "date-time" }) });
+  export type eta = typeof eta.static;
+
   export const order = t.Object({
     id: t.String(),
     status,
@@ -62,6 +74,8 @@ export namespace OrderModel {
     createdAt: t.String({ format: "date-time" }),
     updatedAt: t.String({ format: "date-time" }),
     history: t.Array(historyEntry),
+    dispatch: t.Optional(dispatchView),
+    eta: t.Optional(t.Union([eta, t.Null()])),
   });
   export type order = typeof order.static;
 

@@ -5,15 +5,20 @@ import type { Logger } from "../../log";
 import type { EventBus, OrderChange } from "../../realtime/bus";
 import {
   allowedTargets,
+  dispatchViewOf,
   isFinalStatus,
+  isVisibleTransition,
   orderMachine,
   persistSnapshot,
   restorableSnapshot,
   statusOf,
+  timersOf,
   type OrderEvent,
+  type OrderSnapshot,
+  type TimerTiming,
 } from "./machine";
 import type { OrderModel } from "./model";
-import type { OrderRepository, StoredOrder } from "./repository";
+import type { EtaDates, OrderRepository, StoredOrder } from "./repository";
 import type { Metrics } from "../../metrics";
 
 export type OrderCommand = {
@@ -22,6 +27,19 @@ export type OrderCommand = {
   /** The version the caller last saw (If-Match); the change applies only on that version. */
   ifMatch?: number;
 };
+
+/** A committed transition, for effects that follow it on the committing instance (dispatch). */
+export type CommittedTransition = {
+  orderId: string;
+  prev: OrderSnapshot;
+  next: OrderSnapshot;
+  stored: StoredOrder;
+  event: OrderEvent;
+};
+
+export type CommitListener = (committed: CommittedTransition) => void;
+
+const DEFAULT_TIMING: TimerTiming = { searchTimeoutMs: 30_000 };
 
 type LiveOrder = {
   actor: Actor<typeof orderMachine>;
@@ -36,6 +54,13 @@ export type RegistryDeps = {
   log: Logger;
   instanceId: string;
   idleSeconds: number;
+  /** Durations the machine's timers need (default: a 30 s search timeout). */
+  timing?: TimerTiming;
+  /**
+   * The ETA to write with a transition (so it is committed and published with it); undefined
+   * keeps the stored one. Runs inside the order's queue, before the compare-and-set.
+   */
+  estimate?: (draft: { stored: StoredOrder; next: OrderSnapshot; at: Date }) => Promise<EtaDates | null | undefined>;
   /** Times each event (queue wait included) for /metrics. */
   metrics?: Pick<Metrics, "orderTransitionDuration">;
 };
@@ -48,6 +73,7 @@ export type RegistryDeps = {
 export class OrderActorRegistry {
   private readonly live = new Map<string, LiveOrder>();
   private readonly queues = new Map<string, Promise<void>>();
+  private readonly commitListeners = new Set<CommitListener>();
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
@@ -78,6 +104,22 @@ export class OrderActorRegistry {
       );
     }
     return run;
+  }
+
+  /** Listens for transitions this registry commits (not other instances'); returns an unsubscribe. */
+  onCommit(listener: CommitListener): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  /** The order and its machine state as this registry knows them (loaded if not cached), through the order's queue. */
+  inspect(orderId: string): Promise<{ stored: StoredOrder; snapshot: OrderSnapshot }> {
+    return this.enqueue(orderId, async () => {
+      const live = this.live.get(orderId) ?? (await this.load(orderId));
+      const result = { stored: live.stored, snapshot: live.actor.getSnapshot() };
+      this.forgetIfFinal(orderId, live);
+      return result;
+    });
   }
 
   /** The statuses `actor` may move the order to now (read through the same queue as moves). */
@@ -138,7 +180,6 @@ export class OrderActorRegistry {
   }
 
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
-    const { event } = command;
     let live = this.live.get(orderId);
     // A cached actor may be behind another instance's write: before refusing anything, reload once.
     let fresh = false;
@@ -148,7 +189,10 @@ export class OrderActorRegistry {
     }
     let lostRaces = 0;
     for (;;) {
-      live.lastUsedMs = this.deps.clock.now().getTime();
+      const at = this.deps.clock.now();
+      live.lastUsedMs = at.getTime();
+      // The machine reads event times (deadlines are times in its context), never a clock.
+      const event = { ...command.event, at: at.getTime() } as OrderEvent;
       const current = live.stored.order;
       if (command.ifMatch !== undefined && command.ifMatch !== current.version) {
         if (!fresh) {
@@ -175,10 +219,13 @@ export class OrderActorRegistry {
       }
 
       const [next] = transition(orderMachine, snapshot, event);
-      const at = this.deps.clock.now();
+      const visible = isVisibleTransition(snapshot, next);
+      const eta = await this.estimate(live.stored, next, at);
       const committed = await this.deps.repo.commitTransition({
         id: orderId,
         expectedVersion: current.version,
+        expectedRev: live.stored.rev,
+        visible,
         status: statusOf(next),
         courierId: next.context.courierId,
         machine: persistSnapshot(next),
@@ -186,6 +233,9 @@ export class OrderActorRegistry {
         at,
         by: event.actor,
         ...(command.reason !== undefined ? { reason: command.reason } : {}),
+        dispatch: dispatchViewOf(next),
+        timers: timersOf(next, this.deps.timing ?? DEFAULT_TIMING),
+        ...(eta !== undefined ? { eta } : {}),
       });
       if (!committed) {
         // Another writer won the compare-and-set: reload and re-apply once.
@@ -205,10 +255,32 @@ export class OrderActorRegistry {
         this.deps.log.error("live actor diverged from the committed order; reloading", { orderId, version: committed.order.version });
         live = this.restore(committed);
       }
-      this.publish(current.status, committed.order);
+      if (visible) this.publish(current.status, committed.order);
+      this.notifyCommitted({ orderId, prev: snapshot, next: live.actor.getSnapshot(), stored: committed, event });
       if (isFinalStatus(committed.order.status)) this.drop(orderId);
       else this.live.set(orderId, live);
       return committed.order;
+    }
+  }
+
+  /** The ETA for the commit; a failure keeps the stored one rather than failing the move. */
+  private async estimate(stored: StoredOrder, next: OrderSnapshot, at: Date): Promise<EtaDates | null | undefined> {
+    if (!this.deps.estimate) return undefined;
+    try {
+      return await this.deps.estimate({ stored, next, at });
+    } catch (err) {
+      this.deps.log.warn("estimating an ETA failed; keeping the previous one", { orderId: stored.order.id, err: err instanceof Error ? err : String(err) });
+      return undefined;
+    }
+  }
+
+  private notifyCommitted(committed: CommittedTransition): void {
+    for (const listener of this.commitListeners) {
+      try {
+        listener(committed);
+      } catch (err) {
+        this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: err instanceof Error ? err : String(err) });
+      }
     }
   }
 

@@ -1,7 +1,8 @@
 import { MongoServerError, ObjectId, type Collection, type Db, type Filter, type IndexDescription } from "mongodb";
 import { COLLECTIONS } from "../../db/mongo";
 import { InvalidInput } from "../../http/errors";
-import type { PersistedOrderMachine } from "./machine";
+import { TimerStore, timerFields, type StoredTimer } from "../../db/timers";
+import type { DispatchView, OrderTimer, PersistedOrderMachine } from "./machine";
 import type { OrderModel } from "./model";
 
 /** How an order is stored. Only this file knows it. */
@@ -18,6 +19,11 @@ type OrderDoc = {
   _id: ObjectId;
   status: OrderModel.status;
   version: number;
+  /**
+   * Bumped by every committed transition, also those parties do not see (a dispatch retry):
+   * the compare-and-set is on version and rev. Absent on older orders (read as 0).
+   */
+  rev?: number;
   customerId: string;
   restaurantId: string;
   /** Copied from the restaurant at creation: the machine's guards and the owner's order list read it. */
@@ -34,26 +40,71 @@ type OrderDoc = {
   history: HistoryDoc[];
   machine: PersistedOrderMachine;
   idempotencyKey?: string;
+  /** Copied from the restaurant at creation (dispatch, ETA and the geofence read them). Absent on older orders. */
+  pickup?: OrderModel.latLng;
+  prepTimeMinutes?: number;
+  dispatch?: { state: DispatchView["state"]; attempts: number };
+  eta?: EtaDates | null;
+  /** Last ETA write (transitions and, at most every ETA_REFRESH_SECONDS, courier positions). */
+  etaRefreshedAt?: Date;
+  /** Durable timers (db/timers.ts): written with the transition that sets them. */
+  timers?: StoredTimer[];
+  timerPending?: boolean;
+  nextTimerAt?: Date | null;
+  timerLease?: { owner: string; until: Date };
+  /** Targets the assigned courier was announced as approaching (once each). */
+  approached?: { pickup?: boolean; dropoff?: boolean };
+};
+
+export type EtaDates = { pickupAt: Date; deliveryAt: Date };
+
+export type ApproachTarget = "pickup" | "dropoff";
+
+/** An order a courier carries, with what the position stream needs (geofence, ETA). */
+export type CarriedOrder = {
+  id: string;
+  status: OrderModel.status;
+  restaurantId: string;
+  pickup: OrderModel.latLng | null;
+  dropoff: OrderModel.latLng;
+  prepTimeMinutes: number | null;
+  approached: { pickup: boolean; dropoff: boolean };
+  etaRefreshedAt: Date | null;
+  history: Array<{ status: OrderModel.status; at: Date }>;
 };
 
 /** An order with what the server keeps beside its API shape. */
 export type StoredOrder = {
   order: OrderModel.order;
+  rev: number;
   restaurantOwnerId: string;
   machine: PersistedOrderMachine;
+  pickup: OrderModel.latLng | null;
+  prepTimeMinutes: number | null;
 };
 
-export type NewOrder = Omit<OrderModel.order, "id" | "version" | "status" | "courierId" | "createdAt" | "updatedAt" | "history"> & {
+export type NewOrder = Omit<OrderModel.order, "id" | "version" | "status" | "courierId" | "createdAt" | "updatedAt" | "history" | "dispatch" | "eta"> & {
   restaurantOwnerId: string;
   at: Date;
   by: OrderModel.actor;
   machine: PersistedOrderMachine;
   idempotencyKey?: string;
+  pickup: OrderModel.latLng;
+  prepTimeMinutes: number;
+  dispatch: DispatchView;
+  timers: OrderTimer[];
+  eta: EtaDates | null;
 };
 
 export type Transition = {
   id: string;
   expectedVersion: number;
+  expectedRev: number;
+  /**
+   * False for a transition parties cannot see (status, courier and dispatch view unchanged):
+   * it bumps rev only, with no history entry, no new version and no updatedAt.
+   */
+  visible: boolean;
   status: OrderModel.status;
   courierId: string | null;
   machine: PersistedOrderMachine;
@@ -61,6 +112,10 @@ export type Transition = {
   at: Date;
   by: OrderModel.actor;
   reason?: string;
+  dispatch: DispatchView;
+  timers: OrderTimer[];
+  /** Absent: the stored ETA stays as it is. */
+  eta?: EtaDates | null;
 };
 
 /** Whose orders a list shows: the caller's part in them, or every order (admins). */
@@ -84,6 +139,8 @@ export const ORDER_INDEXES: IndexDescription[] = [
   // Realtime resume of restaurant and courier topics (changedSince).
   { name: "orders_restaurant_updatedAt", key: { restaurantId: 1, updatedAt: 1 } },
   { name: "orders_courier_updatedAt", key: { courierId: 1, updatedAt: 1 } },
+  // The timer sweeper's claim (db/timers.ts): due orders, earliest first.
+  { name: "orders_timerPending_nextTimerAt", key: { timerPending: 1, nextTimerAt: 1 } },
   {
     name: "orders_customer_idempotencyKey",
     key: { customerId: 1, idempotencyKey: 1 },
@@ -100,6 +157,14 @@ const DUPLICATE_KEY = 11000;
 
 function toObjectId(id: string): ObjectId | null {
   return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null;
+}
+
+function toStoredTimers(timers: OrderTimer[]) {
+  return timerFields(timers.map((t) => ({ kind: t.kind, dueAt: new Date(t.dueAt), ref: t.ref })));
+}
+
+function toStoredDispatch(view: DispatchView): NonNullable<OrderDoc["dispatch"]> {
+  return { state: view.state, attempts: view.attempts };
 }
 
 function toOrder(doc: OrderDoc): OrderModel.order {
@@ -127,11 +192,21 @@ function toOrder(doc: OrderDoc): OrderModel.order {
     })),
   };
   if (doc.notes !== undefined) order.notes = doc.notes;
+  const dispatch = doc.dispatch ?? { state: doc.courierId !== null ? "assigned" : "idle", attempts: 0 };
+  order.dispatch = { state: dispatch.state, attempts: dispatch.attempts };
+  order.eta = doc.eta ? { pickupAt: doc.eta.pickupAt.toISOString(), deliveryAt: doc.eta.deliveryAt.toISOString() } : null;
   return order;
 }
 
 function toStored(doc: OrderDoc): StoredOrder {
-  return { order: toOrder(doc), restaurantOwnerId: doc.restaurantOwnerId, machine: doc.machine };
+  return {
+    order: toOrder(doc),
+    rev: doc.rev ?? 0,
+    restaurantOwnerId: doc.restaurantOwnerId,
+    machine: doc.machine,
+    pickup: doc.pickup ?? null,
+    prepTimeMinutes: doc.prepTimeMinutes ?? null,
+  };
 }
 
 /** Keyset cursor over (createdAt desc, _id desc); opaque to clients. */
@@ -166,11 +241,12 @@ export class OrderRepository {
    * index decides between concurrent duplicates.
    */
   async insert(input: NewOrder): Promise<{ created: boolean; stored: StoredOrder }> {
-    const { at, by, machine, idempotencyKey, restaurantOwnerId, notes, ...rest } = input;
+    const { at, by, machine, idempotencyKey, restaurantOwnerId, notes, pickup, prepTimeMinutes, dispatch, timers, eta, ...rest } = input;
     const doc: OrderDoc = {
       _id: new ObjectId(),
       status: "placed",
       version: 1,
+      rev: 0,
       customerId: rest.customerId,
       restaurantId: rest.restaurantId,
       restaurantOwnerId,
@@ -186,6 +262,12 @@ export class OrderRepository {
       history: [{ seq: 1, status: "placed", event: "PLACE", at, by }],
       machine,
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+      pickup: { lat: pickup.lat, lng: pickup.lng },
+      prepTimeMinutes,
+      dispatch: toStoredDispatch(dispatch),
+      eta,
+      etaRefreshedAt: at,
+      ...toStoredTimers(timers),
     };
     try {
       await this.orders.insertOne(doc);
@@ -212,21 +294,39 @@ export class OrderRepository {
   }
 
   /**
-   * Commits one accepted transition in ONE write: a compare-and-set on `version` that sets the
-   * new status, courier and machine snapshot, bumps the version and appends the history entry
-   * whose seq is the new version. Null when another writer committed first.
+   * Commits one accepted transition in ONE write: a compare-and-set on `version` and `rev` that
+   * sets the new status, courier, machine snapshot, dispatch view and timers; a visible one also
+   * bumps the version and appends the history entry whose seq is the new version. Null when
+   * another writer committed first.
    */
   async commitTransition(t: Transition): Promise<StoredOrder | null> {
     const _id = toObjectId(t.id);
     if (!_id) return null;
+    const filter: Filter<OrderDoc> = { _id, version: t.expectedVersion };
+    // Orders written before `rev` existed have none: rev 0 matches those too.
+    if (t.expectedRev === 0) filter.$or = [{ rev: 0 }, { rev: { $exists: false } }];
+    else filter.rev = t.expectedRev;
+    const set: Partial<OrderDoc> = {
+      machine: t.machine,
+      dispatch: toStoredDispatch(t.dispatch),
+      ...toStoredTimers(t.timers),
+      ...(t.eta !== undefined ? { eta: t.eta, etaRefreshedAt: t.at } : {}),
+    };
+    // New timers are due on their own terms; a lease taken on the old ones no longer applies.
+    const unset = { timerLease: "" as const };
+    if (!t.visible) {
+      const doc = await this.orders.findOneAndUpdate(filter, { $set: set, $unset: unset, $inc: { rev: 1 } }, { returnDocument: "after" });
+      return doc ? toStored(doc) : null;
+    }
     const seq = t.expectedVersion + 1;
     const entry: HistoryDoc = { seq, status: t.status, event: t.event, at: t.at, by: { role: t.by.role, id: t.by.id } };
     if (t.reason !== undefined) entry.reason = t.reason;
     const doc = await this.orders.findOneAndUpdate(
-      { _id, version: t.expectedVersion },
+      filter,
       {
-        $set: { status: t.status, courierId: t.courierId, machine: t.machine, updatedAt: t.at },
-        $inc: { version: 1 },
+        $set: { ...set, status: t.status, courierId: t.courierId, updatedAt: t.at },
+        $unset: unset,
+        $inc: { version: 1, rev: 1 },
         $push: { history: entry },
       },
       { returnDocument: "after" },
@@ -259,6 +359,73 @@ export class OrderRepository {
     const counts: Partial<Record<OrderModel.status, number>> = {};
     for (const row of rows) counts[row._id] = row.n;
     return counts;
+  }
+
+  /** The orders a courier carries now, with what the position stream needs (geofence, ETA). */
+  async carriedBy(courierId: string): Promise<CarriedOrder[]> {
+    const docs = await this.orders
+      .find(
+        { courierId, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } },
+        { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1 } },
+      )
+      .toArray();
+    return docs.map((d) => ({
+      id: d._id.toHexString(),
+      status: d.status,
+      restaurantId: d.restaurantId,
+      pickup: d.pickup ?? null,
+      dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
+      prepTimeMinutes: d.prepTimeMinutes ?? null,
+      approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
+      etaRefreshedAt: d.etaRefreshedAt ?? null,
+      history: d.history.map((h) => ({ status: h.status, at: h.at })),
+    }));
+  }
+
+  /** How many orders each courier carries now (dispatch: couriers at COURIER_MAX_ACTIVE get no offers). */
+  async countCarried(courierIds: string[]): Promise<Map<string, number>> {
+    const counts = new Map<string, number>(courierIds.map((id) => [id, 0]));
+    if (courierIds.length === 0) return counts;
+    const rows = await this.orders
+      .aggregate<{ _id: string; n: number }>([
+        { $match: { courierId: { $in: courierIds }, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } } },
+        { $group: { _id: "$courierId", n: { $sum: 1 } } },
+      ])
+      .toArray();
+    for (const row of rows) counts.set(row._id, row.n);
+    return counts;
+  }
+
+  /**
+   * Marks the courier as approaching `target` unless it already was: true only for the one
+   * call (on any instance) that set it, so the announcement goes out once per target.
+   */
+  async markApproached(orderId: string, courierId: string, target: ApproachTarget): Promise<boolean> {
+    const _id = toObjectId(orderId);
+    if (!_id) return false;
+    const field = `approached.${target}`;
+    const res = await this.orders.updateOne({ _id, courierId, [field]: { $ne: true } }, { $set: { [field]: true } });
+    return res.modifiedCount === 1;
+  }
+
+  /**
+   * Stores an ETA computed from a courier position unless one was written less than
+   * `minIntervalMs` ago (by a transition or another position, on any instance). True when written.
+   * Not a transition: no version bump, no history entry.
+   */
+  async refreshEta(orderId: string, eta: EtaDates, at: Date, minIntervalMs: number): Promise<boolean> {
+    const _id = toObjectId(orderId);
+    if (!_id) return false;
+    const res = await this.orders.updateOne(
+      { _id, etaRefreshedAt: { $not: { $gt: new Date(at.getTime() - minIntervalMs) } } },
+      { $set: { eta, etaRefreshedAt: at } },
+    );
+    return res.modifiedCount === 1;
+  }
+
+  /** The durable timers kept on orders, for the sweeper. */
+  timerStore(): TimerStore {
+    return new TimerStore(this.orders as unknown as Collection);
   }
 
   /** The scope's orders, newest first, keyset-paginated. */
@@ -310,6 +477,8 @@ export class OrderRepository {
       ["changedSince: restaurant", this.orders.find({ restaurantId: sample.restaurantId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
       ["changedSince: courier", this.orders.find({ courierId: sample.courierId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
       ["activeForCourier", this.orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
+      ["carriedBy", this.orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
+      ["timers: claim due", this.orders.find({ timerPending: true, nextTimerAt: { $lte: new Date() } }).sort({ nextTimerAt: 1 }).explain("queryPlanner")],
     ];
     const plans = await Promise.all(queries.map(([, p]) => p));
     return queries.map(([query], i) => ({ query, plan: plans[i] }));

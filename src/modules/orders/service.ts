@@ -5,7 +5,8 @@ import { IllegalTransition, NotFound } from "../../http/errors";
 import type { Logger } from "../../log";
 import type { EventBus } from "../../realtime/bus";
 import type { RestaurantRepository } from "../restaurants/repository";
-import { eventForTarget, initialOrderSnapshot, persistSnapshot } from "./machine";
+import { estimateEta } from "./eta";
+import { dispatchViewOf, eventForTarget, initialOrderSnapshot, persistSnapshot, timersOf } from "./machine";
 import type { OrderModel } from "./model";
 import { priceOrder } from "./pricing";
 import type { OrderActorRegistry } from "./registry";
@@ -17,7 +18,7 @@ export type OrderServiceDeps = {
   registry: OrderActorRegistry;
   bus: EventBus;
   clock: Clock;
-  config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID">;
+  config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID" | "ACCEPT_TIMEOUT_SECONDS" | "COURIER_SPEED_MPS" | "DISPATCH_RETRY_SECONDS">;
   log: Logger;
 };
 
@@ -68,6 +69,19 @@ export class OrderService {
       perKmCents: this.deps.config.DELIVERY_FEE_PER_KM_CENTS,
     });
     const by: OrderModel.actor = { role: "customer", id: customer.id };
+    // The restaurant must accept by then (a durable timer, written with the order).
+    const acceptBy = at.getTime() + this.deps.config.ACCEPT_TIMEOUT_SECONDS * 1000;
+    const snapshot = initialOrderSnapshot({ customerId: customer.id, restaurantOwnerId: restaurant.ownerId, courierId: null, acceptBy });
+    const eta = estimateEta({
+      status: "placed",
+      now: at.getTime(),
+      pickup: restaurant.location,
+      dropoff: input.deliveryLocation,
+      prepTimeMinutes: restaurant.prepTimeMinutes,
+      courier: null,
+      history: [],
+      speedMps: this.deps.config.COURIER_SPEED_MPS,
+    });
     const { created, stored } = await this.deps.repo.insert({
       customerId: customer.id,
       restaurantId: restaurant.id,
@@ -80,8 +94,13 @@ export class OrderService {
       ...(input.notes !== undefined ? { notes: input.notes } : {}),
       at,
       by,
-      machine: persistSnapshot(initialOrderSnapshot({ customerId: customer.id, restaurantOwnerId: restaurant.ownerId, courierId: null })),
+      machine: persistSnapshot(snapshot),
       ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+      pickup: restaurant.location,
+      prepTimeMinutes: restaurant.prepTimeMinutes,
+      dispatch: dispatchViewOf(snapshot),
+      timers: timersOf(snapshot, { searchTimeoutMs: this.deps.config.DISPATCH_RETRY_SECONDS * 1000 }),
+      eta: eta && { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) },
     });
     if (created) this.announceCreated(stored.order);
     return { created, order: stored.order };

@@ -58,7 +58,9 @@ describe("order indexes", () => {
     const first = await placeOrder(server, c, { "idempotency-key": "unique-index" });
     const stored = (await repo.findById(first.id))!;
     // Straight to insert, past the service's look-up: only the index can catch this one.
-    const { id: _id, version: _v, status: _s, courierId: _c, createdAt: _ca, updatedAt: _u, history: _h, ...rest } = stored.order;
+    const { id: _id, version: _v, status: _s, courierId: _c, createdAt: _ca, updatedAt: _u, history: _h, dispatch: _d, eta: _e, ...order } = stored.order;
+    // What the service derives at placing (pickup, prep time, dispatch, timers, ETA).
+    const rest = { ...order, pickup: stored.pickup!, prepTimeMinutes: stored.prepTimeMinutes!, dispatch: { state: "idle" as const, attempts: 0 }, timers: [], eta: null };
     const again = await repo.insert({
       ...rest,
       restaurantOwnerId: stored.restaurantOwnerId,
@@ -104,6 +106,8 @@ describe("order indexes", () => {
       "changedSince: restaurant": ["orders_restaurant_updatedAt", "orders_restaurant_createdAt"],
       "changedSince: courier": ["orders_courier_updatedAt", "orders_courier_createdAt"],
       activeForCourier: ["orders_courier_createdAt", "orders_courier_updatedAt"],
+      carriedBy: ["orders_courier_createdAt", "orders_courier_updatedAt"],
+      "timers: claim due": ["orders_timerPending_nextTimerAt"],
     };
     const embedded = server.deps.db.embedded;
     const table = plans.map(({ query, plan }) => {

@@ -112,7 +112,8 @@ describe("persisted snapshots", () => {
     expect(persisted.machineVersion).toBe(ORDER_MACHINE_VERSION);
     const b = createActor(orderMachine, { snapshot: restorableSnapshot(persisted, { status: "placed", ...ids, courierId: null }), input: { ...ids, courierId: null } }).start();
     expect(statusOf(b.getSnapshot())).toBe("accepted");
-    expect(b.getSnapshot().context).toEqual({ ...ids, courierId: COURIER });
+    expect(b.getSnapshot().context).toMatchObject({ ...ids, courierId: COURIER, acceptBy: null });
+    expect(b.getSnapshot().context).toEqual(a.getSnapshot().context);
     a.stop();
     b.stop();
   });

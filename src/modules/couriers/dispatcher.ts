@@ -1,0 +1,214 @@
+import type { Clock } from "../../app";
+import type { TimerDocId, FireOutcome, StoredTimer } from "../../db/timers";
+import type { Principal } from "../../http/auth";
+import { Conflict, IllegalTransition, NotFound } from "../../http/errors";
+import type { Logger } from "../../log";
+import type { EventBus } from "../../realtime/bus";
+import { topics } from "../../realtime/topics";
+import { dispatchStateOf, isFinalStatus, statusOf, timerEvent, type OrderActor, type TimerKind } from "../orders/machine";
+import type { OrderModel } from "../orders/model";
+import type { CommittedTransition, OrderActorRegistry } from "../orders/registry";
+import type { OrderRepository } from "../orders/repository";
+import type { RestaurantRepository } from "../restaurants/repository";
+import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch";
+import type { CourierRepository } from "./repository";
+
+/** Who dispatch events are by, in history entries. */
+export const DISPATCH_ACTOR: OrderActor = { role: "system", id: "dispatch" };
+
+/** Couriers read per search (nearest first); the choice then drops busy ones. */
+const CANDIDATES_PER_SEARCH = 50;
+
+export type DispatcherDeps = {
+  registry: OrderActorRegistry;
+  orders: OrderRepository;
+  couriers: CourierRepository;
+  restaurants: RestaurantRepository;
+  bus: EventBus;
+  clock: Clock;
+  log: Logger;
+  policy: DispatchPolicy;
+};
+
+function isRefusal(err: unknown): boolean {
+  return err instanceof IllegalTransition || err instanceof Conflict || err instanceof NotFound;
+}
+
+/**
+ * Runs automatic dispatch. It follows the transitions this instance commits: when an order
+ * starts a search it picks the nearest dispatchable courier (dispatch.ts), reserves that
+ * courier atomically and reports OFFER to the order's actor (or NO_COURIER); when an offer is
+ * made it tells the courier on `courier:<id>`; when an offer ends it frees the courier.
+ * Everything it decides goes through the order's machine, so a stale search (another instance
+ * moved the order on) is refused there and undone here.
+ */
+export class Dispatcher {
+  private unlisten: (() => void) | null = null;
+  private readonly inflight = new Set<Promise<void>>();
+  private stopped = false;
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  start(): void {
+    this.unlisten = this.deps.registry.onCommit((c) => this.afterCommit(c));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.unlisten?.();
+    await Promise.all([...this.inflight]);
+  }
+
+  /** Searches started and effects in flight (tests wait for them). */
+  async settled(): Promise<void> {
+    while (this.inflight.size) await Promise.all([...this.inflight]);
+  }
+
+  /** POST /orders/:id/offer/accept: the offered courier takes the order (200 order). */
+  async accept(courier: Principal, orderId: string): Promise<OrderModel.order> {
+    const actor = { role: courier.role, id: courier.id };
+    try {
+      return await this.deps.registry.send(orderId, { event: { type: "OFFER_ACCEPT", actor } });
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      const { stored } = await this.deps.registry.inspect(orderId);
+      // Accepting twice is a retry.
+      if (stored.order.courierId === courier.id) return stored.order;
+      throw await this.whyNoOffer(courier, orderId);
+    }
+  }
+
+  /** POST /orders/:id/offer/decline: the offered courier passes; the order goes to the next one. */
+  async decline(courier: Principal, orderId: string): Promise<void> {
+    const actor = { role: courier.role, id: courier.id };
+    try {
+      await this.deps.registry.send(orderId, { event: { type: "OFFER_DECLINE", actor }, reason: "declined" });
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+      throw await this.whyNoOffer(courier, orderId);
+    }
+  }
+
+  /** Fires one durable timer of an order through its actor (the sweeper's callback). */
+  async fireTimer(id: TimerDocId, timer: StoredTimer): Promise<FireOutcome> {
+    const { event, reason } = timerEvent({ kind: timer.kind as TimerKind, ref: timer.ref });
+    try {
+      await this.deps.registry.send(String(id), { event, ...(reason !== undefined ? { reason } : {}) });
+      return "fired";
+    } catch (err) {
+      if (isRefusal(err)) return "stale";
+      throw err;
+    }
+  }
+
+  /** 404 for a courier this order was never offered to (it may not see it), 409 for one whose offer is over. */
+  private async whyNoOffer(courier: Principal, orderId: string): Promise<Error> {
+    const { stored, snapshot } = await this.deps.registry.inspect(orderId);
+    if (stored.order.courierId === courier.id) return new Conflict(`you already accepted order ${orderId}`);
+    if (snapshot.context.dispatch.offeredTo.includes(courier.id)) {
+      return new Conflict(`the offer of order ${orderId} is no longer open (it expired, was declined or went to someone else)`);
+    }
+    return new NotFound(`order ${orderId} not found`);
+  }
+
+  private track(work: Promise<void>): void {
+    const p = work.catch((err: unknown) => this.deps.log.warn("dispatch step failed", { err: err instanceof Error ? err : String(err) }));
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+
+  private afterCommit({ orderId, prev, next, stored, event }: CommittedTransition): void {
+    const before = prev.context.dispatch;
+    const after = next.context.dispatch;
+    const prevOffer = before.offer;
+    const nextOffer = after.offer;
+
+    if (prevOffer && nextOffer?.attempt !== prevOffer.attempt) {
+      this.track(this.deps.couriers.releaseOffer(prevOffer.courierId, orderId));
+      if (next.context.courierId !== prevOffer.courierId && event.type !== "OFFER_DECLINE") {
+        const reason: RevokeReason = isFinalStatus(statusOf(next)) ? "cancelled" : event.type === "OFFER_EXPIRE" ? "expired" : "taken";
+        const topic = topics.courier(prevOffer.courierId);
+        this.deps.bus.publishTransient(topic, { type: "offer.revoked", topic, orderId, reason });
+      }
+    }
+
+    if (nextOffer && nextOffer.attempt !== prevOffer?.attempt && stored.pickup) {
+      const topic = topics.courier(nextOffer.courierId);
+      this.deps.bus.publishTransient(
+        topic,
+        offerMessage(topic, {
+          orderId,
+          expiresAt: new Date(nextOffer.expiresAt),
+          pickup: stored.pickup,
+          dropoff: stored.order.deliveryLocation,
+          distanceMeters: nextOffer.distanceMeters,
+        }),
+      );
+    }
+
+    const searching = dispatchStateOf(next) === "searching";
+    if (searching && !this.stopped && (dispatchStateOf(prev) !== "searching" || before.searchId !== after.searchId)) {
+      this.track(this.search(orderId, after.searchId));
+    }
+  }
+
+  /** One search: offer the order to the nearest courier that can be reserved, or report that none can. */
+  private async search(orderId: string, searchId: number): Promise<void> {
+    const { registry, couriers, orders, policy } = this.deps;
+    const { stored, snapshot } = await registry.inspect(orderId);
+    if (dispatchStateOf(snapshot) !== "searching" || snapshot.context.dispatch.searchId !== searchId) return;
+    const ctx = snapshot.context.dispatch;
+    const pickup = stored.pickup ?? (await this.deps.restaurants.findById(stored.order.restaurantId))?.location ?? null;
+    const now = this.deps.clock.now();
+
+    let candidates: Candidate[] = [];
+    if (pickup && ctx.roundAttempts < policy.maxAttempts) {
+      const near = await couriers.nearby({
+        point: pickup,
+        radiusMeters: policy.radiusMeters,
+        limit: CANDIDATES_PER_SEARCH,
+        dispatchable: { now, seenSince: new Date(now.getTime() - policy.seenWithinMs), exclude: ctx.excluded },
+      });
+      const carried = await orders.countCarried(near.map((c) => c.id));
+      candidates = near.map((c) => ({
+        id: c.id,
+        available: c.available,
+        lastSeenAt: c.lastSeenAt,
+        offer: c.offer,
+        distanceMeters: c.distanceMeters,
+        activeOrders: carried.get(c.id) ?? 0,
+      }));
+    }
+    const decision = decide(ctx, candidates, now, policy);
+    if (decision.kind === "offer") {
+      for (const courier of decision.ranked) {
+        if (this.stopped) return;
+        if (!(await couriers.reserveOffer(courier.id, orderId, decision.expiresAt, now))) continue; // taken meanwhile
+        try {
+          await registry.send(orderId, {
+            event: {
+              type: "OFFER",
+              actor: DISPATCH_ACTOR,
+              searchId,
+              courierId: courier.id,
+              expiresAt: decision.expiresAt.getTime(),
+              distanceMeters: Math.round(courier.distanceMeters),
+            },
+          });
+        } catch (err) {
+          // The order moved on (claimed, cancelled, another search): free the courier again.
+          await couriers.releaseOffer(courier.id, orderId);
+          if (!isRefusal(err)) throw err;
+        }
+        return;
+      }
+    }
+    const reason = decision.kind === "wait" ? (pickup ? decision.reason : "no_pickup_point") : "no_courier";
+    const retryAt = decision.kind === "wait" ? decision.retryAt : new Date(now.getTime() + policy.retryMs);
+    try {
+      await registry.send(orderId, { event: { type: "NO_COURIER", actor: DISPATCH_ACTOR, searchId, retryAt: retryAt.getTime() }, reason });
+    } catch (err) {
+      if (!isRefusal(err)) throw err;
+    }
+  }
+}

@@ -1,0 +1,177 @@
+import { Elysia, t } from "elysia";
+import { guardFor, type AppDeps } from "../../app";
+import type { Config } from "../../config";
+import { TimerSweeper } from "../../db/timers";
+import { numericQuery } from "../../http/query";
+import { estimateEta, etaInputOf } from "../orders/eta";
+import type { OrdersCore } from "../orders";
+import { statusOf } from "../orders/machine";
+import { OrderModel } from "../orders/model";
+import type { RegistryDeps } from "../orders/registry";
+import { RestaurantRepository } from "../restaurants/repository";
+import type { DispatchPolicy } from "./dispatch";
+import { Dispatcher } from "./dispatcher";
+import { CourierLocations } from "./locations";
+import { CourierModel } from "./model";
+import { CourierRepository } from "./repository";
+import { CourierService } from "./service";
+
+const problemRef = t.Object({ type: t.String(), title: t.String(), status: t.Integer(), detail: t.String() }, { additionalProperties: true });
+
+export function dispatchPolicyOf(config: Config): DispatchPolicy {
+  return {
+    maxAttempts: config.DISPATCH_MAX_ATTEMPTS,
+    radiusMeters: config.DISPATCH_RADIUS_METERS,
+    maxActive: config.COURIER_MAX_ACTIVE,
+    seenWithinMs: config.COURIER_SEEN_SECONDS * 1000,
+    offerTtlMs: config.OFFER_TTL_SECONDS * 1000,
+    retryMs: config.DISPATCH_RETRY_SECONDS * 1000,
+  };
+}
+
+const CARRYING: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup", "picked_up"];
+
+/** The ETA each order transition writes: prep time, the assigned courier's last position, COURIER_SPEED_MPS. */
+export function etaEstimator(deps: AppDeps): NonNullable<RegistryDeps["estimate"]> {
+  const couriers = new CourierRepository(deps.db.db);
+  return async ({ stored, next, at }) => {
+    const status = statusOf(next);
+    const courierId = next.context.courierId;
+    const position = courierId !== null && CARRYING.includes(status) ? await couriers.findPosition(courierId) : null;
+    const eta = estimateEta(
+      etaInputOf(stored.order, {
+        status,
+        pickup: stored.pickup,
+        prepTimeMinutes: stored.prepTimeMinutes,
+        courier: position && { lat: position.lat, lng: position.lng },
+        now: at.getTime(),
+        speedMps: deps.config.COURIER_SPEED_MPS,
+      }),
+    );
+    return eta && { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) };
+  };
+}
+
+/** Dispatch's running parts: built once per app, started at once, stopped before the server stops. */
+export type DispatchCore = {
+  couriers: CourierRepository;
+  locations: CourierLocations;
+  dispatcher: Dispatcher;
+  sweeper: TimerSweeper;
+  service: CourierService;
+  /** Stops the timer sweeper and waits for dispatch work in flight (other instances take over). */
+  stop(): Promise<void>;
+};
+
+export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore {
+  const log = deps.log.child({ module: "dispatch" });
+  const couriers = new CourierRepository(deps.db.db);
+  const policy = dispatchPolicyOf(deps.config);
+  const locations = new CourierLocations({ couriers, orders: orders.repo, bus: deps.bus, clock: deps.clock, log: deps.log.child({ module: "couriers" }), config: deps.config });
+  const dispatcher = new Dispatcher({
+    registry: orders.registry,
+    orders: orders.repo,
+    couriers,
+    restaurants: new RestaurantRepository(deps.db.db),
+    bus: deps.bus,
+    clock: deps.clock,
+    log,
+    policy,
+  });
+  const sweeper = new TimerSweeper({
+    store: orders.repo.timerStore(),
+    owner: deps.config.INSTANCE_ID,
+    clock: deps.clock,
+    log: deps.log.child({ module: "timers" }),
+    intervalMs: deps.config.TIMER_SWEEP_INTERVAL_MS,
+    leaseMs: deps.config.TIMER_LEASE_MS,
+    fire: (id, timer) => dispatcher.fireTimer(id, timer),
+  });
+  dispatcher.start();
+  sweeper.start();
+  const service = new CourierService({ couriers, orders: orders.repo, locations, clock: deps.clock, policy });
+  let stopping: Promise<void> | null = null;
+  return {
+    couriers,
+    locations,
+    dispatcher,
+    sweeper,
+    service,
+    stop: () => (stopping ??= Promise.all([sweeper.stop(), dispatcher.stop()]).then(() => undefined)),
+  };
+}
+
+/**
+ * Couriers (docs/dispatch.md): their availability, position and the admins' map, under
+ * /couriers; answering an offer, under /orders/:id/offer.
+ */
+export function couriersModule(deps: AppDeps, core: DispatchCore) {
+  const { service, dispatcher } = core;
+  const security = [{ bearer: [] }];
+
+  const couriers = new Elysia({ name: "couriers", prefix: "/couriers" })
+    .use(guardFor(deps))
+    .get("/me", ({ principal }) => service.me(principal.id), {
+      auth: ["courier"],
+      response: { 200: CourierModel.courier },
+      detail: { summary: "The calling courier: availability, last position, orders carried, whether it is dispatchable, its live offer", tags: ["couriers"], security },
+    })
+    .put("/me/availability", ({ principal, body }) => service.setAvailability(principal.id, body.available), {
+      auth: ["courier"],
+      body: CourierModel.availability,
+      response: { 200: CourierModel.courier },
+      detail: { summary: "Go on or off duty (only available couriers get offers)", tags: ["couriers"], security },
+    })
+    .put(
+      "/me/location",
+      ({ principal, body, status }) => {
+        service.reportLocation(principal.id, body);
+        return status(202, { accepted: true as const });
+      },
+      {
+        auth: ["courier"],
+        body: CourierModel.location,
+        response: { 202: CourierModel.locationAccepted, 409: problemRef, 422: problemRef },
+        detail: {
+          summary: "Report a position, like the WebSocket `location` op (same throttle; 409 for a fix older than a known one, 422 for one from the future)",
+          tags: ["couriers"],
+          security,
+        },
+      },
+    )
+    .get("", ({ query }) => service.nearby(query), {
+      auth: ["admin"],
+      query: CourierModel.nearbyQuery,
+      transform: numericQuery(CourierModel.nearbyQuery),
+      response: { 200: CourierModel.nearbyPage },
+      detail: { summary: "Couriers near a point, nearest first ($geoNear; admins)", tags: ["couriers"], security },
+    });
+
+  const offers = new Elysia({ name: "offers", prefix: "/orders" })
+    .use(guardFor(deps))
+    .post("/:id/offer/accept", ({ principal, params }) => dispatcher.accept(principal, params.id), {
+      auth: ["courier"],
+      params: OrderModel.params,
+      response: { 200: OrderModel.order, 404: problemRef, 409: problemRef },
+      detail: {
+        summary: "Accept the offer of this order (the offered courier only): the order is assigned to the caller. 409 when the offer is over",
+        tags: ["orders", "couriers"],
+        security,
+      },
+    })
+    .post(
+      "/:id/offer/decline",
+      async ({ principal, params, status }) => {
+        await dispatcher.decline(principal, params.id);
+        return status(204, undefined);
+      },
+      {
+        auth: ["courier"],
+        params: OrderModel.params,
+        response: { 204: t.Void(), 404: problemRef, 409: problemRef },
+        detail: { summary: "Decline the offer of this order (the offered courier only); it goes to the next courier", tags: ["orders", "couriers"], security },
+      },
+    );
+
+  return new Elysia({ name: "couriers-and-offers" }).use(couriers).use(offers).decorate("dispatch", core);
+}

@@ -1,4 +1,4 @@
-import { MongoClient } from "mongodb";
+import { MongoClient, type Db } from "mongodb";
 
 /**
  * Which database the suite runs on. With MONGODB_URI in the environment (CI's real-MongoDB
@@ -30,4 +30,14 @@ export async function dropExternalDatabase(name: string): Promise<void> {
   } finally {
     await client.close().catch(() => undefined);
   }
+}
+
+/**
+ * Whether a connected database is the embedded engine (in process, or standalone behind a
+ * MONGODB_URI): it answers buildInfo with gitVersion "embedded-mongo". Tests whose
+ * expectations differ between engines (query plans) should ask this, not how it was started.
+ */
+export async function isEmbeddedEngine(db: Db): Promise<boolean> {
+  const info = await db.admin().command({ buildInfo: 1 });
+  return info.gitVersion === "embedded-mongo";
 }

@@ -1,6 +1,7 @@
 import type { Collection, Document, ObjectId } from "mongodb";
 import type { Clock } from "../app";
 import type { Logger } from "../log";
+import type { Metrics } from "../metrics";
 
 /**
  * Durable timers. A document that has deadlines keeps them itself, written by the same
@@ -89,6 +90,8 @@ export type TimerSweeperDeps = {
   /** Documents claimed per sweep at most (each is fired concurrently with the others). */
   batch?: number;
   fire(id: TimerDocId, timer: StoredTimer): Promise<FireOutcome>;
+  /** How late each fired timer was, for /metrics (dispatch_timer_lag_seconds). */
+  metrics?: Pick<Metrics, "timerLag">;
 };
 
 /**
@@ -147,6 +150,7 @@ export class TimerSweeper {
       }
       await this.deps.store.release(id, this.deps.owner);
       this.fired++;
+      this.deps.metrics?.timerLag.observe({ timer: timer.kind }, Math.max(0, this.deps.clock.now().getTime() - timer.dueAt.getTime()) / 1000);
       return true;
     } catch (err) {
       this.deps.log.warn("firing a timer failed; it is retried when its lease expires", {

@@ -338,8 +338,10 @@ export function findAndModify(ctx: OpContext, name: string, spec: FindAndModifyS
   if (spec.remove && spec.upsert) throw failedToParse("Cannot specify both upsert=true and remove=true ");
   const update = spec.remove ? null : parseUpdate(spec.update);
   const coll = writableCollection(ctx, name, spec.upsert);
+  // The query only informs positional projections: a new document the update moved out of the
+  // query's match (e.g. a lease field in the filter) is still returned, as MongoDB does.
   const project = (doc: Document | null): Document | null =>
-    doc === null ? null : (applyProjection([doc], spec.fields, spec.query, spec.variables)[0] ?? null);
+    doc === null ? null : (applyProjection([doc], spec.fields, spec.query, spec.variables)[0] ?? applyProjection([doc], spec.fields, undefined, spec.variables)[0] ?? null);
   const access = coll ? ctx.engine.accessTo(ctx, coll) : null;
   const [match] = access ? findMatches(access, { filter: spec.query, sort: spec.sort, hint: spec.hint, variables: spec.variables, limit: 1 }) : [];
   if (!match || !access) {

@@ -5,6 +5,7 @@ import { WsClient } from "../helpers/ws";
 import { dropExternalDatabase, uniqueDatabaseName } from "../helpers/database";
 import { cast, orderIn, patch, placeOrder, type Cast } from "../modules/orders/fixtures";
 import { topics } from "../../src/realtime/topics";
+import { TimerStore, TimerSweeper, timerFields } from "../../src/db/timers";
 
 /**
  * GET /metrics scraped after real HTTP and WebSocket traffic: each check reads a value,
@@ -173,12 +174,32 @@ describe("GET /metrics: registries, hooks and access", () => {
     }
   });
 
-  test("timer lag is exported for the durable-timer code to observe", async () => {
-    server.deps.metrics.timerLag.observe({ timer: "test_timer" }, 0.3);
+  test("a durable timer fired late is observed with its lag", async () => {
+    // A timer two seconds overdue, in a scratch collection, fired by the real sweeper.
+    const col = server.deps.db.db.collection("metrics_timer_test");
+    const dueAt = new Date(server.deps.clock.now().getTime() - 2_000);
+    await col.insertOne(timerFields([{ kind: "test_timer", dueAt, ref: 1 }]));
+    const fired: string[] = [];
+    const sweeper = new TimerSweeper({
+      store: new TimerStore(col),
+      owner: "metrics-test",
+      clock: server.deps.clock,
+      log: server.deps.log,
+      intervalMs: 60_000,
+      leaseMs: 5_000,
+      fire: async (_id, timer) => (fired.push(timer.kind), "fired"),
+      metrics: server.deps.metrics,
+    });
+    sweeper.start(); // its own first sweep is a minute away: sweep now
+    const swept = await sweeper.sweep();
+    await sweeper.stop();
+    expect(swept).toBe(1);
+    expect(fired).toEqual(["test_timer"]);
     const text = await scrape(server);
     expect(value(text, "dispatch_timer_lag_seconds_count", { timer: "test_timer" })).toBe(1);
-    expect(value(text, "dispatch_timer_lag_seconds_bucket", { timer: "test_timer", le: "0.25" })).toBe(0);
-    expect(value(text, "dispatch_timer_lag_seconds_bucket", { timer: "test_timer", le: "0.5" })).toBe(1);
+    expect(value(text, "dispatch_timer_lag_seconds_bucket", { timer: "test_timer", le: "1" })).toBe(0);
+    expect(value(text, "dispatch_timer_lag_seconds_bucket", { timer: "test_timer", le: "5" })).toBe(1);
+    await col.drop();
   });
 
   test("process metrics come along (CPU, memory, event-loop lag)", async () => {

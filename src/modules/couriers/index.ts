@@ -86,6 +86,7 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
     intervalMs: deps.config.TIMER_SWEEP_INTERVAL_MS,
     leaseMs: deps.config.TIMER_LEASE_MS,
     fire: (id, timer) => dispatcher.fireTimer(id, timer),
+    metrics: deps.metrics,
   });
   dispatcher.start();
   sweeper.start();

@@ -231,6 +231,7 @@ describe("GET /metrics: registries, hooks and access", () => {
       expect(value(await scrape(broken), "dispatch_db_errors_total", { kind: "request" })).toBe(1);
     } finally {
       await broken.stop();
+      await dropExternalDatabase(broken.deps.config.MONGODB_DB); // its own client could not
     }
   });
 });

@@ -6,6 +6,8 @@ import type { EventBus } from "./realtime/bus";
 import type { Logger } from "./log";
 import type { RateLimiterFactory } from "./http/rate-limit";
 import { problemPlugin } from "./http/problem";
+import { requestPolicyPlugin, type RouteInfo } from "./http/request-policy";
+import type { ConnectionLimiter } from "./http/connection-limit";
 import { authPlugin } from "./http/auth";
 import { healthModule } from "./modules/health";
 import { authModule } from "./modules/auth";
@@ -35,6 +37,8 @@ export type AppDeps = {
   redisReady?: () => Promise<boolean>;
   /** Rate-limit store; in-process counters when absent. */
   rateLimiters?: RateLimiterFactory;
+  /** WebSocket connections per user; in-process counts when absent. */
+  connectionLimiter?: ConnectionLimiter;
   /** Test seams in the WebSocket subscribe path (see RealtimeHooks); read at each subscribe. */
   realtimeHooks?: RealtimeHooks;
 };
@@ -45,12 +49,15 @@ export function guardFor(deps: Pick<AppDeps, "config">) {
 }
 
 export function createApp(deps: AppDeps) {
+  // The request policy reads each route's body schema; the routes exist once the app is built.
+  let routes = (): readonly RouteInfo[] => [];
   // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
   const orders = createOrders(deps, { estimate: etaEstimator(deps) });
   const dispatch = createDispatch(deps, orders);
   const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
     .use(httpMetricsPlugin(deps)) // first: its hooks time and count every request
     .use(problemPlugin(deps.log))
+    .use(requestPolicyPlugin(deps, () => routes()))
     .use(
       openapi({
         path: "/docs",
@@ -69,6 +76,7 @@ export function createApp(deps: AppDeps) {
     .use(couriersModule(deps, dispatch))
     .use(realtimeModule(deps, dispatch.locations))
     .use(demoModule());
+  routes = () => app.routes as readonly RouteInfo[];
   observeApp(deps, () => app.decorator.realtime.connectionCount);
   return app;
 }

@@ -75,6 +75,20 @@ export const ConfigSchema = T.Object({
   METRICS_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 256 })),
   /** How long the orders-per-status counts of /metrics are reused (each refresh is one aggregation). */
   METRICS_ORDERS_CACHE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
+  /** Writes (POST, PUT, PATCH, DELETE) allowed per signed-in user and per client IP in RATE_LIMIT_WINDOW_SECONDS; 0 = no limit. Shared through Redis when REDIS_URL is set. */
+  RATE_LIMIT_USER_WRITES: T.Integer({ minimum: 0, maximum: 1_000_000, default: 120 }),
+  RATE_LIMIT_IP_WRITES: T.Integer({ minimum: 0, maximum: 1_000_000, default: 600 }),
+  RATE_LIMIT_WINDOW_SECONDS: T.Integer({ minimum: 1, maximum: 86_400, default: 60 }),
+  /** Open WebSocket connections per user, across instances when REDIS_URL is set; more are closed with 1008. */
+  WS_MAX_CONNECTIONS_PER_USER: T.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
+  /** A request not answered within this gets 503 (the work may still complete; retry with the same Idempotency-Key or If-Match). */
+  REQUEST_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 300_000, default: 15_000 }),
+  /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
+  CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
+  /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */
+  CORS_ALLOW_CREDENTIALS: T.Boolean({ default: false }),
+  /** Strict-Transport-Security max-age when TLS terminates in front of the server; 0 = header not sent. */
+  HSTS_MAX_AGE_SECONDS: T.Integer({ minimum: 0, maximum: 63_072_000, default: 0 }),
 });
 
 export type Config = Readonly<Static<typeof ConfigSchema> & { JWT_SECRET: string; INSTANCE_ID: string; jwtSecretIsDefault: boolean }>;
@@ -111,6 +125,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");
+  }
+  if (parsed.CORS_ORIGINS !== undefined) {
+    const origins = parsed.CORS_ORIGINS.split(",").map((o) => o.trim());
+    const wildcard = origins.includes("*");
+    if (wildcard && origins.length > 1) throw new ConfigError("CORS_ORIGINS: `*` cannot be combined with other origins");
+    const bad = origins.find((o) => o !== "*" && !/^https?:\/\/[^/\s?#]+$/.test(o));
+    if (bad !== undefined) throw new ConfigError(`CORS_ORIGINS: ${JSON.stringify(bad)} is not an origin like https://app.example.com`);
+    if (wildcard && parsed.CORS_ALLOW_CREDENTIALS) throw new ConfigError("CORS_ALLOW_CREDENTIALS: not allowed with CORS_ORIGINS=*; list the origins");
   }
   return Object.freeze({
     ...parsed,

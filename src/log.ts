@@ -1,8 +1,16 @@
+import { AsyncLocalStorage } from "node:async_hooks";
+
 /** Structured JSON logs, one line per event. Secrets never go in `fields`. */
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type LogFields = Record<string, unknown>;
 
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 99 };
+
+/**
+ * Fields every line logged inside a scope carries (the HTTP layer runs each request in one, so
+ * its request id and user id reach the lines any module logs while serving it).
+ */
+export const logContext = new AsyncLocalStorage<LogFields>();
 
 export interface Logger {
   debug(msg: string, fields?: LogFields): void;
@@ -16,7 +24,7 @@ export function createLogger(level: LogLevel, base: LogFields = {}, sink: (line:
   const threshold = rank[level];
   const emit = (lvl: Exclude<LogLevel, "silent">, msg: string, fields?: LogFields) => {
     if (rank[lvl] < threshold) return;
-    const line: LogFields = { t: new Date().toISOString(), level: lvl, msg, ...base, ...fields };
+    const line: LogFields = { t: new Date().toISOString(), level: lvl, msg, ...base, ...logContext.getStore(), ...fields };
     if (line.err instanceof Error) line.err = { name: line.err.name, message: line.err.message, stack: line.err.stack };
     sink(JSON.stringify(line));
   };

@@ -8,6 +8,7 @@ import { MAX_BODY_BYTES } from "./http/problem";
 import { LocalEventBus, type EventBus, type TopicPublisher } from "./realtime/bus";
 import { bootstrapAdmin } from "./modules/auth/service";
 import { RedisEventBus } from "./realtime/redis-relay";
+import { RedisLimits } from "./http/redis-limits";
 import { changesFromOrder } from "./realtime/history";
 import { OrderRepository } from "./modules/orders/repository";
 import { Metrics } from "./metrics";
@@ -32,15 +33,33 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const bus = opts.bus ?? createBus(config, db, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
   if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
+  // Rate limits and WebSocket connection counts hold across instances through Redis.
+  const limits = config.REDIS_URL
+    ? new RedisLimits({ url: config.REDIS_URL, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log })
+    : null;
+  if (limits) {
+    deps.rateLimiters = limits.rateLimiters();
+    deps.connectionLimiter = limits.connectionLimiter(config.WS_MAX_CONNECTIONS_PER_USER);
+  }
   try {
     await ensureIndexes(db.db);
     await bootstrapAdmin(deps);
   } catch (err) {
+    await limits?.close();
     if (!opts.bus) await bus.close();
     if (!opts.db) await db.close();
     throw err;
   }
-  const app = createApp(deps).listen({ port: config.PORT, hostname: config.HOST, maxRequestBodySize: MAX_BODY_BYTES + 1024 });
+  const app = createApp(deps).listen({
+    port: config.PORT,
+    hostname: config.HOST,
+    // The request policy refuses bodies over MAX_BODY_BYTES with a problem+json 413, by
+    // Content-Length before reading or by counting a chunked one, and never reads further; Bun's
+    // own cap would answer a bare 413 first, so it sits far above.
+    maxRequestBodySize: 16_384 * MAX_BODY_BYTES,
+    // Longer than the request deadline, so a slow request gets its 503 before Bun drops the connection.
+    idleTimeout: Math.min(255, Math.max(30, Math.ceil(config.REQUEST_TIMEOUT_MS / 1000) + 5)),
+  });
   const server = app.server as Server<unknown>;
   bus.attach(countingPublisher(server, metrics));
   const port = server.port ?? config.PORT;
@@ -58,6 +77,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
         await server.stop(false); // resolves once in-flight requests are answered
         await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
         await bus.close();
+        await limits?.close();
         if (!opts.db) await db.close();
         log.info("stopped");
       })();

@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
 import { jwt } from "@elysiajs/jwt";
 import { Forbidden, Unauthorized } from "./errors";
+import { noteUser } from "./request-context";
 
 export const ROLES = ["customer", "restaurant", "courier", "admin"] as const;
 export type Role = (typeof ROLES)[number];
@@ -30,6 +31,7 @@ export function authPlugin(opts: TokenOptions) {
         if (!token) return null;
         const payload = await jwt.verify(token, { algorithms: ["HS256"] }).catch(() => false as const);
         if (!payload || typeof payload.sub !== "string" || !isRole(payload.role) || typeof payload.exp !== "number") return null;
+        noteUser(payload.sub); // the access log and later log lines of this request name the caller
         return { id: payload.sub, role: payload.role };
       },
     }))

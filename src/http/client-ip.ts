@@ -1,3 +1,5 @@
+import { originalRequest } from "./request-context";
+
 /** Bun's server, as far as finding the peer address goes. */
 export type PeerAddressSource = { requestIP(request: Request): { address: string } | null } | null | undefined;
 
@@ -12,7 +14,7 @@ export function clientIp(request: Request, server: PeerAddressSource, trustProxy
     const last = forwarded?.split(",").map((s) => s.trim()).filter(Boolean).pop();
     if (last) return normalizeIp(last);
   }
-  const peer = server?.requestIP(request)?.address;
+  const peer = server?.requestIP(originalRequest(request))?.address;
   return peer ? normalizeIp(peer) : "unknown";
 }
 

@@ -79,6 +79,12 @@ export class PayloadTooLarge extends DomainError {
   readonly title = "Payload too large";
 }
 
+/** A request body that is not JSON (`Content-Type` other than application/json). */
+export class UnsupportedMediaType extends DomainError {
+  readonly status = 415;
+  readonly title = "Unsupported media type";
+}
+
 /** Valid JSON that the domain refuses (closed restaurant, outside radius, unknown item). */
 export class Unprocessable extends DomainError {
   readonly status = 422;

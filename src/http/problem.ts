@@ -1,6 +1,7 @@
 import { Elysia, ValidationError } from "elysia";
 import type { Logger } from "../log";
 import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "./errors";
+import { currentRequestScope, requestIdFrom } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -14,8 +15,6 @@ export type Problem = {
   errors?: FieldError[];
   [extra: string]: unknown;
 };
-
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export function problemResponse(problem: Problem, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(problem), {
@@ -55,8 +54,8 @@ function validationErrors(error: ValidationError): FieldError[] {
 export function problemPlugin(log: Logger) {
   return new Elysia({ name: "problem" })
     .onRequest(({ request, set }) => {
-      const incoming = request.headers.get("x-request-id");
-      set.headers["x-request-id"] = incoming && REQUEST_ID.test(incoming) ? incoming : crypto.randomUUID();
+      // The request policy's scope chose the id (so log lines carry it); outside one, choose here.
+      set.headers["x-request-id"] = currentRequestScope()?.requestId ?? requestIdFrom(request.headers);
       const length = request.headers.get("content-length");
       // Thrown, not returned: an early return would skip the after-response hooks (metrics).
       if (length !== null && Number(length) > MAX_BODY_BYTES) throw new PayloadTooLarge(`request body is over ${MAX_BODY_BYTES} bytes`);
@@ -69,7 +68,7 @@ export function problemPlugin(log: Logger) {
       if (error instanceof DomainError) {
         body = problem(error.status, error.title, error.message, error.extra());
         if (error instanceof RateLimited) headers["retry-after"] = String(error.retryAfterSeconds);
-      } else if (code === "VALIDATION" && error instanceof ValidationError) {
+      } else if (code === "VALIDATION" && error instanceof ValidationError && error.type !== "response") {
         const where = error.type === "body" ? "request body" : error.type;
         body = problem(400, "Invalid input", `${where} is invalid`, { errors: validationErrors(error) });
       } else if (code === "PARSE") {

@@ -1,5 +1,6 @@
 import { t } from "elysia";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { Type } from "@sinclair/typebox";
 
 /**
  * WebSocket messages (API.md, WebSocket). Client messages are validated with these schemas;
@@ -15,7 +16,8 @@ export namespace RealtimeModel {
      * Order topics: the last seq the client has; every later event is replayed first.
      * Restaurant and courier topics: a time in epoch milliseconds; every event at or after it is replayed.
      */
-    since: t.Optional(t.Integer({ minimum: 0 })),
+    // TypeBox's Integer, not Elysia's t.Integer: that one also passes "5" and hands on the string.
+    since: t.Optional(Type.Integer({ minimum: 0 })),
   });
   export type subscribe = typeof subscribe.static;
 
@@ -31,7 +33,7 @@ export namespace RealtimeModel {
     heading: t.Optional(t.Number({ minimum: 0, maximum: 360 })),
     speedMps: t.Optional(t.Number({ minimum: 0, maximum: 150 })),
     /** When the fix was taken: ISO 8601 or epoch ms. Server time when absent. */
-    at: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 40 }), t.Integer({ minimum: 0 })])),
+    at: t.Optional(t.Union([t.String({ minLength: 1, maxLength: 40 }), Type.Integer({ minimum: 0 })])),
   });
   export type location = typeof location.static;
 

@@ -4,6 +4,7 @@ import { guardFor, type AppDeps } from "../app";
 import type { Config } from "../config";
 import type { Principal } from "../http/auth";
 import { Unauthorized } from "../http/errors";
+import { MemoryConnectionLimiter } from "../http/connection-limit";
 import type { Logger } from "../log";
 import { UserRepository } from "../modules/auth/repository";
 import { MAX_FIX_FUTURE_MS, type CourierLocations } from "../modules/couriers/locations";
@@ -386,6 +387,10 @@ type RawMessageHandler = (socket: Socket, message: string | Buffer) => void;
 export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
   const { sources } = sourcesFor(deps);
   const hub = new RealtimeHub(deps, sources, locations);
+  const maxPerUser = deps.config.WS_MAX_CONNECTIONS_PER_USER;
+  const limiter = deps.connectionLimiter ?? new MemoryConnectionLimiter(maxPerUser);
+  /** Each socket's slot in the per-user count: resolves true once it holds one. */
+  const slots = new WeakMap<Socket, { userId: string; id: string; granted: Promise<boolean> }>();
   return new Elysia({ name: "realtime" })
     .use(guardFor(deps))
     .decorate("realtime", hub)
@@ -402,9 +407,18 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
         // Elysia would JSON-parse before we see the frame; the hub needs the raw text to
         // enforce the size limit and answer every malformed frame itself.
         (socket.data as { message?: RawMessageHandler }).message = (raw, message) => hub.frame(raw, message);
+        const slot = { userId: ws.data.principal.id, id: crypto.randomUUID(), granted: Promise.resolve(false) };
+        slot.granted = limiter.acquire(slot.userId, slot.id).catch(() => true); // a broken store must not lock users out
+        slots.set(socket, slot);
+        void slot.granted.then((ok) => {
+          if (!ok) socket.close(CLOSE_POLICY, `too many connections for this user (at most ${maxPerUser})`);
+        });
       },
       close(ws) {
-        hub.closed(ws.raw as Socket);
+        const socket = ws.raw as Socket;
+        hub.closed(socket);
+        const slot = slots.get(socket);
+        if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
       },
       detail: { summary: "Live order events (see API.md, WebSocket); ?token=<jwt>", tags: ["realtime"] },
     });

@@ -1,7 +1,7 @@
 import type { Clock } from "../../src/app";
 import { loadConfig } from "../../src/config";
 import { connectDatabase } from "../../src/db/mongo";
-import { createLogger } from "../../src/log";
+import { createLogger, type Logger } from "../../src/log";
 import { startServer, type RunningServer } from "../../src/server";
 import { EXTERNAL_MONGODB_URI, EXTERNAL_REDIS_URL, uniqueDatabaseName } from "./database";
 
@@ -51,7 +51,7 @@ let userCounter = 0;
  * ./database.ts). Cheap password hashing and a generous login limit keep tests fast; pass env
  * to override any variable.
  */
-export async function startTestServer(env: Record<string, string> = {}, opts: { clock?: Clock } = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, opts: { clock?: Clock; log?: Logger } = {}): Promise<TestServer> {
   const external: Record<string, string> = {};
   if (EXTERNAL_MONGODB_URI) Object.assign(external, { MONGODB_URI: EXTERNAL_MONGODB_URI, MONGODB_DB: uniqueDatabaseName() });
   if (EXTERNAL_REDIS_URL) external.REDIS_URL = EXTERNAL_REDIS_URL;
@@ -65,12 +65,16 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     ADMIN_EMAIL: TEST_ADMIN.email,
     ADMIN_PASSWORD: TEST_ADMIN.password,
     LOGIN_MAX_ATTEMPTS: "1000",
+    // Tests write fast from one address; test/security/limits.test.ts sets its own limits.
+    RATE_LIMIT_USER_WRITES: "100000",
+    RATE_LIMIT_IP_WRITES: "100000",
+    WS_MAX_CONNECTIONS_PER_USER: "1000",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
     ...external,
     ...env,
   });
-  const log = createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
+  const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
   // Connected here, not by startServer, so stop() can drop the test's database before closing.
   const db = await connectDatabase(config, log);
   let running: RunningServer;

@@ -1,7 +1,7 @@
 import type { Clock } from "../../app";
 import type { Config } from "../../config";
 import type { Principal } from "../../http/auth";
-import { IllegalTransition, NotFound } from "../../http/errors";
+import { Conflict, IllegalTransition, NotFound } from "../../http/errors";
 import type { Logger } from "../../log";
 import type { EventBus } from "../../realtime/bus";
 import type { RestaurantRepository } from "../restaurants/repository";
@@ -21,6 +21,9 @@ export type OrderServiceDeps = {
   config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID" | "ACCEPT_TIMEOUT_SECONDS" | "COURIER_SPEED_MPS" | "DISPATCH_RETRY_SECONDS">;
   log: Logger;
 };
+
+/** Statuses in which any courier may claim an order that has no courier (API.md). */
+const CLAIM_WINDOW: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup"];
 
 /** Whether `who` takes part in the order (and so may see it). */
 export function isParty(who: Principal, stored: StoredOrder): boolean {
@@ -143,8 +146,18 @@ export class OrderService {
     });
   }
 
-  claim(courier: Principal, orderId: string): Promise<OrderModel.order> {
-    return this.deps.registry.send(orderId, { event: { type: "ASSIGN_COURIER", actor: { role: courier.role, id: courier.id } } });
+  async claim(courier: Principal, orderId: string): Promise<OrderModel.order> {
+    try {
+      return await this.deps.registry.send(orderId, { event: { type: "ASSIGN_COURIER", actor: { role: courier.role, id: courier.id } } });
+    } catch (err) {
+      // Any courier may claim inside the claim window, so there a refusal (taken) may say so
+      // (API.md: 409). Outside it, a courier who takes no part gets the missing-order answer.
+      if (err instanceof Conflict) {
+        const stored = this.deps.registry.peek(orderId) ?? (await this.deps.repo.findById(orderId));
+        if (stored && !isParty(courier, stored) && !CLAIM_WINDOW.includes(stored.order.status)) throw new NotFound(`order ${orderId} not found`);
+      }
+      throw err;
+    }
   }
 
   private announceCreated(order: OrderModel.order): void {

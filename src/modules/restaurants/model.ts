@@ -20,9 +20,10 @@ export namespace RestaurantModel {
   export const openingPeriod = t.Object(
     {
       day: t.Integer({ minimum: 0, maximum: 6, description: "0 = Sunday … 6 = Saturday, in the restaurant's time zone" }),
-      open: t.String({ pattern: `^${clock}$`, description: "HH:MM local time" }),
+      open: t.String({ pattern: `^${clock}$`, maxLength: 5, description: "HH:MM local time" }),
       close: t.String({
         pattern: `^(${clock}|24:00)$`,
+        maxLength: 5,
         description: "HH:MM local time; earlier than or equal to `open` means it closes after midnight (22:00–02:00)",
       }),
     }

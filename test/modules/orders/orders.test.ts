@@ -196,7 +196,7 @@ describe("who may see and touch an order", () => {
     }
   });
 
-  test("claim: 409 when another courier holds the order or it is not claimable; a repeat by the holder is a no-op", async () => {
+  test("claim: 409 when another courier holds the order; 404 for an order outside the claim window the courier takes no part in; a repeat by the holder is a no-op", async () => {
     const order = await orderIn(server, c, "accepted");
     const first = await server.request("POST", `/orders/${order.id}/claim`, { token: c.courier.token });
     expect(first.status).toBe(200);
@@ -208,7 +208,8 @@ describe("who may see and touch an order", () => {
     const lost = await server.request("POST", `/orders/${order.id}/claim`, { token: rival.token });
     expect(lost.status).toBe(409);
     const placed = await placeOrder(server, c);
-    expect((await server.request("POST", `/orders/${placed.id}/claim`, { token: rival.token })).status).toBe(409);
+    // Not claimable yet, and the rival takes no part: it must not learn the order exists (issue 6).
+    expect((await server.request("POST", `/orders/${placed.id}/claim`, { token: rival.token })).status).toBe(404);
     expect((await server.request("POST", `/orders/${"0".repeat(24)}/claim`, { token: rival.token })).status).toBe(404);
   });
 });
@@ -347,18 +348,24 @@ describe("POST /orders validation", () => {
     }
   });
 
-  test("prices, totals or versions sent by a client are ignored: the menu and the server decide", async () => {
+  test("prices, totals or versions sent by a client are refused as unknown fields (400): the menu and the server decide", async () => {
+    const before = await server.deps.db.db.collection("orders").countDocuments();
     const res = await server.request("POST", "/orders", {
       token: c.customer.token,
       body: { ...good(), items: [{ menuItemId: "pizza", quantity: 1, unitPriceCents: 1 }], totalCents: 1, subtotalCents: 1 },
     });
-    expect(res.status).toBe(201);
-    expect(res.body.items[0].unitPriceCents).toBe(1250);
-    expect(res.body.subtotalCents).toBe(1250);
-    expect(res.body.totalCents).toBe(1250 + res.body.deliveryFeeCents);
-    const moved = await server.request("PATCH", `/orders/${res.body.id}`, { token: c.owner.token, body: { status: "accepted", version: 99 } });
-    expect(moved.status).toBe(200);
-    expect(moved.body.version).toBe(2);
+    expect(res.status).toBe(400);
+    expect(res.body.errors.map((e: { path: string }) => e.path).sort()).toEqual(["/items/0/unitPriceCents", "/subtotalCents", "/totalCents"]);
+    expect(await server.deps.db.db.collection("orders").countDocuments()).toBe(before);
+    const placed = await server.request("POST", "/orders", { token: c.customer.token, body: { ...good(), items: [{ menuItemId: "pizza", quantity: 1 }] } });
+    expect(placed.status).toBe(201);
+    expect(placed.body.items[0].unitPriceCents).toBe(1250);
+    expect(placed.body.totalCents).toBe(1250 + placed.body.deliveryFeeCents);
+    const moved = await server.request("PATCH", `/orders/${placed.body.id}`, { token: c.owner.token, body: { status: "accepted", version: 99 } });
+    expect(moved.status).toBe(400);
+    expect(moved.body.errors).toEqual([{ path: "/version", message: "unknown field" }]);
+    const current = await server.request("GET", `/orders/${placed.body.id}`, { token: c.owner.token });
+    expect(current.body.version).toBe(1);
   });
 
   test("PATCH with an unknown status or a bad reason is 400", async () => {

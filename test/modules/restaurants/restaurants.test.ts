@@ -168,7 +168,7 @@ describe("PATCH /restaurants/:id", () => {
     expect((await srv.request("PATCH", "/restaurants/0123456789abcdef01234567", { token: owner.token, body: { name: "X" } })).status).toBe(404);
   });
 
-  test("when the change is invalid then 400; fields that cannot change (ownerId, location, id) are ignored", async () => {
+  test("when the change is invalid then 400; fields that cannot change (ownerId, location, id) are refused as unknown and nothing changes", async () => {
     const r = await createRestaurant(owner);
     const bad = await srv.request("PATCH", `/restaurants/${r.id}`, { token: owner.token, body: { prepTimeMinutes: -5 } });
     expect(bad.status).toBe(400);
@@ -177,8 +177,10 @@ describe("PATCH /restaurants/:id", () => {
       token: owner.token,
       body: { ownerId: otherOwner.user.id, id: "0123456789abcdef01234567", location: { lat: 0, lng: 0 }, rating: 5, name: "Only this" },
     });
-    expect(sneaky.status).toBe(200);
-    expect(sneaky.body).toEqual({ ...r, name: "Only this" });
-    expect((await srv.request("GET", `/restaurants/${r.id}`)).body).toEqual({ ...r, name: "Only this" });
+    expect(sneaky.status).toBe(400);
+    expect(sneaky.body.errors.map((e: { path: string }) => e.path).sort()).toEqual(["/id", "/location", "/ownerId", "/rating"]);
+    expect((await srv.request("GET", `/restaurants/${r.id}`)).body).toEqual(r);
+    const renamed = await srv.request("PATCH", `/restaurants/${r.id}`, { token: owner.token, body: { name: "Only this" } });
+    expect(renamed.body).toEqual({ ...r, name: "Only this" });
   });
 });

@@ -391,6 +391,12 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
   const limiter = deps.connectionLimiter ?? new MemoryConnectionLimiter(maxPerUser);
   /** Each socket's slot in the per-user count: resolves true once it holds one. */
   const slots = new WeakMap<Socket, { userId: string; id: string; granted: Promise<boolean> }>();
+  const closed = (socket: Socket) => {
+    hub.closed(socket);
+    const slot = slots.get(socket);
+    slots.delete(socket);
+    if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
+  };
   return new Elysia({ name: "realtime" })
     .use(guardFor(deps))
     .decorate("realtime", hub)
@@ -404,21 +410,22 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
       open(ws) {
         const socket = ws.raw as Socket;
         hub.open(socket, ws.data.principal);
-        // Elysia would JSON-parse before we see the frame; the hub needs the raw text to
-        // enforce the size limit and answer every malformed frame itself.
-        (socket.data as { message?: RawMessageHandler }).message = (raw, message) => hub.frame(raw, message);
         const slot = { userId: ws.data.principal.id, id: crypto.randomUUID(), granted: Promise.resolve(false) };
         slot.granted = limiter.acquire(slot.userId, slot.id).catch(() => true); // a broken store must not lock users out
         slots.set(socket, slot);
         void slot.granted.then((ok) => {
           if (!ok) socket.close(CLOSE_POLICY, `too many connections for this user (at most ${maxPerUser})`);
         });
+        // Bun calls the handlers on `socket.data`. Elysia's hold the whole upgrade context
+        // (request, headers, closures: several KiB per idle socket), so only ours stay. Frames
+        // reach the hub unparsed: it enforces the size limit and answers malformed ones itself.
+        (socket as { data: unknown }).data = {
+          message: ((raw, message) => hub.frame(raw, message)) satisfies RawMessageHandler,
+          close: (raw: Socket) => closed(raw),
+        };
       },
       close(ws) {
-        const socket = ws.raw as Socket;
-        hub.closed(socket);
-        const slot = slots.get(socket);
-        if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
+        closed(ws.raw as Socket); // only when `open` failed before replacing the handlers
       },
       detail: { summary: "Live order events (see API.md, WebSocket); ?token=<jwt>", tags: ["realtime"] },
     });

@@ -98,12 +98,13 @@ export function requestPolicyPlugin(deps: Pick<AppDeps, "config" | "log" | "rate
   }
 
   /** The headers every answer carries; a response whose headers are frozen is copied first. */
-  function finish(response: Response, request: Request, requestId: string): Response {
+  function finish(response: Response, request: Request, requestId: string, grant: boolean): Response {
     let out = response;
     const apply = (headers: Headers) => {
       headers.set("x-request-id", requestId);
       secure(headers, { authenticated: request.headers.has("authorization") });
-      if (cors) {
+      // A refused preflight grants nothing, even to a listed origin.
+      if (cors && grant) {
         for (const [name, value] of Object.entries(cors.responseHeaders(request.headers.get("origin")))) {
           if (name === "vary") headers.append("vary", value);
           else headers.set(name, value);
@@ -126,7 +127,9 @@ export function requestPolicyPlugin(deps: Pick<AppDeps, "config" | "log" | "rate
     return runInRequestScope(scope, async () => {
       let response: unknown;
       const preflight = cors?.preflight(request);
+      let grant = true;
       if (preflight) {
+        grant = preflight.allowed;
         response = preflight.allowed
           ? new Response(null, { status: 204, headers: preflight.headers })
           : problemResponse(problem(403, "Forbidden", "this origin, method or header is not allowed (CORS)", { requestId }));
@@ -139,13 +142,14 @@ export function requestPolicyPlugin(deps: Pick<AppDeps, "config" | "log" | "rate
           requestId,
         );
       }
-      if (response instanceof Response) response = finish(response, request, requestId);
+      if (response instanceof Response) response = finish(response, request, requestId, grant);
+      // Once Bun has upgraded the connection, what the route returns is never sent.
+      const upgraded = !(response instanceof Response) || (response.status === 200 && request.headers.get("upgrade")?.toLowerCase() === "websocket");
       log.info("request", {
         method: request.method,
         route: scope.route ?? null,
         path: pathOf(request.url),
-        // Nothing to send back: the connection was upgraded to a WebSocket.
-        status: response instanceof Response ? response.status : 101,
+        status: upgraded ? 101 : (response as Response).status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       });
       return response;

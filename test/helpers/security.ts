@@ -69,6 +69,11 @@ export type ProblemCheck = { ok: true } | { ok: false; why: string };
 /** Whether an answer is a well-formed 4xx application/problem+json carrying the response's request id. */
 export function checkProblem(status: number, headers: Headers, text: string): ProblemCheck {
   if (status < 400 || status > 499) return { ok: false, why: `status ${status}` };
+  return checkProblemShape(status, headers, text);
+}
+
+/** Whether an error answer (any status) is application/problem+json carrying the response's request id. */
+export function checkProblemShape(status: number, headers: Headers, text: string): ProblemCheck {
   const type = headers.get("content-type") ?? "";
   if (!type.startsWith("application/problem+json")) return { ok: false, why: `content-type ${JSON.stringify(type)}` };
   let body: Record<string, unknown>;
@@ -87,7 +92,7 @@ export function checkProblem(status: number, headers: Headers, text: string): Pr
 
 export function expectProblem(res: { status: number; headers: Headers; body: unknown }, status: number): void {
   expect(res.status).toBe(status);
-  const check = checkProblem(res.status, res.headers, typeof res.body === "string" ? res.body : JSON.stringify(res.body));
+  const check = checkProblemShape(res.status, res.headers, typeof res.body === "string" ? res.body : JSON.stringify(res.body));
   expect(check).toEqual({ ok: true });
 }
 

@@ -650,42 +650,56 @@ function versionOf(pkg: string): string {
 
 type SystemResults = { fanout: FanoutResult[]; capacity: CapacityResult | null; clock: { offsetMs: number; rttMs: number } };
 
-async function runSystem(name: SystemName, engineUri: string, redisUrl: string): Promise<SystemResults> {
-  const start = name === "dispatch" ? startDispatch : startReference;
-  const protocol: Protocol = name === "dispatch" ? "dispatch" : "socketio";
+/**
+ * Both systems run each load back to back (alternating which goes first), with both clusters up,
+ * so background load on the machine falls on both alike; then each gets its idle-connection run
+ * on a fresh instance.
+ */
+async function runAll(names: SystemName[], engineUri: string, redisUrl: string): Promise<Map<SystemName, SystemResults>> {
+  const startOf = (name: SystemName) => (name === "dispatch" ? startDispatch : startReference);
+  const protocolOf = (name: SystemName): Protocol => (name === "dispatch" ? "dispatch" : "socketio");
   const client = Subscribers.start();
-  const fanout: FanoutResult[] = [];
   const clock = await client.clockOffset();
+  const results = new Map<SystemName, SystemResults>(names.map((n) => [n, { fanout: [], capacity: null, clock }]));
+  const turn = (k: number) => (k % 2 === 0 ? names : [...names].reverse());
   try {
     for (const instances of [1, 2]) {
-      const db = `bench_${name}_${instances}`;
-      progress(`${name}: starting ${instances} instance(s)${instances > 1 ? " with Redis" : ""}`);
-      const cluster = await start(instances, db, engineUri, instances > 1 ? redisUrl : null);
+      const clusters = new Map<SystemName, Cluster>();
       try {
-        // Warm-up (JIT, pools, first writes), not measured.
-        await sequentialFanout(cluster, client, protocol, { name: "warm-up", subs: 20, orders: 20, rounds: 1 });
-        for (const load of LOADS) {
-          progress(`${name} ×${instances}: ${load.name}`);
-          fanout.push(await sequentialFanout(cluster, client, protocol, load));
+        for (const name of names) {
+          progress(`${name}: starting ${instances} instance(s)${instances > 1 ? " with Redis" : ""}`);
+          clusters.set(name, await startOf(name)(instances, `bench_${name}_${instances}`, engineUri, instances > 1 ? redisUrl : null));
         }
-        progress(`${name} ×${instances}: ${MANY.name}`);
-        fanout.push(await manyOrders(cluster, client, protocol));
+        // Warm-up (JIT, pools, first writes), not measured.
+        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: 20, orders: 20, rounds: 1 });
+        let k = 0;
+        for (const load of LOADS) {
+          for (const name of turn(k++)) {
+            progress(`${name} ×${instances}: ${load.name}`);
+            results.get(name)!.fanout.push(await sequentialFanout(clusters.get(name)!, client, protocolOf(name), load));
+          }
+        }
+        for (const name of turn(k++)) {
+          progress(`${name} ×${instances}: ${MANY.name}`);
+          results.get(name)!.fanout.push(await manyOrders(clusters.get(name)!, client, protocolOf(name)));
+        }
       } finally {
-        await cluster.stop();
+        for (const cluster of clusters.values()) await cluster.stop();
       }
     }
   } finally {
     await client.stop();
   }
-  progress(`${name}: idle connections (cap ${CAP})`);
-  const cluster = await start(1, `bench_${name}_idle`, engineUri, null);
-  let cap: CapacityResult | null = null;
-  try {
-    cap = await capacity(cluster, protocol, await cluster.createOrders(QUICK ? 100 : 1000));
-  } finally {
-    await cluster.stop();
+  for (const name of names) {
+    progress(`${name}: idle connections (cap ${CAP})`);
+    const cluster = await startOf(name)(1, `bench_${name}_idle`, engineUri, null);
+    try {
+      results.get(name)!.capacity = await capacity(cluster, protocolOf(name), await cluster.createOrders(QUICK ? 100 : 1000));
+    } finally {
+      await cluster.stop();
+    }
   }
-  return { fanout, capacity: cap, clock };
+  return results;
 }
 
 const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
@@ -705,9 +719,9 @@ async function main(): Promise<void> {
   progress("starting redis-server and the embedded engine");
   const redis = await startRedis();
   const engine = await startEngine();
-  const results = new Map<SystemName, SystemResults>();
+  let results = new Map<SystemName, SystemResults>();
   try {
-    for (const name of SYSTEMS) results.set(name, await runSystem(name, engine.uri, redis.url));
+    results = await runAll(SYSTEMS, engine.uri, redis.url);
   } finally {
     for (const c of cleanups) await c();
     await stopAllProcesses();
@@ -719,7 +733,7 @@ async function main(): Promise<void> {
   const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" / ");
   const out: string[] = [];
   out.push(
-    `bench:ws: dispatch on Bun ${Bun.version} vs the reference on Node ${nodeVersion} + socket.io ${versionOf("socket.io")} + ` +
+    `bench:ws at ${Bun.spawnSync(["git", "rev-parse", "--short", "HEAD"], { cwd: REPO_ROOT }).stdout.toString().trim() || "?"}: dispatch on Bun ${Bun.version} vs the reference on Node ${nodeVersion} + socket.io ${versionOf("socket.io")} + ` +
       `@socket.io/redis-adapter ${versionOf("@socket.io/redis-adapter")} + redis ${versionOf("redis")} + mongodb ${versionOf("mongodb")}; ` +
       `run took ${((performance.now() - runStarted) / 1000).toFixed(0)} s; load average (1/5/15 min) at start ${load(loadBefore)}, at end ${load(loadavg())}.`,
   );
@@ -732,11 +746,11 @@ async function main(): Promise<void> {
     "- Latency: from just before the driver sends the PATCH until the subscriber process's socket hands over the event's bytes, both stamped with " +
       "performance.timeOrigin + performance.now(). It includes the PATCH's own work (HTTP, JWT, state check, the compare-and-set on the engine). " +
       "Spread: per event, first to last delivery (the fan-out alone). Sequential loads move one order at a time and wait until every subscriber has the event; " +
+      "both systems run each load back to back with both clusters up (alternating which goes first), so background load hits both alike; " +
       `the 1,000-orders load sends ${RATE} PATCH/s open-loop, each order's 3 subscribers on separate connections. Every event is a customer's cancel of a fresh order (a move that starts no automatic dispatch, so both servers do the same work).`,
   );
-  for (const [name, res] of results) {
-    out.push(`- Clock offset subscriber − driver (${name} run): ${fmt(res.clock.offsetMs, 3)} ms (pipe round trip ${fmt(res.clock.rttMs, 3)} ms).`);
-  }
+  const clock = [...results.values()][0]?.clock;
+  if (clock) out.push(`- Clock offset subscriber − driver: ${fmt(clock.offsetMs, 3)} ms (from the fastest of 30 pipe round trips, ${fmt(clock.rttMs, 3)} ms).`);
   out.push(
     "- Subscribers: a minimal WebSocket client on raw TCP (scripts/bench/ws-subscribers.ts), the same for both servers: dispatch's protocol, and Socket.IO's " +
       "wire protocol (Engine.IO v4, websocket transport) for the reference; every subscriber authenticates with a JWT and subscribes to order topics.",

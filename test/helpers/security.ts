@@ -1,7 +1,9 @@
 import { expect } from "bun:test";
 import { EJSON } from "bson";
 import type { Db } from "mongodb";
-import type { Registered, TestServer } from "./server";
+import type { Logger } from "../../src/log";
+import { startTestMongo } from "./embedded-mongo";
+import { startTestServer, type Registered, type TestServer } from "./server";
 import { cast, orderIn, type Cast, type Order } from "../modules/orders/fixtures";
 
 /**
@@ -9,6 +11,28 @@ import { cast, orderIn, type Cast, type Order } from "../modules/orders/fixtures
  * both sides of an order, a whole-database snapshot, the problem+json shape, and a scan of
  * response bodies for data that must never leave the server.
  */
+
+/**
+ * A test server on its own in-process embedded engine, whatever database the suite runs on:
+ * for tests that stall or fail database commands with the `failCommand` fail point (real
+ * MongoDB only has it with test commands enabled). They test the HTTP layer, not storage.
+ */
+export async function startEngineBackedServer(env: Record<string, string> = {}, opts: { log?: Logger } = {}): Promise<TestServer> {
+  const mongo = await startTestMongo();
+  try {
+    const server = await startTestServer({ ...env, MONGODB_URI: mongo.uri, MONGODB_DB: `failpoints_${crypto.randomUUID().slice(0, 8)}` }, opts);
+    return {
+      ...server,
+      async stop() {
+        await server.stop();
+        await mongo.close();
+      },
+    };
+  } catch (err) {
+    await mongo.close();
+    throw err;
+  }
+}
 
 /** Settings that keep the background quiet while a suite compares database snapshots. */
 export const QUIET_DISPATCH_ENV: Record<string, string> = {

@@ -4,7 +4,8 @@ import { RedisLimits } from "../../src/http/redis-limits";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { startTestServer, type Registered, type TestServer } from "../helpers/server";
 import { WsClient } from "../helpers/ws";
-import { expectProblem, QUIET_DISPATCH_ENV, snapshotDatabase } from "../helpers/security";
+import { expectProblem, QUIET_DISPATCH_ENV, snapshotDatabase, startEngineBackedServer } from "../helpers/security";
+import { EXTERNAL_MONGODB_URI } from "../helpers/database";
 import { cast, placeOrder, type Cast } from "../modules/orders/fixtures";
 
 /**
@@ -122,7 +123,7 @@ describe("WebSocket connections per user", () => {
 
 describe("request deadline", () => {
   test("a request not answered within REQUEST_TIMEOUT_MS gets 503 problem+json with Retry-After; the server keeps serving", async () => {
-    const server = await startTestServer({ ...QUIET_DISPATCH_ENV, REQUEST_TIMEOUT_MS: "300" });
+    const server = await startEngineBackedServer({ ...QUIET_DISPATCH_ENV, REQUEST_TIMEOUT_MS: "300" });
     try {
       const c = await cast(server);
       const order = await placeOrder(server, c);
@@ -219,7 +220,7 @@ describe("two instances sharing Redis", () => {
     logsB = capture();
     a = await startTestServer(env, { log: logsA.log });
     // The second instance uses the first one's database: one deployment, two processes' worth of app.
-    b = await startTestServer({ ...env, MONGODB_URI: a.deps.db.target }, { log: logsB.log });
+    b = await startTestServer({ ...env, MONGODB_URI: EXTERNAL_MONGODB_URI ?? a.deps.db.target, MONGODB_DB: a.deps.config.MONGODB_DB }, { log: logsB.log });
     courier = await a.register("courier");
     for (const s of [a, b]) {
       for (let i = 0; i < 100 && !(await s.request("GET", "/ready")).status.toString().startsWith("2"); i++) await Bun.sleep(20);

@@ -68,6 +68,8 @@ export class RedisLimits {
   private readonly log: Logger;
   private shared: boolean | null = null;
   private closing = false;
+  private everReady = false;
+  private readonly startedAt = Date.now();
   private readonly connectionLimiters = new Set<SharedConnectionLimiter>();
   private readonly refresher: ReturnType<typeof setInterval>;
   readonly connectionTtlMs: number;
@@ -91,7 +93,10 @@ export class RedisLimits {
     redis.defineCommand("dispatchAcquire", { numberOfKeys: 1, lua: ACQUIRE });
     redis.defineCommand("dispatchRefresh", { numberOfKeys: 1, lua: REFRESH });
     redis.on("error", (err: Error) => this.markDown(err));
-    redis.on("ready", () => void this.refreshConnections());
+    redis.on("ready", () => {
+      this.everReady = true;
+      void this.refreshConnections();
+    });
     this.redis = redis as Redis & LimitCommands;
     this.refresher = setInterval(() => void this.refreshConnections(), Math.max(1_000, Math.floor(this.connectionTtlMs / 3)));
     this.refresher.unref?.();
@@ -115,6 +120,8 @@ export class RedisLimits {
   async attempt<T>(op: (redis: Redis & LimitCommands) => Promise<T>): Promise<T | undefined> {
     if (this.closing) return undefined;
     if (this.redis.status !== "ready") {
+      // Still making the first connection at start-up: count locally, but it is no outage yet.
+      if (!this.everReady && Date.now() - this.startedAt < 5_000) return undefined;
       this.markDown(new Error(`connection ${this.redis.status}`));
       return undefined;
     }

@@ -132,18 +132,15 @@ export class Dispatcher {
       }
     }
 
-    if (nextOffer && nextOffer.attempt !== prevOffer?.attempt && stored.pickup) {
+    if (nextOffer && nextOffer.attempt !== prevOffer?.attempt) {
       const topic = topics.courier(nextOffer.courierId);
-      this.deps.bus.publishTransient(
-        topic,
-        offerMessage(topic, {
-          orderId,
-          expiresAt: new Date(nextOffer.expiresAt),
-          pickup: stored.pickup,
-          dropoff: stored.order.deliveryLocation,
-          distanceMeters: nextOffer.distanceMeters,
-        }),
-      );
+      const publish = (pickup: { lat: number; lng: number }) =>
+        this.deps.bus.publishTransient(
+          topic,
+          offerMessage(topic, { orderId, expiresAt: new Date(nextOffer.expiresAt), pickup, dropoff: stored.order.deliveryLocation, distanceMeters: nextOffer.distanceMeters }),
+        );
+      if (stored.pickup) publish(stored.pickup);
+      else this.track(this.pickupOf(stored.order.restaurantId).then((pickup) => pickup && publish(pickup)).then(() => undefined));
     }
 
     const searching = dispatchStateOf(next) === "searching";
@@ -152,13 +149,18 @@ export class Dispatcher {
     }
   }
 
+  /** Orders stored before the pickup point was copied onto them: the restaurant's location. */
+  private async pickupOf(restaurantId: string): Promise<{ lat: number; lng: number } | null> {
+    return (await this.deps.restaurants.findById(restaurantId))?.location ?? null;
+  }
+
   /** One search: offer the order to the nearest courier that can be reserved, or report that none can. */
   private async search(orderId: string, searchId: number): Promise<void> {
     const { registry, couriers, orders, policy } = this.deps;
     const { stored, snapshot } = await registry.inspect(orderId);
     if (dispatchStateOf(snapshot) !== "searching" || snapshot.context.dispatch.searchId !== searchId) return;
     const ctx = snapshot.context.dispatch;
-    const pickup = stored.pickup ?? (await this.deps.restaurants.findById(stored.order.restaurantId))?.location ?? null;
+    const pickup = stored.pickup ?? (await this.pickupOf(stored.order.restaurantId));
     const now = this.deps.clock.now();
 
     let candidates: Candidate[] = [];

@@ -158,7 +158,7 @@ describe("generated malformed HTTP requests", () => {
     // Every kind of refusal was exercised, and the server is still up.
     expect([...statuses.keys()].sort()).toEqual(expect.arrayContaining([400, 401, 404, 413, 415, 431]));
     expect((await fetch(`${server.url}/health`)).status).toBe(200);
-  }, 120_000);
+  }, Math.max(120_000, CASES * 10));
 
   test("valid Unicode is not bad input: right-to-left text, marks, emoji and CJK are stored and returned unchanged", async () => {
     const name = "مطعم \u200Fالسلام\u200F 🍕 餐厅 Ünïcödé";
@@ -279,7 +279,7 @@ describe("generated malformed WebSocket frames", () => {
     if (failures.length > 0) console.error(`seed ${SEED}: ${failures.length} of ${frames.length} frames failed\n${failures.slice(0, 40).join("\n")}`);
     expect(failures).toEqual([]);
     expect(await snapshotDatabase(db)).toBe(before);
-  }, 60_000);
+  }, Math.max(60_000, FRAMES * 20));
 });
 
 describe("WebSocket abuse with the default limits", () => {

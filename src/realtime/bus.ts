@@ -22,6 +22,9 @@ export type TopicPublisher = { publish(topic: string, data: string): number };
 
 export type ChangeListener = (change: OrderChange) => void;
 
+/** A transient message as it went to a local topic (already JSON). */
+export type TransientListener = (topic: string, data: string) => void;
+
 /**
  * Publishes committed changes to WebSocket topics and to in-process listeners.
  * The realtime layer adds a Redis relay behind the same interface.
@@ -33,6 +36,14 @@ export interface EventBus {
   publishTransient(topic: string, message: Record<string, unknown>): void;
   /** In-process listeners (resume buffers, relay, cache invalidation); returns an unsubscribe. */
   onChange(listener: ChangeListener): () => void;
+  /** In-process listeners of transient messages sent to local topics; returns an unsubscribe. */
+  onTransient(listener: TransientListener): () => void;
+  /**
+   * The highest seq of an order this bus has sent to local topics; undefined when unknown
+   * (not seen since start, or forgotten). Every later local delivery of that order has a
+   * greater seq.
+   */
+  deliveredSeq(orderId: string): number | undefined;
   /** Binds the bus to the running server once it listens. */
   attach(server: TopicPublisher): void;
   close(): Promise<void>;
@@ -65,12 +76,32 @@ export function messagesFor(change: OrderChange): Array<{ topic: string; message
   return out;
 }
 
-/** Single-instance bus: Bun topics plus local listeners. */
+export type LocalEventBusOptions = {
+  /** Orders whose delivered seq is remembered (least recently delivered are forgotten first). */
+  maxTrackedOrders?: number;
+};
+
+/**
+ * Single-instance bus: Bun topics plus local listeners. Per order, local topics only ever see
+ * increasing seqs: a change at or below the order's delivered seq is a duplicate and goes to
+ * no topic (listeners still hear it; they compare versions themselves). That is what lets a
+ * subscriber that has seq v join a native topic once the bus has delivered v: nothing at or
+ * below v can follow there.
+ */
 export class LocalEventBus implements EventBus {
   private server: TopicPublisher | null = null;
   private readonly listeners = new Set<ChangeListener>();
+  private readonly transientListeners = new Set<TransientListener>();
+  /** orderId → highest seq delivered; insertion order is recency (oldest first). */
+  private readonly delivered = new Map<string, number>();
+  private readonly maxTrackedOrders: number;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    opts: LocalEventBusOptions = {},
+  ) {
+    this.maxTrackedOrders = Math.max(1, opts.maxTrackedOrders ?? 50_000);
+  }
 
   attach(server: TopicPublisher): void {
     this.server = server;
@@ -81,13 +112,36 @@ export class LocalEventBus implements EventBus {
   }
 
   publishTransient(topic: string, message: Record<string, unknown>): void {
-    this.server?.publish(topic, JSON.stringify(message));
+    const data = JSON.stringify(message);
+    this.server?.publish(topic, data);
+    for (const listener of this.transientListeners) {
+      try {
+        listener(topic, data);
+      } catch (err) {
+        this.log.error("transient listener failed", { topic, err: err instanceof Error ? err : String(err) });
+      }
+    }
   }
 
-  /** Sends to this instance's sockets and listeners (also used for relayed changes). */
+  deliveredSeq(orderId: string): number | undefined {
+    return this.delivered.get(orderId);
+  }
+
+  /**
+   * Sends to this instance's sockets and listeners (also used for relayed changes): topics
+   * first, then listeners, so a listener hears a change only after every topic has it.
+   */
   protected deliverLocally(change: OrderChange): void {
-    if (this.server) {
-      for (const { topic, message } of messagesFor(change)) this.server.publish(topic, JSON.stringify(message));
+    const last = this.delivered.get(change.orderId);
+    if (last !== undefined && change.seq <= last) {
+      this.log.warn("order change at or below the delivered seq; not sent to topics", { orderId: change.orderId, seq: change.seq, delivered: last });
+    } else {
+      this.delivered.delete(change.orderId); // re-insert: most recently delivered last
+      this.delivered.set(change.orderId, change.seq);
+      if (this.delivered.size > this.maxTrackedOrders) this.delivered.delete(this.delivered.keys().next().value as string);
+      if (this.server) {
+        for (const { topic, message } of messagesFor(change)) this.server.publish(topic, JSON.stringify(message));
+      }
     }
     for (const listener of this.listeners) {
       try {
@@ -103,8 +157,15 @@ export class LocalEventBus implements EventBus {
     return () => this.listeners.delete(listener);
   }
 
+  onTransient(listener: TransientListener): () => void {
+    this.transientListeners.add(listener);
+    return () => this.transientListeners.delete(listener);
+  }
+
   async close(): Promise<void> {
     this.listeners.clear();
+    this.transientListeners.clear();
+    this.delivered.clear();
     this.server = null;
   }
 }

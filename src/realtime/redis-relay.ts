@@ -65,7 +65,7 @@ export class RedisEventBus extends LocalEventBus {
 
   constructor(private readonly opts: RedisEventBusOptions) {
     const log = opts.log.child({ component: "redis-relay" });
-    super(log);
+    super(log, { maxTrackedOrders: opts.maxTrackedOrders ?? 50_000 });
     this.relayLog = log;
     this.sequencer = new ChangeSequencer({
       deliver: (change) => this.deliverLocally(change),

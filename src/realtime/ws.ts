@@ -22,11 +22,14 @@ import { parseTopic, type TopicKind } from "./topics";
  * Test seams around a subscribe, so a test can commit changes at the racy moments instead of
  * sleeping. `beforeRead`: the live buffer is listening, nothing is read yet (changes committed
  * now appear in both the replay and the buffer). `beforeSend`: the replay is read, nothing is
- * sent yet (changes committed now appear only in the buffer).
+ * sent yet (changes committed now appear only in the buffer). `beforePublish`: the orders
+ * registry has committed a change and not yet published it (a subscribe that reads now sees
+ * it, and the bus delivers it later).
  */
 export type RealtimeHooks = {
   beforeRead?: (info: { topic: string; principalId: string }) => Promise<void>;
   beforeSend?: (info: { topic: string; principalId: string }) => Promise<void>;
+  beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void>;
 };
 
 /** Bun's server-wide WebSocket settings (Bun applies them per server, not per route). */
@@ -62,11 +65,26 @@ type PendingSubscription = {
   cancelled: boolean;
 };
 
+/**
+ * An order topic whose subscriber has seq `lastSent` while the bus has not yet delivered that
+ * far (a change committed before the read and published after it, or a relay gap filled
+ * later): the native topic would send it seqs it has. Fed by the bus listener instead, with
+ * only greater seqs, until the bus's delivered seq reaches `lastSent`.
+ */
+type CatchUp = {
+  conn: Connection;
+  topic: string;
+  orderId: string;
+  lastSent: number;
+};
+
 type Connection = {
   socket: Socket;
   principal: Principal;
+  /** Topics subscribed, on the native topic or catching up. */
   subscribed: Set<string>;
   pending: Map<string, PendingSubscription>;
+  catchingUp: Map<string, CatchUp>;
   strikes: number[];
   /** Token bucket for client frames. */
   allowance: number;
@@ -101,12 +119,18 @@ function sourcesFor(deps: AppDeps): { sources: FeedSources } {
  * database is read, buffering what arrives meanwhile, sending the replay, draining the buffer
  * past what the replay covered, and only then joining the native topic, all in one
  * synchronous step after the last await, so no event can fall between buffer and topic.
+ *
+ * An order topic is joined only once the bus has delivered the seq the subscriber has (the
+ * bus never delivers an order's seq twice or backwards, so nothing it has can follow);
+ * until then the subscription catches up from the bus listener (see CatchUp) and joins the
+ * topic inside the listener call at which the bus reaches it, again with nothing in between.
  */
 export class RealtimeHub {
   private readonly connections = new Map<Socket, Connection>();
   private readonly pendingByTopic = new Map<string, Set<PendingSubscription>>();
+  private readonly catchUpByTopic = new Map<string, Set<CatchUp>>();
   private readonly sweeper: ReturnType<typeof setInterval>;
-  private readonly unlisten: () => void;
+  private readonly unlisten: Array<() => void>;
   private readonly log: Logger;
   private readonly cfg: AppDeps["config"];
 
@@ -118,15 +142,26 @@ export class RealtimeHub {
   ) {
     this.log = deps.log.child({ module: "realtime" });
     this.cfg = deps.config;
-    this.unlisten = deps.bus.onChange((change) => {
-      if (this.pendingByTopic.size === 0) return;
+    // The bus calls these after the change (message) is on every local topic.
+    const onChange = deps.bus.onChange((change) => {
+      if (this.pendingByTopic.size === 0 && this.catchUpByTopic.size === 0) return;
       for (const { topic, message } of messagesFor(change)) {
         const waiting = this.pendingByTopic.get(topic);
-        if (!waiting) continue;
-        const event: TopicEvent = { orderId: change.orderId, seq: change.seq, atMs: Date.parse(change.at), data: JSON.stringify(message) };
-        for (const pending of waiting) pending.buffer.push(event);
+        const catchingUp = this.catchUpByTopic.get(topic);
+        if (!waiting && !catchingUp) continue;
+        const data = JSON.stringify(message);
+        if (waiting) {
+          const event: TopicEvent = { orderId: change.orderId, seq: change.seq, atMs: Date.parse(change.at), data };
+          for (const pending of waiting) pending.buffer.push(event);
+        }
+        if (catchingUp) for (const entry of catchingUp) this.catchUp(entry, change.seq, data);
       }
     });
+    const onTransient = deps.bus.onTransient((topic, data) => {
+      const catchingUp = this.catchUpByTopic.get(topic);
+      if (catchingUp) for (const entry of catchingUp) this.sendRaw(entry.conn, data, "order");
+    });
+    this.unlisten = [onChange, onTransient];
     this.sweeper = setInterval(() => this.closeSlowConsumers(), SLOW_CONSUMER_SWEEP_MS);
     this.sweeper.unref?.();
   }
@@ -147,6 +182,7 @@ export class RealtimeHub {
       principal,
       subscribed: new Set(),
       pending: new Map(),
+      catchingUp: new Map(),
       strikes: [],
       allowance: FRAME_BURST,
       lastFrameMs: performance.now(),
@@ -160,6 +196,7 @@ export class RealtimeHub {
     conn.closed = true;
     for (const pending of conn.pending.values()) this.cancel(pending);
     conn.pending.clear();
+    for (const entry of conn.catchingUp.values()) this.stopCatchUp(entry);
     this.connections.delete(socket);
   }
 
@@ -211,7 +248,7 @@ export class RealtimeHub {
   async shutdown(): Promise<void> {
     clearInterval(this.sweeper);
     this.locations.stop();
-    this.unlisten();
+    for (const off of this.unlisten) off();
     for (const conn of this.connections.values()) conn.socket.close(CLOSE_GOING_AWAY, "server shutting down");
     const deadline = performance.now() + 2_000;
     while (this.connections.size > 0 && performance.now() < deadline) await Bun.sleep(10);
@@ -273,8 +310,15 @@ export class RealtimeHub {
           this.sendRaw(conn, event.data);
           sent.set(event.orderId, event.seq);
         }
-        conn.socket.subscribe(topic);
         conn.subscribed.add(topic);
+        if (parsed.kind === "order") {
+          const lastSent = Math.max(floor, sent.get(parsed.id) ?? floor);
+          const delivered = this.deps.bus.deliveredSeq(parsed.id);
+          if (delivered === undefined || delivered < lastSent) return this.startCatchUp({ conn, topic, orderId: parsed.id, lastSent });
+        }
+        // Restaurant and courier topics carry many orders and are joined at once (clients skip
+        // (orderId, seq) pairs they have, as documented).
+        conn.socket.subscribe(topic);
       });
     } finally {
       this.cancel(pending);
@@ -297,6 +341,9 @@ export class RealtimeHub {
     if (pending) {
       this.cancel(pending);
       conn.pending.delete(topic);
+    } else if (conn.catchingUp.has(topic)) {
+      this.stopCatchUp(conn.catchingUp.get(topic)!);
+      conn.subscribed.delete(topic);
     } else if (conn.subscribed.has(topic)) {
       conn.socket.unsubscribe(topic);
       conn.subscribed.delete(topic);
@@ -316,6 +363,37 @@ export class RealtimeHub {
     const verdict = this.locations.report(conn.principal.id, fix);
     if (verdict === "stale") this.sendError(conn, "stale_location", "a newer fix is already known; this one was dropped");
     else if (verdict === "future") this.sendError(conn, "future_location", `fix time is more than ${MAX_FIX_FUTURE_MS / 1000} s ahead of server time; dropped`);
+  }
+
+  private startCatchUp(entry: CatchUp): void {
+    entry.conn.catchingUp.set(entry.topic, entry);
+    let set = this.catchUpByTopic.get(entry.topic);
+    if (!set) this.catchUpByTopic.set(entry.topic, (set = new Set()));
+    set.add(entry);
+  }
+
+  /**
+   * One change of a catching-up subscription's order, already on the native topic: sent if
+   * the subscriber lacks it; once the bus has delivered what the subscriber has, the socket
+   * joins the topic here, before the bus delivers anything else.
+   */
+  private catchUp(entry: CatchUp, seq: number, data: string): void {
+    if (seq > entry.lastSent) {
+      this.sendRaw(entry.conn, data, "order");
+      entry.lastSent = seq;
+    }
+    const delivered = this.deps.bus.deliveredSeq(entry.orderId);
+    if (delivered === undefined || delivered < entry.lastSent) return;
+    this.stopCatchUp(entry);
+    if (!entry.conn.closed) entry.conn.socket.subscribe(entry.topic);
+  }
+
+  private stopCatchUp(entry: CatchUp): void {
+    if (entry.conn.catchingUp.get(entry.topic) === entry) entry.conn.catchingUp.delete(entry.topic);
+    const set = this.catchUpByTopic.get(entry.topic);
+    if (!set) return;
+    set.delete(entry);
+    if (set.size === 0) this.catchUpByTopic.delete(entry.topic);
   }
 
   private cancel(pending: PendingSubscription): void {
@@ -352,10 +430,11 @@ export class RealtimeHub {
     this.sendRaw(conn, JSON.stringify(frame));
   }
 
-  private sendRaw(conn: Connection, data: string): void {
+  /** `kind`: the metric label (replies, or topic messages sent one by one while catching up). */
+  private sendRaw(conn: Connection, data: string, kind: "reply" | "order" = "reply"): void {
     if (conn.closed) return;
     const status = conn.socket.send(data);
-    if (status !== 0) this.deps.metrics.wsMessagesSent.inc({ kind: "reply" });
+    if (status !== 0) this.deps.metrics.wsMessagesSent.inc({ kind });
     // -1: queued under backpressure; 0: dropped. Either way, see whether the client keeps up.
     if (status <= 0) this.closeIfSlow(conn);
   }

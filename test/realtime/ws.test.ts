@@ -314,6 +314,119 @@ describe("resume with since", () => {
     }
   });
 
+  /** Holds the orders registry between the commit of (orderId, seq) and its publish; returns when it is held there. */
+  function holdPublish(orderId: string, seq: number) {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let reached!: () => void;
+    const atHook = new Promise<void>((r) => (reached = r));
+    server.deps.realtimeHooks = {
+      beforePublish: async (committed) => {
+        if (committed.orderId !== orderId || committed.seq !== seq) return;
+        reached();
+        await released;
+      },
+    };
+    return { atHook, release };
+  }
+
+  test("race: a change committed before the read but published after the subscribe reaches the client once", async () => {
+    const order = await preparingOrder();
+    const topic = topics.order(order.id);
+    const hold = holdPublish(order.id, 4);
+    try {
+      const claiming = server.request("POST", `/orders/${order.id}/claim`, { token: c.courier.token });
+      await hold.atHook; // seq 4 is in the database; the bus has delivered only up to 3
+      const client = await open(c.customer);
+      expect(await client.subscribe(topic, 2)).toEqual({ type: "subscribed", topic, seq: 4 });
+      await client.next((f) => f.seq === 4); // replayed from the history
+      hold.release(); // now the bus delivers seq 4, which the client already has
+      expect((await claiming).status).toBe(200);
+      expect((await patch(server, c.owner, order.id, "ready_for_pickup")).status).toBe(200); // seq 5, live
+      await client.next((f) => f.seq === 5);
+      expect(await client.drain()).toEqual([]);
+      expect(client.seqs(topic)).toEqual([3, 4, 5]);
+    } finally {
+      server.deps.realtimeHooks = undefined;
+    }
+  });
+
+  test("race: without since, a change at or below the announced seq never follows the ack", async () => {
+    const order = await preparingOrder();
+    const topic = topics.order(order.id);
+    const hold = holdPublish(order.id, 4);
+    try {
+      const claiming = server.request("POST", `/orders/${order.id}/claim`, { token: c.courier.token });
+      await hold.atHook;
+      const client = await open(c.customer);
+      expect(await client.subscribe(topic)).toEqual({ type: "subscribed", topic, seq: 4 });
+      hold.release();
+      expect((await claiming).status).toBe(200);
+      expect((await patch(server, c.owner, order.id, "ready_for_pickup")).status).toBe(200);
+      await client.next((f) => f.seq === 5);
+      expect(await client.drain()).toEqual([]);
+      expect(client.seqs(topic)).toEqual([5]);
+    } finally {
+      server.deps.realtimeHooks = undefined;
+    }
+  });
+
+  test("while a subscription catches up it still gets courier positions; unsubscribe and close end it", async () => {
+    // A courier of its own: other tests send fixes from the past for c.courier.
+    const rc: Cast = { ...c, courier: await server.register("courier") };
+    const order = await orderIn(server, rc, "accepted", { claim: true }); // v3, carried by rc.courier
+    const topic = topics.order(order.id);
+    const hold = holdPublish(order.id, 4);
+    try {
+      const preparing = patch(server, c.owner, order.id, "preparing");
+      await hold.atHook;
+      const [watching, leaving, closing] = await Promise.all([open(c.customer), open(c.customer), open(c.owner)]);
+      for (const client of [watching, leaving, closing]) expect(await client.subscribe(topic)).toEqual({ type: "subscribed", topic, seq: 4 });
+      leaving.send({ op: "unsubscribe", topic });
+      expect(await leaving.next()).toEqual({ type: "unsubscribed", topic });
+      closing.close();
+      await closing.closed;
+
+      // A position published while the bus is behind the subscriber still reaches it.
+      const courier = await open(rc.courier);
+      courier.send({ op: "location", lat: 48.8571, lng: 2.3531, at: Date.now() });
+      expect(await watching.next((f) => f.type === "courier.location")).toMatchObject({ topic, orderId: order.id, courierId: rc.courier.user.id, lat: 48.8571 });
+
+      hold.release();
+      expect((await preparing).status).toBe(200);
+      expect((await patch(server, c.owner, order.id, "ready_for_pickup")).status).toBe(200);
+      await watching.next((f) => f.seq === 5);
+      expect(await watching.drain()).toEqual([]);
+      expect(watching.seqs(topic)).toEqual([5]);
+      expect(watching.frames.filter((f) => f.type === "courier.location" && f.topic === topic)).toHaveLength(1);
+      // The unsubscribed connection hears nothing more of the topic, from the bus or the topic.
+      expect(await leaving.drain()).toEqual([]);
+      expect(leaving.seqs(topic)).toEqual([]);
+    } finally {
+      server.deps.realtimeHooks = undefined;
+    }
+  });
+
+  test("restaurant topics are joined at once: a change published after the subscribe arrives live", async () => {
+    const order = await preparingOrder();
+    const topic = topics.restaurant(c.restaurant.id);
+    const hold = holdPublish(order.id, 4);
+    try {
+      const claiming = server.request("POST", `/orders/${order.id}/claim`, { token: c.courier.token });
+      await hold.atHook;
+      const client = await open(c.owner);
+      expect(await client.subscribe(topic)).toEqual({ type: "subscribed", topic });
+      hold.release();
+      expect((await claiming).status).toBe(200);
+      expect(await client.next((f) => f.orderId === order.id)).toMatchObject({ type: "order.updated", topic, seq: 4 });
+      expect((await patch(server, c.owner, order.id, "ready_for_pickup")).status).toBe(200);
+      await client.next((f) => f.orderId === order.id && f.seq === 5);
+      expect(client.frames.filter((f) => f.orderId === order.id).map((f) => f.seq)).toEqual([4, 5]);
+    } finally {
+      server.deps.realtimeHooks = undefined;
+    }
+  });
+
   test("restaurant topics: since is a time (epoch ms); every event at or after it is replayed, each order in seq order", async () => {
     const owner = await server.register("restaurant");
     const restaurant = await createRestaurant(server, owner);

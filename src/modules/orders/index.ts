@@ -31,6 +31,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
     timing: { searchTimeoutMs: deps.config.DISPATCH_RETRY_SECONDS * 1000 },
+    beforePublish: (committed) => deps.realtimeHooks?.beforePublish?.(committed),
     ...hooks,
     metrics: deps.metrics,
   });

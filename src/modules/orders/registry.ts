@@ -63,6 +63,8 @@ export type RegistryDeps = {
   estimate?: (draft: { stored: StoredOrder; next: OrderSnapshot; at: Date }) => Promise<EtaDates | null | undefined>;
   /** Times each event (queue wait included) for /metrics. */
   metrics?: Pick<Metrics, "orderTransitionDuration">;
+  /** Test seam: runs between the commit of a visible change and its publish; a promise holds the publish (and the order's queue). */
+  beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void> | undefined;
 };
 
 /**
@@ -255,7 +257,11 @@ export class OrderActorRegistry {
         this.deps.log.error("live actor diverged from the committed order; reloading", { orderId, version: committed.order.version });
         live = this.restore(committed);
       }
-      if (visible) this.publish(current.status, committed.order);
+      if (visible) {
+        const held = this.deps.beforePublish?.({ orderId, seq: committed.order.version });
+        if (held) await held;
+        this.publish(current.status, committed.order);
+      }
       this.notifyCommitted({ orderId, prev: snapshot, next: live.actor.getSnapshot(), stored: committed, event });
       if (isFinalStatus(committed.order.status)) this.drop(orderId);
       else this.live.set(orderId, live);

@@ -65,6 +65,17 @@ export function createApp(deps: AppDeps) {
         documentation: {
           info: { title: "dispatch", version: "0.1.0", description: "Real-time order and delivery server" },
           components: { securitySchemes: { bearer: { type: "http", scheme: "bearer", bearerFormat: "JWT" } } },
+          // Elysia leaves WebSocket routes out of the document; the upgrade is part of the contract.
+          paths: {
+            "/ws": {
+              get: {
+                summary: "WebSocket upgrade for live order events (messages: docs/realtime.md)",
+                tags: ["realtime"],
+                parameters: [{ name: "token", in: "query", required: true, schema: { type: "string" }, description: "a JWT from /auth" }],
+                responses: { "101": { description: "switching protocols" }, "401": { description: "missing or bad token" } },
+              },
+            },
+          },
         },
       }),
     )

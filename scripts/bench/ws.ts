@@ -10,7 +10,7 @@
  * its socket hands it over; both stamps are `performance.timeOrigin + performance.now()`.
  * Stops by itself and prints Markdown tables.
  *
- * Env: BENCH_WS_MAX_CONNECTIONS (capacity cap, default 15000), BENCH_WS_RATE (PATCH/s of the
+ * Env: BENCH_WS_MAX_CONNECTIONS (capacity cap, default 15000), BENCH_WS_REPEAT (runs per sequential load and server, default 2), BENCH_WS_RATE (PATCH/s of the
  * 1,000-orders load, default 200), BENCH_WS_SYSTEMS ("dispatch,reference"), BENCH_WS_QUICK=1
  * (smaller loads, for a smoke run).
  */
@@ -36,19 +36,21 @@ const REFERENCE_DIR = join(REPO_ROOT, "scripts/bench/reference");
  * The fan-out loads. Every measured event is one order's cancel by its customer (placed →
  * cancelled, `PATCH /orders/:id {"status":"cancelled"}`): a move that starts no automatic
  * dispatch in dispatch, so both servers do the same work per PATCH, and fresh orders give as
- * many events as needed. Sequential loads cancel one order at a time, in rounds of at most
- * 100 orders (dispatch's subscriptions per connection).
+ * many events as needed. Sequential loads cancel one order at a time; each runs REPEAT times
+ * per server (at most 100 orders a time: dispatch's subscriptions per connection), the servers
+ * taking turns, and the runs are pooled.
  */
+const REPEAT = Number(process.env.BENCH_WS_REPEAT ?? 2);
 const LOADS = QUICK
   ? [
-      { name: "1 subscriber, one order", subs: 1, orders: 20, rounds: 1 },
-      { name: "100 subscribers, one order", subs: 100, orders: 10, rounds: 1 },
-      { name: "1,000 subscribers, one order", subs: 1000, orders: 5, rounds: 1 },
+      { name: "1 subscriber, one order", subs: 1, orders: 20 },
+      { name: "100 subscribers, one order", subs: 100, orders: 10 },
+      { name: "1,000 subscribers, one order", subs: 1000, orders: 5 },
     ]
   : [
-      { name: "1 subscriber, one order", subs: 1, orders: 100, rounds: 2 },
-      { name: "100 subscribers, one order", subs: 100, orders: 50, rounds: 1 },
-      { name: "1,000 subscribers, one order", subs: 1000, orders: 20, rounds: 1 },
+      { name: "1 subscriber, one order", subs: 1, orders: 100 },
+      { name: "100 subscribers, one order", subs: 100, orders: 25 },
+      { name: "1,000 subscribers, one order", subs: 1000, orders: 10 },
     ];
 const MANY = { name: "1,000 orders × 3 subscribers", orders: QUICK ? 200 : 1000, subsPerOrder: 3 };
 
@@ -219,17 +221,12 @@ function cpuMsOf(pid: number): number {
   }
 }
 
-/** CPU ms the servers and the engine use while `work` runs, per PATCH it reports. */
-async function withCpu<T extends { patches: number }>(cluster: Cluster, work: () => Promise<T>): Promise<T & { serverCpuMs: number; engineCpuMs: number }> {
+/** CPU ms the servers and the engine use while `work` runs. */
+async function withCpu<T>(cluster: Cluster, work: () => Promise<T>): Promise<{ out: T; serverCpuMs: number; engineCpuMs: number }> {
   const server0 = cluster.pids.reduce((a, p) => a + cpuMsOf(p), 0);
   const engine0 = cpuMsOf(enginePid);
   const out = await work();
-  const per = (ms: number) => (out.patches > 0 ? ms / out.patches : NaN);
-  return {
-    ...out,
-    serverCpuMs: per(cluster.pids.reduce((a, p) => a + cpuMsOf(p), 0) - server0),
-    engineCpuMs: per(cpuMsOf(enginePid) - engine0),
-  };
+  return { out, serverCpuMs: cluster.pids.reduce((a, p) => a + cpuMsOf(p), 0) - server0, engineCpuMs: cpuMsOf(enginePid) - engine0 };
 }
 let enginePid = 0;
 
@@ -406,24 +403,42 @@ function stats(values: number[]): Stats {
 
 type Sent = { t0: number; instance: number };
 
-function summarise(
-  load: string,
-  instances: number,
-  expected: number,
-  sent: Map<string, Sent>,
-  samples: Sample[],
-  patchMs: number[],
-  errors: number,
-  stalls: number,
-  cpu: { serverCpuMs: number; engineCpuMs: number },
-): FanoutResult {
+/** What one run of a load collected; runs of the same load are pooled before the statistics. */
+type Raw = {
+  load: string;
+  instances: number;
+  expected: number;
+  sent: Map<string, Sent>;
+  samples: Sample[];
+  patchMs: number[];
+  errors: number;
+  stalls: number;
+  serverCpuMs: number;
+  engineCpuMs: number;
+};
+
+function pool(a: Raw, b: Raw): Raw {
+  return {
+    ...a,
+    expected: a.expected + b.expected,
+    sent: new Map([...a.sent, ...b.sent]),
+    samples: a.samples.concat(b.samples),
+    patchMs: a.patchMs.concat(b.patchMs),
+    errors: a.errors + b.errors,
+    stalls: a.stalls + b.stalls,
+    serverCpuMs: a.serverCpuMs + b.serverCpuMs,
+    engineCpuMs: a.engineCpuMs + b.engineCpuMs,
+  };
+}
+
+function summarise(raw: Raw): FanoutResult {
   const all: number[] = [];
   const remote: number[] = [];
   const window = new Map<string, [number, number]>();
   let bytes = 0;
-  for (const [orderId, seq, t1, urlIndex, size] of samples) {
+  for (const [orderId, seq, t1, urlIndex, size] of raw.samples) {
     const key = `${orderId}:${seq}`;
-    const s = sent.get(key);
+    const s = raw.sent.get(key);
     if (!s) continue;
     const w = window.get(key);
     if (!w) window.set(key, [t1, t1]);
@@ -435,19 +450,20 @@ function summarise(
     if (urlIndex !== s.instance) remote.push(t1 - s.t0);
     bytes += size;
   }
+  const patches = raw.patchMs.length;
   return {
-    load,
-    instances,
-    expected,
+    load: raw.load,
+    instances: raw.instances,
+    expected: raw.expected,
     all: stats(all),
-    remote: instances > 1 ? stats(remote) : null,
-    patch: stats(patchMs),
+    remote: raw.instances > 1 ? stats(remote) : null,
+    patch: stats(raw.patchMs),
     spread: stats([...window.values()].map(([first, last]) => last - first)),
-    frameBytes: samples.length ? Math.round(bytes / samples.length) : 0,
-    errors,
-    stalls,
-    serverCpuMs: cpu.serverCpuMs,
-    engineCpuMs: cpu.engineCpuMs,
+    frameBytes: all.length ? Math.round(bytes / all.length) : 0,
+    errors: raw.errors,
+    stalls: raw.stalls,
+    serverCpuMs: patches ? raw.serverCpuMs / patches : NaN,
+    engineCpuMs: patches ? raw.engineCpuMs / patches : NaN,
   };
 }
 
@@ -469,49 +485,44 @@ async function cancel(cluster: Cluster, instance: number, orderId: string): Prom
  * cancelled one at a time and the next PATCH waits until every subscriber has the previous
  * event, so each fan-out is timed alone. PATCHes go to instance 0; subscribers alternate.
  */
-async function sequentialFanout(
-  cluster: Cluster,
-  client: Subscribers,
-  protocol: Protocol,
-  load: { name: string; subs: number; orders: number; rounds: number },
-): Promise<FanoutResult> {
-  const sent = new Map<string, Sent>();
-  const patchMs: number[] = [];
-  const samples: Sample[] = [];
-  let expected = 0;
-  let errors = 0;
-  let stalls = 0;
-  const cpu = { serverCpuMs: 0, engineCpuMs: 0 };
-  for (let round = 0; round < load.rounds; round++) {
-    const orders = await cluster.createOrders(load.orders);
-    const topics = orders.map((o) => `order:${o}`);
-    const plan = Array.from({ length: load.subs }, (_, i): [number, string[]] => [i % cluster.urls.length, topics]);
-    const opened = await client.open(protocol, cluster.urls, cluster.tokens.customer, plan);
-    if (opened.failed > 0) throw new Error(`${load.name}: ${opened.failed} subscribers failed: ${opened.firstError}`);
-    await client.reset();
-    const used = await withCpu(cluster, async () => {
-      let patches = 0;
-      for (const orderId of orders) {
-        const r = await cancel(cluster, 0, orderId);
-        if (r.seq === null) {
-          errors++;
-          continue;
-        }
-        const key = `${orderId}:${r.seq}`;
-        sent.set(key, { t0: r.t0, instance: 0 });
-        patchMs.push(r.ms);
-        patches++;
-        expected += load.subs;
-        if (!(await client.awaitKeys([[key, load.subs]]))) stalls++;
+async function sequentialFanout(cluster: Cluster, client: Subscribers, protocol: Protocol, load: { name: string; subs: number; orders: number }): Promise<Raw> {
+  const raw: Raw = {
+    load: load.name,
+    instances: cluster.urls.length,
+    expected: 0,
+    sent: new Map(),
+    samples: [],
+    patchMs: [],
+    errors: 0,
+    stalls: 0,
+    serverCpuMs: 0,
+    engineCpuMs: 0,
+  };
+  const orders = await cluster.createOrders(load.orders);
+  const topics = orders.map((o) => `order:${o}`);
+  const plan = Array.from({ length: load.subs }, (_, i): [number, string[]] => [i % cluster.urls.length, topics]);
+  const opened = await client.open(protocol, cluster.urls, cluster.tokens.customer, plan);
+  if (opened.failed > 0) throw new Error(`${load.name}: ${opened.failed} subscribers failed: ${opened.firstError}`);
+  await client.reset();
+  const used = await withCpu(cluster, async () => {
+    for (const orderId of orders) {
+      const r = await cancel(cluster, 0, orderId);
+      if (r.seq === null) {
+        raw.errors++;
+        continue;
       }
-      return { patches };
-    });
-    cpu.serverCpuMs += used.serverCpuMs / load.rounds;
-    cpu.engineCpuMs += used.engineCpuMs / load.rounds;
-    samples.push(...(await client.collect()));
-    await client.closeAll();
-  }
-  return summarise(load.name, cluster.urls.length, expected, sent, samples, patchMs, errors, stalls, cpu);
+      const key = `${orderId}:${r.seq}`;
+      raw.sent.set(key, { t0: r.t0, instance: 0 });
+      raw.patchMs.push(r.ms);
+      raw.expected += load.subs;
+      if (!(await client.awaitKeys([[key, load.subs]]))) raw.stalls++;
+    }
+  });
+  raw.serverCpuMs = used.serverCpuMs;
+  raw.engineCpuMs = used.engineCpuMs;
+  raw.samples = await client.collect();
+  await client.closeAll();
+  return raw;
 }
 
 /**
@@ -519,7 +530,7 @@ async function sequentialFanout(
  * cancelled once, the PATCHes sent open-loop at RATE per second whatever the answers, order
  * i's PATCH to instance i mod n and its subscriber k on instance (i + k) mod n.
  */
-async function manyOrders(cluster: Cluster, client: Subscribers, protocol: Protocol): Promise<FanoutResult> {
+async function manyOrders(cluster: Cluster, client: Subscribers, protocol: Protocol): Promise<Raw> {
   const n = cluster.urls.length;
   const orders = await cluster.createOrders(MANY.orders);
   const plan: Array<[number, string[]]> = [];
@@ -536,7 +547,7 @@ async function manyOrders(cluster: Cluster, client: Subscribers, protocol: Proto
   const interval = 1000 / RATE;
   const start = performance.now() + 5;
   let complete = false;
-  const cpu = await withCpu(cluster, async () => {
+  const used = await withCpu(cluster, async () => {
     for (let i = 0; i < orders.length; i++) {
       const wait = start + i * interval - performance.now();
       if (wait > 0.5) await Bun.sleep(wait);
@@ -555,12 +566,21 @@ async function manyOrders(cluster: Cluster, client: Subscribers, protocol: Proto
       [...sent.keys()].map((key) => [key, MANY.subsPerOrder]),
       15_000,
     );
-    return { patches: patchMs.length };
   });
   const samples = await client.collect();
   await client.closeAll();
-  const label = `${MANY.name} (${RATE} PATCH/s)`;
-  return summarise(label, n, sent.size * MANY.subsPerOrder, sent, samples, patchMs, errors, complete ? 0 : 1, cpu);
+  return {
+    load: `${MANY.name} (${RATE} PATCH/s)`,
+    instances: n,
+    expected: sent.size * MANY.subsPerOrder,
+    sent,
+    samples,
+    patchMs,
+    errors,
+    stalls: complete ? 0 : 1,
+    serverCpuMs: used.serverCpuMs,
+    engineCpuMs: used.engineCpuMs,
+  };
 }
 
 type CapacityResult = { held: number; attempted: number; firstError: string; openSeconds: number; rssBase: number; rssHeld: number; perConn: number };
@@ -671,17 +691,23 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
           clusters.set(name, await startOf(name)(instances, `bench_${name}_${instances}`, engineUri, instances > 1 ? redisUrl : null));
         }
         // Warm-up (JIT, pools, first writes), not measured.
-        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: 20, orders: 20, rounds: 1 });
+        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: 20, orders: 20 });
         let k = 0;
         for (const load of LOADS) {
-          for (const name of turn(k++)) {
-            progress(`${name} ×${instances}: ${load.name}`);
-            results.get(name)!.fanout.push(await sequentialFanout(clusters.get(name)!, client, protocolOf(name), load));
+          const pooled = new Map<SystemName, Raw>();
+          for (let rep = 0; rep < REPEAT; rep++) {
+            for (const name of turn(k++)) {
+              progress(`${name} ×${instances}: ${load.name} (run ${rep + 1} of ${REPEAT})`);
+              const raw = await sequentialFanout(clusters.get(name)!, client, protocolOf(name), load);
+              const before = pooled.get(name);
+              pooled.set(name, before ? pool(before, raw) : raw);
+            }
           }
+          for (const [name, raw] of pooled) results.get(name)!.fanout.push(summarise(raw));
         }
         for (const name of turn(k++)) {
           progress(`${name} ×${instances}: ${MANY.name}`);
-          results.get(name)!.fanout.push(await manyOrders(clusters.get(name)!, client, protocolOf(name)));
+          results.get(name)!.fanout.push(summarise(await manyOrders(clusters.get(name)!, client, protocolOf(name))));
         }
       } finally {
         for (const cluster of clusters.values()) await cluster.stop();
@@ -746,7 +772,7 @@ async function main(): Promise<void> {
     "- Latency: from just before the driver sends the PATCH until the subscriber process's socket hands over the event's bytes, both stamped with " +
       "performance.timeOrigin + performance.now(). It includes the PATCH's own work (HTTP, JWT, state check, the compare-and-set on the engine). " +
       "Spread: per event, first to last delivery (the fan-out alone). Sequential loads move one order at a time and wait until every subscriber has the event; " +
-      "both systems run each load back to back with both clusters up (alternating which goes first), so background load hits both alike; " +
+      `each sequential load runs ${REPEAT} times per server, the servers taking turns with both clusters up, and the runs are pooled, so background load hits both alike; ` +
       `the 1,000-orders load sends ${RATE} PATCH/s open-loop, each order's 3 subscribers on separate connections. Every event is a customer's cancel of a fresh order (a move that starts no automatic dispatch, so both servers do the same work).`,
   );
   const clock = [...results.values()][0]?.clock;

@@ -17,6 +17,7 @@
 import { parseArgs } from "node:util";
 import { treaty } from "@elysiajs/eden";
 import type { App } from "../src/app";
+import { seededRandom } from "./lib/random";
 
 export type Api = ReturnType<typeof treaty<App>>;
 type LatLng = { lat: number; lng: number };
@@ -106,17 +107,6 @@ export const DEFAULTS: Omit<SimulationOptions, "url"> = {
   center: { lat: 48.8566, lng: 2.3522 },
 };
 
-/** mulberry32: a small seeded PRNG, so a run's choices can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const M_PER_DEG = 111_320;
 
@@ -209,7 +199,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
     opts.minutes = Math.min(opts.minutes, partial.durationSeconds / 60);
     opts.drainSeconds = Math.max(0, partial.durationSeconds - opts.minutes * 60);
   }
-  const random = prng(opts.seed);
+  const random = seededRandom(opts.seed);
   const started = performance.now();
   const now = () => performance.now() - started;
   const emit = (event: Record<string, unknown>) => opts.onEvent?.({ t: Math.round(now()), ...event });

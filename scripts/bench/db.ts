@@ -13,6 +13,7 @@ import Redis from "ioredis";
 import { MongoClient } from "mongodb";
 import { startEmbeddedMongo } from "../../src/embedded-mongo";
 import { EARTH_RADIUS_METERS, sphereDistanceMeters } from "../../src/embedded-mongo/geo";
+import { seededRandom } from "../lib/random";
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
@@ -28,19 +29,9 @@ const DEG_M = (Math.PI / 180) * EARTH_RADIUS_METERS;
 const SPAN_LAT = 30_000 / DEG_M;
 const SPAN_LNG = 30_000 / (DEG_M * Math.cos(((ORIGIN.lat + SPAN_LAT / 2) * Math.PI) / 180));
 
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomPoints(n: number, seed: number): Array<[number, number]> {
-  const r = rng(seed);
+  const r = seededRandom(seed);
   return Array.from({ length: n }, () => [ORIGIN.lng + r() * SPAN_LNG, ORIGIN.lat + r() * SPAN_LAT]);
 }
 

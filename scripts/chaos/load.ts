@@ -7,6 +7,7 @@
 
 import type { ServerProcess } from "../../test/helpers/processes";
 import type { Ack, Order, SeenOffer, Watch } from "./check";
+import { seededRandom } from "../lib/random";
 
 type LatLng = { lat: number; lng: number };
 type Frame = Record<string, unknown>;
@@ -53,17 +54,6 @@ export const LOAD_DEFAULTS: Omit<LoadOptions, "log"> = {
 
 const FINAL = new Set<string>(["delivered", "cancelled", "rejected"]);
 
-/** mulberry32: seeded, so a run's choices can be repeated (its timing cannot). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function near(from: LatLng, meters: number, random: () => number): LatLng {
   const angle = random() * 2 * Math.PI;
@@ -219,7 +209,7 @@ export class Load {
     opts: Partial<LoadOptions> & { log: LoadOptions["log"] },
   ) {
     this.opts = { ...LOAD_DEFAULTS, ...opts };
-    this.random = prng(this.opts.seed);
+    this.random = seededRandom(this.opts.seed);
   }
 
   /** A live instance, chosen at random (not `avoid` when another is up). */

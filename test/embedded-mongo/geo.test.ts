@@ -9,6 +9,7 @@ import {
   pointFromValue,
   sphereDistanceMeters,
 } from "../../src/embedded-mongo/geo";
+import { seededRandom } from "../../scripts/lib/random";
 
 // Independent reference: the haversine formula on MongoDB's sphere (6378.1 km).
 function haversineMeters(a: LngLat, b: LngLat): number {
@@ -19,17 +20,6 @@ function haversineMeters(a: LngLat, b: LngLat): number {
   return 2 * 6378100 * Math.asin(Math.min(1, Math.sqrt(h)));
 }
 
-// Deterministic PRNG (mulberry32) so failures reproduce.
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function wrapLng(lng: number): number {
   return ((((lng + 180) % 360) + 360) % 360) - 180;
@@ -67,7 +57,7 @@ describe("sphereDistanceMeters", () => {
   });
 
   test("matches an independent haversine on random pairs, near and far", () => {
-    const r = rng(1);
+    const r = seededRandom(1);
     for (let i = 0; i < 5000; i++) {
       const a: LngLat = [r() * 360 - 180, r() * 180 - 90];
       // Mix of far pairs and pairs a few meters to a few km apart, some across the antimeridian.
@@ -111,7 +101,7 @@ describe("pointFromValue", () => {
 
 describe("SpatialIndex.nearest", () => {
   function seeded(n: number, seed: number, gen: (r: () => number, i: number) => LngLat): { index: SpatialIndex<number>; points: Map<number, LngLat> } {
-    const r = rng(seed);
+    const r = seededRandom(seed);
     const index = new SpatialIndex<number>();
     const points = new Map<number, LngLat>();
     for (let i = 0; i < n; i++) {
@@ -135,7 +125,7 @@ describe("SpatialIndex.nearest", () => {
   test("orders like brute force over random points worldwide", () => {
     const { index, points } = seeded(4000, 2, (r) => [r() * 360 - 180, (Math.asin(2 * r() - 1) * 180) / Math.PI]);
     expect(index.size).toBe(4000);
-    const r = rng(3);
+    const r = seededRandom(3);
     for (let q = 0; q < 40; q++) {
       const c: LngLat = [r() * 360 - 180, r() * 180 - 90];
       expectSameOrder(take(index.nearest(c), 50), bruteForce(points, c).slice(0, 50));
@@ -145,7 +135,7 @@ describe("SpatialIndex.nearest", () => {
   test("orders like brute force near the antimeridian", () => {
     // A band 2 degrees either side of ±180.
     const { index, points } = seeded(5000, 4, (r) => [wrapLng(178 + r() * 4), r() * 4 - 2]);
-    const r = rng(5);
+    const r = seededRandom(5);
     for (let q = 0; q < 40; q++) {
       const c: LngLat = [q % 2 === 0 ? 180 - r() * 0.01 : -180 + r() * 0.01, r() * 2 - 1];
       const got = take(index.nearest(c), 100);
@@ -159,7 +149,7 @@ describe("SpatialIndex.nearest", () => {
 
   test("orders like brute force around the poles", () => {
     const { index, points } = seeded(3000, 6, (r, i) => [r() * 360 - 180, i % 2 === 0 ? 88 + r() * 2 : -88 - r() * 2]);
-    const r = rng(7);
+    const r = seededRandom(7);
     for (let q = 0; q < 20; q++) {
       const c: LngLat = [r() * 360 - 180, q % 2 === 0 ? 89.9 + r() * 0.1 : -89.9 - r() * 0.1];
       expectSameOrder(take(index.nearest(c), 60), bruteForce(points, c).slice(0, 60));
@@ -170,7 +160,7 @@ describe("SpatialIndex.nearest", () => {
   test("dense city: nearest-20 looks at a small part of the index", () => {
     // 20k points in a 30 × 30 km square (about 0.27 × 0.27 degrees at the equator).
     const { index, points } = seeded(20000, 8, (r) => [r() * 0.27, r() * 0.27]);
-    const r = rng(9);
+    const r = seededRandom(9);
     for (let q = 0; q < 30; q++) {
       const c: LngLat = [r() * 0.27, r() * 0.27];
       index.pointsExamined = 0;
@@ -181,7 +171,7 @@ describe("SpatialIndex.nearest", () => {
 
   test("maxDistance and minDistance bound the results inclusively and the whole sequence is exact", () => {
     const { index, points } = seeded(3000, 10, (r) => [10 + r() * 2, 50 + r() * 2]);
-    const r = rng(11);
+    const r = seededRandom(11);
     for (let q = 0; q < 20; q++) {
       const c: LngLat = [10 + r() * 2, 50 + r() * 2];
       const min = r() * 20000;
@@ -247,7 +237,7 @@ describe("SpatialIndex.nearest", () => {
   });
 
   test("stays exact under random inserts and deletes", () => {
-    const r = rng(13);
+    const r = seededRandom(13);
     const index = new SpatialIndex<number>();
     const points = new Map<number, LngLat>();
     for (let i = 0; i < 6000; i++) {
@@ -285,7 +275,7 @@ describe("geoWithinMatches", () => {
   });
 
   test("$centerSphere agrees with the haversine reference on random points", () => {
-    const r = rng(14);
+    const r = seededRandom(14);
     const center: LngLat = [-73.97, 40.77];
     const radius = 20000;
     for (let i = 0; i < 2000; i++) {

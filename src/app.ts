@@ -70,8 +70,8 @@ export function createApp(deps: AppDeps) {
             "/ws": {
               get: {
                 summary: "WebSocket upgrade for live order events (messages: docs/realtime.md)",
-                tags: ["realtime"],
-                parameters: [{ name: "token", in: "query", required: true, schema: { type: "string" }, description: "a JWT from /auth" }],
+                tags: ["realtime", "websocket"],
+                parameters: [{ name: "token", in: "query", required: true, schema: { type: "string", maxLength: 4096 }, description: "a JWT from /auth" }],
                 responses: { "101": { description: "switching protocols" }, "401": { description: "missing or bad token" } },
               },
             },

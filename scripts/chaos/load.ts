@@ -394,6 +394,18 @@ export class Load {
     while (performance.now() < until && behind().length > 0) await Bun.sleep(200);
   }
 
+  /** The instance holding the most connections with open watches (the one whose death tests resume most). */
+  busiestInstance(): string | null {
+    const counts = new Map<string, number>();
+    for (const c of this.customers) {
+      const open = [...c.watches.values()].filter((w) => !w.done).length;
+      if (c.socket && open > 0) counts.set(c.socket.instanceId, (counts.get(c.socket.instanceId) ?? 0) + open);
+    }
+    let best: string | null = null;
+    for (const [id, n] of counts) if (best === null || n > counts.get(best)!) best = id;
+    return best;
+  }
+
   watches(): Watch[] {
     return this.customers.flatMap((c) => [...c.watches.values()].map((s) => s.watch));
   }

@@ -53,13 +53,30 @@ export type ChaosReport = {
   timeline: Array<{ at: number; what: string; detail?: Record<string, unknown> }>;
 };
 
-/** Faults at fractions of the placing window: kill A, restart Redis, restart the engine, kill B. */
-const PLAN: Array<{ at: number; fault: "kill" | "redis" | "engine"; instance?: number }> = [
-  { at: 0.15, fault: "kill", instance: 0 },
-  { at: 0.35, fault: "redis" },
-  { at: 0.55, fault: "engine" },
-  { at: 0.78, fault: "kill", instance: 1 },
-];
+type Fault = { at: number; fault: "kill" | "redis" | "engine"; instance?: number };
+
+/**
+ * Faults at fractions of the placing window, one after the other. A long run kills every
+ * instance once and Redis twice; a short one (under a minute) does each kind once.
+ */
+export function faultPlan(durationMs: number): Fault[] {
+  if (durationMs < 60_000) {
+    return [
+      { at: 0.12, fault: "kill", instance: 0 },
+      { at: 0.35, fault: "redis" },
+      { at: 0.55, fault: "engine" },
+      { at: 0.78, fault: "kill", instance: 1 },
+    ];
+  }
+  return [
+    { at: 0.1, fault: "kill", instance: 0 },
+    { at: 0.25, fault: "redis" },
+    { at: 0.4, fault: "kill", instance: 1 },
+    { at: 0.55, fault: "engine" },
+    { at: 0.72, fault: "kill", instance: 2 },
+    { at: 0.88, fault: "redis" },
+  ];
+}
 
 export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
   const startedAt = new Date().toISOString();
@@ -78,14 +95,21 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const t0 = performance.now();
     const placing = load.place(t0 + opts.durationMs);
     const faults = (async () => {
-      for (const step of PLAN) {
+      // Long runs keep the engine down past the driver's 5 s server selection: requests then fail and are retried.
+      const engineDownMs = Math.min(6_000, Math.max(1_500, opts.durationMs * 0.05));
+      for (const step of faultPlan(opts.durationMs)) {
         const wait = t0 + step.at * opts.durationMs - performance.now();
         if (wait > 0) await Bun.sleep(wait);
         if (aborted()) return;
-        if (step.fault === "kill") await cluster.killAndRestartInstance(step.instance ?? 0, 1_500);
+        if (step.fault === "kill") {
+          // The instance with the most open watches, so its death makes clients resume.
+          const busiest = load.busiestInstance();
+          const index = cluster.instances.findIndex((i) => i.proc?.instanceId === busiest);
+          await cluster.killAndRestartInstance(index >= 0 ? index : (step.instance ?? 0), 1_500);
+        }
         else if (step.fault === "redis") await cluster.restartRedis(1_500);
         else {
-          const r = await cluster.restartEngine(1_500);
+          const r = await cluster.restartEngine(engineDownMs);
           engineRecoveryMs = r.recoveredMs;
           engineNotReady = r.notReady;
         }

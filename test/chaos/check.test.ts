@@ -1,0 +1,211 @@
+import { describe, expect, test } from "bun:test";
+import { check, checkAcks, checkCourierLimit, checkTimers, checkWatch, replayOrder, type Ack, type CheckConfig, type Order, type Watch } from "../../scripts/chaos/check";
+
+/**
+ * The chaos run's checker on hand-made histories: a legal one passes, and each kind of
+ * damage the run exists to catch (gap, illegal step, timer fired twice or early, lost ack,
+ * WebSocket gap/duplicate/reorder/tail, courier over its limit) is reported.
+ */
+const CONFIG: CheckConfig = { acceptTimeoutMs: 4_000, offerTtlMs: 2_000, courierMaxActive: 1 };
+const OWNER = "owner-1";
+const CUSTOMER = "customer-1";
+const T0 = Date.parse("2030-01-01T12:00:00.000Z");
+
+type Step = [event: string, status: Order["status"], role: string, id: string, ms: number, reason?: string];
+
+function order(id: string, steps: Step[], opts: { courierId?: string | null; dispatch?: Order["dispatch"] } = {}): Order {
+  const history = steps.map(([event, status, role, by, ms, reason], i) => ({
+    seq: i + 1,
+    event,
+    status,
+    at: new Date(T0 + ms).toISOString(),
+    by: { role: role as Order["history"][number]["by"]["role"], id: by },
+    ...(reason ? { reason } : {}),
+  }));
+  const last = history[history.length - 1];
+  const assigned = [...history].reverse().find((e) => e.event === "OFFER_ACCEPT" || e.event === "ASSIGN_COURIER");
+  return {
+    id,
+    status: last.status,
+    version: history.length,
+    customerId: CUSTOMER,
+    restaurantId: "r-1",
+    courierId: opts.courierId !== undefined ? opts.courierId : (assigned?.by.id ?? null),
+    items: [],
+    subtotalCents: 0,
+    deliveryFeeCents: 0,
+    totalCents: 0,
+    deliveryLocation: { lat: 0, lng: 0 },
+    createdAt: history[0].at,
+    updatedAt: last.at,
+    history,
+    ...(opts.dispatch ? { dispatch: opts.dispatch } : {}),
+  };
+}
+
+/** Placed, accepted, offered to k1 (expired), offered to k2 (declined), offered to k3 (accepted), cooked, delivered. */
+const LIFE: Step[] = [
+  ["PLACE", "placed", "customer", CUSTOMER, 0],
+  ["ACCEPT", "accepted", "restaurant", OWNER, 500],
+  ["OFFER", "accepted", "system", "dispatch", 510],
+  ["OFFER_EXPIRE", "accepted", "system", "timer", 2_600, "offer_expired"],
+  ["OFFER", "accepted", "system", "dispatch", 2_620],
+  ["OFFER_DECLINE", "accepted", "courier", "k2", 3_000, "declined"],
+  ["OFFER", "accepted", "system", "dispatch", 3_020],
+  ["OFFER_ACCEPT", "accepted", "courier", "k3", 3_300],
+  ["START_PREPARING", "preparing", "restaurant", OWNER, 3_500],
+  ["MARK_READY", "ready_for_pickup", "restaurant", OWNER, 5_000],
+  ["PICK_UP", "picked_up", "courier", "k3", 5_500],
+  ["DELIVER", "delivered", "courier", "k3", 6_500],
+];
+
+const owners = new Map([["r-1", OWNER]]);
+
+describe("replaying histories through the order machine", () => {
+  test("a legal life with expiry, decline and accept replays cleanly, dispatch view included", () => {
+    expect(replayOrder(order("o1", LIFE, { dispatch: { state: "assigned", attempts: 3 } }), OWNER, CONFIG)).toEqual([]);
+  });
+
+  test("a claim, a restaurant timeout and a rejection replay cleanly", () => {
+    const claimed: Step[] = [LIFE[0], LIFE[1], ["ASSIGN_COURIER", "accepted", "courier", "k9", 700], ["CANCEL", "cancelled", "restaurant", OWNER, 900]];
+    const timedOut: Step[] = [LIFE[0], ["ACCEPT_TIMEOUT", "cancelled", "system", "timer", 4_050, "restaurant_timeout"]];
+    const rejected: Step[] = [LIFE[0], ["REJECT", "rejected", "restaurant", OWNER, 300]];
+    for (const steps of [claimed, timedOut, rejected]) expect(replayOrder(order("o", steps), OWNER, CONFIG)).toEqual([]);
+  });
+
+  test("a gap in seqs, a version that disagrees, a wrong status are reported", () => {
+    const o = order("o2", LIFE);
+    o.history.splice(4, 1);
+    expect(replayOrder(o, OWNER, CONFIG).map((v) => v.kind)).toContain("history-seq");
+    const v = order("o3", LIFE);
+    v.version = 11;
+    expect(replayOrder(v, OWNER, CONFIG).map((x) => x.kind)).toContain("history-seq");
+    const s = order("o4", LIFE);
+    s.history[8] = { ...s.history[8], status: "ready_for_pickup" };
+    expect(replayOrder(s, OWNER, CONFIG)[0]).toMatchObject({ kind: "illegal-step" });
+  });
+
+  test("moves the machine refuses are reported: wrong actor, skipped status, a second offer while one is out", () => {
+    const wrongCourier = LIFE.map((s, i): Step => (i === 10 ? ["PICK_UP", "picked_up", "courier", "k2", 5_500] : s));
+    const skipped: Step[] = [LIFE[0], ["DELIVER", "delivered", "courier", "k3", 100]];
+    const twoOffers: Step[] = [LIFE[0], LIFE[1], LIFE[2], ["OFFER", "accepted", "system", "dispatch", 600]];
+    const byCustomer: Step[] = [LIFE[0], ["ACCEPT", "accepted", "customer", CUSTOMER, 100]];
+    for (const steps of [wrongCourier, skipped, twoOffers, byCustomer]) {
+      const found = replayOrder(order("bad", steps), OWNER, CONFIG);
+      expect(found.length).toBe(1);
+      expect(found[0].kind).toBe("illegal-step");
+    }
+  });
+
+  test("a courier or dispatch view the replay does not reach is reported", () => {
+    expect(replayOrder(order("o5", LIFE, { courierId: "k2" }), OWNER, CONFIG)[0]).toMatchObject({ kind: "replay-mismatch" });
+    expect(replayOrder(order("o6", LIFE, { dispatch: { state: "assigned", attempts: 2 } }), OWNER, CONFIG)[0]).toMatchObject({ kind: "replay-mismatch" });
+  });
+});
+
+describe("timers", () => {
+  test("one restaurant timeout on time is fine; twice, or early, is not", () => {
+    const once = order("t1", [LIFE[0], ["ACCEPT_TIMEOUT", "cancelled", "system", "timer", 4_000]]);
+    expect(checkTimers(once, [], CONFIG)).toEqual({ violations: [], fired: 1 });
+    const early = order("t2", [LIFE[0], ["ACCEPT_TIMEOUT", "cancelled", "system", "timer", 3_999]]);
+    expect(checkTimers(early, [], CONFIG).violations[0]).toMatchObject({ kind: "timer-early" });
+    const twice = order("t3", [LIFE[0], ["ACCEPT_TIMEOUT", "cancelled", "system", "timer", 4_000], ["ACCEPT_TIMEOUT", "cancelled", "system", "timer", 4_100]]);
+    expect(checkTimers(twice, [], CONFIG).violations.map((v) => v.kind)).toContain("timer-twice");
+  });
+
+  test("an offer expiry fires once per offer, not before the deadline the courier was told", () => {
+    const o = order("t4", LIFE);
+    const told = [{ orderId: "t4", courierId: "k1", expiresAtMs: T0 + 2_505 }];
+    expect(checkTimers(o, told, CONFIG).violations).toEqual([]);
+    const beforeDeadline = order("t4", LIFE.map((s, i): Step => (i === 3 ? ["OFFER_EXPIRE", "accepted", "system", "timer", 2_400] : s)));
+    expect(checkTimers(beforeDeadline, told, CONFIG).violations[0]).toMatchObject({ kind: "timer-early" });
+    const again = order("t5", [...LIFE.slice(0, 4), ["OFFER_EXPIRE", "accepted", "system", "timer", 2_700]]);
+    expect(checkTimers(again, [], CONFIG).violations[0]).toMatchObject({ kind: "timer-twice" });
+  });
+});
+
+describe("acknowledged writes", () => {
+  const o = order("a1", LIFE);
+  const byId = new Map([[o.id, o]]);
+  const courier = { role: "courier" as const, id: "k3" };
+
+  test("acks matching their entries pass", () => {
+    const acks: Ack[] = [
+      { kind: "place", orderId: "a1", by: { role: "customer", id: CUSTOMER }, version: 1, status: "placed", courierId: null },
+      { kind: "patch", orderId: "a1", by: { role: "restaurant", id: OWNER }, version: 2, status: "accepted", courierId: null },
+      { kind: "accept", orderId: "a1", by: courier, version: 8, status: "accepted", courierId: "k3" },
+      { kind: "decline", orderId: "a1", by: { role: "courier", id: "k2" } },
+      { kind: "patch", orderId: "a1", by: courier, version: 12, status: "delivered", courierId: "k3" },
+    ];
+    expect(checkAcks(byId, acks)).toEqual([]);
+  });
+
+  test("an ack whose entry is missing, differs, or belongs to someone else is reported", () => {
+    const acks: Ack[] = [
+      { kind: "patch", orderId: "a1", by: courier, version: 13, status: "delivered", courierId: "k3" },
+      { kind: "patch", orderId: "a1", by: { role: "restaurant", id: OWNER }, version: 9, status: "ready_for_pickup", courierId: "k3" },
+      { kind: "patch", orderId: "a1", by: { role: "restaurant", id: "someone" }, version: 10, status: "ready_for_pickup", courierId: "k3" },
+      { kind: "claim", orderId: "a1", by: { role: "courier", id: "k1" }, version: 8, status: "accepted", courierId: "k3" },
+      { kind: "decline", orderId: "a1", by: { role: "courier", id: "k1" } },
+      { kind: "place", orderId: "nope", by: { role: "customer", id: CUSTOMER }, version: 1, status: "placed", courierId: null },
+    ];
+    expect(checkAcks(byId, acks).map((v) => v.kind)).toEqual(["ack-missing", "ack-missing", "ack-missing", "ack-missing", "ack-missing", "order-missing"]);
+  });
+});
+
+describe("WebSocket streams", () => {
+  const o = order("w1", LIFE);
+  const frames = (seqs: number[]) => seqs.map((seq) => ({ seq, status: o.history[seq - 1].status, event: o.history[seq - 1].event }));
+  const watch = (firstSeq: number, seqs: number[]): Watch => ({ orderId: "w1", watcher: "c", firstSeq, resumes: 1, received: frames(seqs) });
+
+  test("exactly the entries after the first seq pass", () => {
+    expect(checkWatch(o, watch(1, [2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]))).toEqual([]);
+    expect(checkWatch(o, watch(7, [8, 9, 10, 11, 12]))).toEqual([]);
+  });
+
+  test("a gap, a duplicate, a reorder, a missing tail and a wrong event are each reported", () => {
+    const cases: Array<[number[], string]> = [
+      [[2, 3, 5, 6, 7, 8, 9, 10, 11, 12], "gap: seq 4 missing"],
+      [[2, 3, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "duplicate seq 3"],
+      [[2, 4, 3, 5, 6, 7, 8, 9, 10, 11, 12], "gap: seq 3 missing"],
+      [[2, 3, 4, 5, 6, 7, 8, 9, 10], "missing the last 2 event(s) from seq 11"],
+    ];
+    for (const [seqs, detail] of cases) {
+      const found = checkWatch(o, watch(1, seqs));
+      expect(found.length).toBe(1);
+      expect(found[0].kind).toBe("ws-stream");
+      expect(found[0].detail).toContain(detail);
+    }
+    const wrong = watch(10, [11, 12]);
+    wrong.received[0] = { ...wrong.received[0], status: "delivered" };
+    expect(checkWatch(o, wrong)[0].detail).toContain("says PICK_UP/delivered");
+  });
+});
+
+describe("courier limit", () => {
+  test("one order after another is fine; two held at once is reported", () => {
+    const first = order("c1", LIFE);
+    const after = order("c2", [LIFE[0], LIFE[1], ["ASSIGN_COURIER", "accepted", "courier", "k3", 6_500], ["CANCEL", "cancelled", "restaurant", OWNER, 7_000]]);
+    expect(checkCourierLimit([first, after], 1)).toEqual([]);
+    const overlapping = order("c3", [LIFE[0], LIFE[1], ["ASSIGN_COURIER", "accepted", "courier", "k3", 6_000]]);
+    const found = checkCourierLimit([first, overlapping], 1);
+    expect(found.length).toBe(1);
+    expect(found[0]).toMatchObject({ kind: "courier-limit" });
+    expect(checkCourierLimit([first, overlapping], 2)).toEqual([]);
+  });
+});
+
+test("check() sums it up: counts, and the violations of every part", () => {
+  const good = order("g1", LIFE);
+  const result = check({
+    orders: [good],
+    owners,
+    acks: [{ kind: "patch", orderId: "g1", by: { role: "restaurant", id: OWNER }, version: 2, status: "accepted", courierId: null }],
+    watches: [{ orderId: "g1", watcher: "c", firstSeq: 1, resumes: 2, received: good.history.slice(1).map((e) => ({ seq: e.seq, status: e.status, event: e.event })) }],
+    offers: [],
+    overdueTimers: [{ orderId: "x", kind: "accept_timeout", dueAt: "2030-01-01T12:00:04.000Z" }],
+    config: CONFIG,
+  });
+  expect(result).toMatchObject({ orders: 1, transitions: 11, timersFired: 1, acksChecked: 1, watchesChecked: 1 });
+  expect(result.violations.map((v) => v.kind)).toEqual(["timer-overdue"]);
+});

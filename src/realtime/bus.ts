@@ -44,6 +44,12 @@ export interface EventBus {
    * greater seq.
    */
   deliveredSeq(orderId: string): number | undefined;
+  /**
+   * Committed changes read back from the database because this instance may have missed them
+   * (relay loss): delivered locally in seq order, what was delivered already is dropped.
+   * Only buses that relay between instances can miss changes, so only they implement it.
+   */
+  redeliver?(changes: OrderChange[]): void;
   /** Binds the bus to the running server once it listens. */
   attach(server: TopicPublisher): void;
   close(): Promise<void>;

@@ -111,6 +111,10 @@ export class RedisEventBus extends LocalEventBus {
     this.relay({ v: 1, origin: this.opts.instanceId, sentAt: Date.now(), kind: "transient", topic, message });
   }
 
+  redeliver(changes: OrderChange[]): void {
+    for (const change of [...changes].sort((a, b) => a.seq - b.seq)) this.sequencer.offer(change);
+  }
+
   /** Whether Redis answers a PING now (for /ready). */
   async ready(): Promise<boolean> {
     if (this.pub.status !== "ready" || this.sub.status !== "ready") return false;

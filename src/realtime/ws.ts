@@ -14,7 +14,8 @@ import type { OrderModel } from "../modules/orders/model";
 import { RestaurantRepository } from "../modules/restaurants/repository";
 import { checkTopicAccess, type AccessSources } from "./access";
 import { messagesFor } from "./bus";
-import { feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
+import { changesFromOrder, feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
+import { isFinalStatus } from "../modules/orders/machine";
 import { decodeClientMessage, type RealtimeModel } from "./model";
 import { parseTopic, type TopicKind } from "./topics";
 
@@ -56,6 +57,14 @@ const SLOW_CONSUMER_SWEEP_MS = 250;
 /** Client frames per second a connection may send on average, and in a burst (each subscribe costs a database read). */
 const FRAME_RATE_PER_SECOND = 50;
 const FRAME_BURST = 100;
+/**
+ * How often order topics with local subscribers are compared with the database. A change
+ * committed on another instance can miss this one (Redis down, or that instance died between
+ * commit and publish); when it was the order's last, nothing else would ever bring it.
+ */
+const RECONCILE_MS = 2_000;
+/** Orders changed more recently than this are left to the relay (their publish may be in flight). */
+const RECONCILE_QUIET_MS = 1_000;
 
 type Socket = ServerWebSocket<unknown>;
 
@@ -76,6 +85,8 @@ type CatchUp = {
   topic: string;
   orderId: string;
   lastSent: number;
+  /** Deliveries held while seqs the bus skipped are read from the database (see catchUp). */
+  held?: Array<{ seq: number; data: string }> | null;
 };
 
 type Connection = {
@@ -95,6 +106,7 @@ type Connection = {
 /** Reads the hub needs besides access checks. */
 export type FeedSources = AccessSources & {
   ordersChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<OrderModel.order[]>;
+  orderVersions(ids: string[]): Promise<Map<string, number>>;
 };
 
 function sourcesFor(deps: AppDeps): { sources: FeedSources } {
@@ -107,6 +119,7 @@ function sourcesFor(deps: AppDeps): { sources: FeedSources } {
       findRestaurant: (id) => restaurants.findById(id),
       findUser: (id) => users.findById(id),
       ordersChangedSince: (scope, since, limit) => orders.changedSince(scope, since, limit),
+      orderVersions: (ids) => orders.versionsOf(ids),
     },
   };
 }
@@ -130,6 +143,10 @@ export class RealtimeHub {
   private readonly pendingByTopic = new Map<string, Set<PendingSubscription>>();
   private readonly catchUpByTopic = new Map<string, Set<CatchUp>>();
   private readonly sweeper: ReturnType<typeof setInterval>;
+  private readonly reconciler: ReturnType<typeof setInterval> | null = null;
+  private reconciling = false;
+  /** Per order with local subscribers: when a change last reached this bus, and whether it was final. */
+  private readonly lastChange = new Map<string, { atMs: number; final: boolean }>();
   private readonly unlisten: Array<() => void>;
   private readonly log: Logger;
   private readonly cfg: AppDeps["config"];
@@ -144,6 +161,7 @@ export class RealtimeHub {
     this.cfg = deps.config;
     // The bus calls these after the change (message) is on every local topic.
     const onChange = deps.bus.onChange((change) => {
+      if (this.lastChange.has(change.orderId)) this.lastChange.set(change.orderId, { atMs: performance.now(), final: isFinalStatus(change.status) });
       if (this.pendingByTopic.size === 0 && this.catchUpByTopic.size === 0) return;
       for (const { topic, message } of messagesFor(change)) {
         const waiting = this.pendingByTopic.get(topic);
@@ -164,6 +182,10 @@ export class RealtimeHub {
     this.unlisten = [onChange, onTransient];
     this.sweeper = setInterval(() => this.closeSlowConsumers(), SLOW_CONSUMER_SWEEP_MS);
     this.sweeper.unref?.();
+    if (deps.bus.redeliver) {
+      this.reconciler = setInterval(() => void this.reconcile(), RECONCILE_MS);
+      this.reconciler.unref?.();
+    }
   }
 
   /** Open connections (for tests and metrics). */
@@ -247,6 +269,7 @@ export class RealtimeHub {
   /** Closes every connection (1001) and waits briefly for them to go, so the server can stop. */
   async shutdown(): Promise<void> {
     clearInterval(this.sweeper);
+    if (this.reconciler) clearInterval(this.reconciler);
     this.locations.stop();
     for (const off of this.unlisten) off();
     for (const conn of this.connections.values()) conn.socket.close(CLOSE_GOING_AWAY, "server shutting down");
@@ -365,6 +388,50 @@ export class RealtimeHub {
     else if (verdict === "future") this.sendError(conn, "future_location", `fix time is more than ${MAX_FIX_FUTURE_MS / 1000} s ahead of server time; dropped`);
   }
 
+  /**
+   * Compares the orders local clients are subscribed to with the database, and has the bus
+   * deliver what this instance missed (from what it delivered, or for an order it never saw,
+   * from the lowest seq a catching-up subscriber has). Orders whose final change arrived, and
+   * orders that changed in the last second, are skipped.
+   */
+  private async reconcile(): Promise<void> {
+    if (this.reconciling || !this.deps.bus.redeliver) return;
+    this.reconciling = true;
+    try {
+      const subscribed = new Set<string>();
+      for (const conn of this.connections.values()) {
+        for (const topic of conn.subscribed) {
+          const parsed = parseTopic(topic);
+          if (parsed?.kind === "order") subscribed.add(parsed.id);
+        }
+      }
+      for (const orderId of this.lastChange.keys()) if (!subscribed.has(orderId)) this.lastChange.delete(orderId);
+      const now = performance.now();
+      const check: string[] = [];
+      for (const orderId of subscribed) {
+        const last = this.lastChange.get(orderId);
+        if (!last) this.lastChange.set(orderId, { atMs: 0, final: false });
+        else if (last.final || now - last.atMs < RECONCILE_QUIET_MS) continue;
+        check.push(orderId);
+      }
+      if (check.length === 0) return;
+      const versions = await this.sources.orderVersions(check);
+      for (const orderId of check) {
+        const version = versions.get(orderId);
+        if (version === undefined) continue;
+        const entries = this.catchUpByTopic.get(`order:${orderId}`);
+        const from = this.deps.bus.deliveredSeq(orderId) ?? (entries?.size ? Math.min(...[...entries].map((e) => e.lastSent)) : version);
+        if (version <= from) continue;
+        const stored = await this.sources.findOrder(orderId);
+        if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
+      }
+    } catch (err) {
+      this.log.warn("comparing subscribed orders with the database failed; retrying", { err: err instanceof Error ? err : String(err) });
+    } finally {
+      this.reconciling = false;
+    }
+  }
+
   private startCatchUp(entry: CatchUp): void {
     entry.conn.catchingUp.set(entry.topic, entry);
     let set = this.catchUpByTopic.get(entry.topic);
@@ -378,14 +445,52 @@ export class RealtimeHub {
    * joins the topic here, before the bus delivers anything else.
    */
   private catchUp(entry: CatchUp, seq: number, data: string): void {
-    if (seq > entry.lastSent) {
-      this.sendRaw(entry.conn, data, "order");
-      entry.lastSent = seq;
+    if (entry.held) {
+      entry.held.push({ seq, data });
+      return;
     }
+    if (seq > entry.lastSent + 1) {
+      // The bus skipped seqs this subscriber lacks: they never reached this instance (a relay
+      // loss) and this is the first change of the order it sees, so its sequencer had nothing
+      // to compare against. Read them first; later deliveries wait behind the read.
+      entry.held = [{ seq, data }];
+      void this.fillCatchUp(entry);
+      return;
+    }
+    this.sendCatchUp(entry, seq, data);
+    this.joinIfCaughtUp(entry);
+  }
+
+  private sendCatchUp(entry: CatchUp, seq: number, data: string): void {
+    if (seq <= entry.lastSent) return;
+    this.sendRaw(entry.conn, data, "order");
+    entry.lastSent = seq;
+  }
+
+  /** Joins the native topic once the bus has delivered what the subscriber has (nothing it has can follow there). */
+  private joinIfCaughtUp(entry: CatchUp): void {
     const delivered = this.deps.bus.deliveredSeq(entry.orderId);
     if (delivered === undefined || delivered < entry.lastSent) return;
     this.stopCatchUp(entry);
     if (!entry.conn.closed) entry.conn.socket.subscribe(entry.topic);
+  }
+
+  /** Sends a catching-up subscriber the order's seqs it lacks from the database, then what was held meanwhile. */
+  private async fillCatchUp(entry: CatchUp): Promise<void> {
+    try {
+      const stored = await this.sources.findOrder(entry.orderId);
+      if (stored && !entry.conn.closed && entry.conn.catchingUp.get(entry.topic) === entry) {
+        for (const event of orderTopicReplay(stored.order, entry.topic, entry.lastSent)) this.sendCatchUp(entry, event.seq, event.data);
+      }
+    } catch (err) {
+      this.log.warn("reading an order to fill a subscriber's gap failed; the client can resume with since", { orderId: entry.orderId, err: err instanceof Error ? err : String(err) });
+    }
+    const held = entry.held ?? [];
+    entry.held = null;
+    if (entry.conn.catchingUp.get(entry.topic) !== entry) return; // unsubscribed or closed meanwhile
+    // Every delivery since the read began is in `held`, in bus order: only after the last one may the topic be joined.
+    for (const h of held) this.sendCatchUp(entry, h.seq, h.data);
+    this.joinIfCaughtUp(entry);
   }
 
   private stopCatchUp(entry: CatchUp): void {

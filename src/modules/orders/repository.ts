@@ -288,6 +288,13 @@ export class OrderRepository {
     return doc ? toStored(doc) : null;
   }
 
+  /** The current version of each of these orders (missing ones are absent), in one read. */
+  async versionsOf(ids: string[]): Promise<Map<string, number>> {
+    const oids = ids.flatMap((id) => toObjectId(id) ?? []);
+    const docs = await this.orders.find({ _id: { $in: oids } }, { projection: { version: 1 } }).toArray();
+    return new Map(docs.map((d) => [d._id.toHexString(), d.version]));
+  }
+
   async findByIdempotencyKey(customerId: string, idempotencyKey: string): Promise<StoredOrder | null> {
     const doc = await this.orders.findOne({ customerId, idempotencyKey });
     return doc ? toStored(doc) : null;

@@ -254,6 +254,27 @@ describe("several instances behind one Redis", () => {
     expect(onA.seqs(topic)).toEqual([2, 3, 4]);
   });
 
+  test("a change committed elsewhere while Redis was down reaches subscribers even when it was the order's last", async () => {
+    const order = await placeOrder(A);
+    const topic = topics.order(order.id);
+    const onC = await open(C, customer);
+    await onC.subscribe(topic);
+
+    await redis.kill();
+    const deadline = Date.now() + 5_000;
+    while ((await fetch(`${A.url}/ready`)).status !== 503) {
+      if (Date.now() > deadline) throw new Error("A still ready with Redis down");
+      await Bun.sleep(20);
+    }
+    // The restaurant rejects through A: a final change, so no later seq will ever show C the gap.
+    const rejected = await http(A, "PATCH", `/orders/${order.id}`, owner, { status: "rejected" });
+    expect(rejected.status).toBe(200);
+    await redis.restart();
+    // C compares its subscribed orders with the database and delivers what the relay lost.
+    await onC.until((frames) => frames.some((f) => f.topic === topic && f.seq === 2), 10_000);
+    expect(onC.seqs(topic)).toEqual([2]);
+  });
+
   test("SIGTERM with WebSockets open: clients get 1001 and the process exits 0 promptly", async () => {
     const client = await open(C, courier);
     expect(await client.subscribe(topics.courier(courier.id))).toMatchObject({ type: "subscribed" });

@@ -32,6 +32,7 @@ const { values } = parseArgs({
     report: { type: "string" },
     logs: { type: "string" },
     quiet: { type: "boolean", default: false },
+    "ignore-share": { type: "string" },
   },
   strict: true,
 });
@@ -66,8 +67,9 @@ for (const [flag, key] of [
   ["couriers", "couriers"],
   ["customers", "customers"],
   ["seed", "seed"],
+  ["ignore-share", "ignoreShare"],
 ] as const) {
-  const n = num(values[flag], flag, flag === "rate" ? 0.01 : 1, 100_000);
+  const n = num(values[flag], flag, flag === "rate" || flag === "ignore-share" ? 0 : 1, flag === "ignore-share" ? 1 : 100_000);
   if (n !== undefined) load[key] = n;
 }
 

@@ -160,7 +160,7 @@ export class Cluster {
     return { recoveredMs: notReady.length ? null : readyMs, notReady };
   }
 
-  /** Polls /ready on every live instance until all answer 200 (database and redis up). */
+  /** Polls /ready on every live instance until all answer 200 (database and redis up); `notReady` says what the others last answered. */
   async waitReady(timeoutMs: number): Promise<{ readyMs: number; notReady: string[] }> {
     const started = performance.now();
     const deadline = started + timeoutMs;
@@ -170,11 +170,11 @@ export class Cluster {
       const answers = await Promise.all(
         live.map((p) =>
           fetch(`${p.url}/ready`, { signal: AbortSignal.timeout(2_000) })
-            .then((r) => r.status === 200)
-            .catch(() => false),
+            .then(async (r) => (r.status === 200 ? null : `${r.status} ${(await r.text()).slice(0, 300)}`))
+            .catch((err: unknown) => (err instanceof Error ? err.message : String(err))),
         ),
       );
-      notReady = live.filter((_, k) => !answers[k]).map((p) => p.instanceId);
+      notReady = live.flatMap((p, k) => (answers[k] === null ? [] : [`${p.instanceId}: ${answers[k]}`]));
       if (notReady.length === 0) return { readyMs: Math.round(performance.now() - started), notReady };
       await Bun.sleep(100);
     }

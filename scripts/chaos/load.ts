@@ -345,8 +345,7 @@ export class Load {
       courier.socket = new ResilientSocket(
         this,
         user.token,
-        (reconnect) => {
-          if (reconnect) this.counts.wsReconnects++;
+        () => {
           courier.socket!.send({ op: "subscribe", topic: `courier:${user.id}` });
           this.sendFix(courier);
         },
@@ -410,7 +409,7 @@ export class Load {
     return this.customers.flatMap((c) => [...c.watches.values()].map((s) => s.watch));
   }
 
-  /** Stops every actor and closes every socket. */
+  /** Stops every actor and closes every socket; counts the reconnects of every client socket. */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);

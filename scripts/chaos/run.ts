@@ -152,7 +152,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     for (const id of load.known.keys()) {
       if (!listed.has(id)) result.violations.push({ kind: "order-missing", orderId: id, detail: "the load heard of it, the server does not list it" });
     }
-    for (const id of engineNotReady) result.violations.push({ kind: "no-reconnect", detail: `instance ${id} did not reconnect to the engine within 30 s` });
+    for (const id of engineNotReady) result.violations.push({ kind: "no-reconnect", detail: `instance not ready within 30 s of the engine restart: ${id}` });
 
     const badOrders = [...new Set(result.violations.flatMap((v) => (v.orderId ? [v.orderId] : [])))].slice(0, 20);
     const evidence = badOrders.map((id) => ({

@@ -1,6 +1,6 @@
 import { createActor, transition, type Actor } from "xstate";
 import type { Clock } from "../../app";
-import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable, VersionConflict } from "../../http/errors";
+import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../http/errors";
 import type { Logger } from "../../log";
 import type { EventBus, OrderChange } from "../../realtime/bus";
 import {
@@ -40,6 +40,16 @@ export type CommittedTransition = {
 export type CommitListener = (committed: CommittedTransition) => void;
 
 const DEFAULT_TIMING: TimerTiming = { searchTimeoutMs: 30_000 };
+const DEFAULT_CONTENTION_RETRY_MS = 3_000;
+
+/**
+ * Pause before the next attempt after `lostRaces` lost compare-and-sets: full jitter on an
+ * exponential step (2, 4, 8 … up to 64 ms), never past the time left.
+ */
+export function contentionBackoffMs(lostRaces: number, leftMs: number): number {
+  const ceiling = Math.min(64, 2 ** Math.min(lostRaces, 6));
+  return Math.max(0, Math.min(leftMs, Math.random() * ceiling));
+}
 
 type LiveOrder = {
   actor: Actor<typeof orderMachine>;
@@ -63,6 +73,11 @@ export type RegistryDeps = {
   estimate?: (draft: { stored: StoredOrder; next: OrderSnapshot; at: Date }) => Promise<EtaDates | null | undefined>;
   /** Times each event (queue wait included) for /metrics. */
   metrics?: Pick<Metrics, "orderTransitionDuration">;
+  /**
+   * How long a move that keeps losing the compare-and-set (other instances' dispatch and timer
+   * writes, other callers) is retried before it is answered 503 (default 3000 ms).
+   */
+  contentionRetryMs?: number;
   /** Test seam: runs between the commit of a visible change and its publish; a promise holds the publish (and the order's queue). */
   beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void> | undefined;
 };
@@ -189,6 +204,8 @@ export class OrderActorRegistry {
       live = await this.load(orderId);
       fresh = true;
     }
+    // Set at the first lost compare-and-set: retries stop there and the caller gets 503.
+    let giveUpAt: number | null = null;
     let lostRaces = 0;
     for (;;) {
       const at = this.deps.clock.now();
@@ -240,10 +257,20 @@ export class OrderActorRegistry {
         ...(eta !== undefined ? { eta } : {}),
       });
       if (!committed) {
-        // Another writer won the compare-and-set: reload and re-apply once.
-        if (++lostRaces > 1) {
+        // Another writer won the compare-and-set. Contention is no answer to a legal move: decide
+        // it again against the order as now committed (a 409 or 412 comes from that, never from
+        // losing), after a short randomized backoff so competing writers spread out.
+        const nowMs = Date.now();
+        giveUpAt ??= nowMs + (this.deps.contentionRetryMs ?? DEFAULT_CONTENTION_RETRY_MS);
+        if (lostRaces > 0) {
+          const pause = contentionBackoffMs(lostRaces, giveUpAt - nowMs);
+          if (pause > 0) await Bun.sleep(pause);
+        }
+        lostRaces++;
+        if (Date.now() >= giveUpAt || this.stopped) {
           this.drop(orderId);
-          throw new VersionConflict(`order ${orderId} changed concurrently; retry`);
+          this.deps.log.warn("order move kept losing the compare-and-set; answering 503", { orderId, event: event.type, lostRaces });
+          throw new ServiceUnavailable(`order ${orderId} is being changed by other writers; retry shortly`, 1);
         }
         live = await this.reload(orderId);
         fresh = true;
@@ -380,7 +407,8 @@ export class OrderActorRegistry {
 /** A refused or failed event's metric label. */
 function outcomeOf(err: Error): string {
   if (err instanceof IllegalTransition || err instanceof Conflict) return "refused";
-  if (err instanceof PreconditionFailed || err instanceof VersionConflict) return "conflict";
+  if (err instanceof PreconditionFailed) return "conflict";
+  if (err instanceof ServiceUnavailable) return "unavailable";
   if (err instanceof NotFound) return "not_found";
   return "error";
 }

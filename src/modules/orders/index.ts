@@ -20,8 +20,8 @@ function parseIfMatch(header: string | undefined): number | undefined {
 /** The orders' domain objects, built once per app and shared with dispatch (modules/couriers). */
 export type OrdersCore = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
 
-/** `estimate`: the ETA written with each transition (modules/couriers provides it). */
-export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"> = {}): OrdersCore {
+/** `estimate`: the ETA written with each transition; `capacity`: COURIER_MAX_ACTIVE (modules/couriers provides both). */
+export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate" | "capacity"> = {}): OrdersCore {
   const repo = new OrderRepository(deps.db.db);
   const registry = new OrderActorRegistry({
     repo,

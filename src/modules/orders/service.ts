@@ -72,8 +72,9 @@ export class OrderService {
       fingerprint: requestFingerprint(input),
       now,
       ttlMs: this.deps.config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000,
-      // Past this a pending key is taken as abandoned (its process died): well beyond a request's life.
-      lockMs: Math.max(60_000, 2 * this.deps.config.REQUEST_TIMEOUT_MS),
+      // Past this a pending key is taken as abandoned (its process died). Safe even if the first
+      // is only slow: both runs insert under the same token, and the unique index keeps one order.
+      lockMs: this.deps.config.REQUEST_TIMEOUT_MS,
     });
     switch (claim.kind) {
       case "mismatch":

@@ -1,3 +1,4 @@
+import { ObjectId } from "mongodb";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { COLLECTIONS } from "../../../src/db/mongo";
 import { IDEMPOTENCY_KEY_INDEXES } from "../../../src/modules/orders/idempotency-keys";
@@ -145,6 +146,27 @@ describe("POST /orders with Idempotency-Key: refusals and expiry", () => {
     const later = await post(customer, "expiring");
     expect(later.status).toBe(201);
     expect(later.body.id).not.toBe(first.body.id);
+  });
+
+  test("a key left pending by a request that died is taken over once its lock passes: the order it inserted is returned, not doubled", async () => {
+    const customer = await server.register("customer");
+    const first = await post(customer, "crashed");
+    expect(first.status).toBe(201);
+    // As if the process died between inserting the order and marking the key done.
+    const past = new Date(Date.now() - 1_000);
+    await keys().updateOne({ customerId: customer.user.id, key: "crashed" }, { $set: { state: "pending", lockedUntil: past }, $unset: { orderId: "" } });
+    const retry = await post(customer, "crashed");
+    expect(retry.status).toBe(200);
+    expect(retry.body.id).toBe(first.body.id);
+    expect((await keys().findOne({ customerId: customer.user.id, key: "crashed" }))?.state).toBe("done");
+    expect((await ordersOf(customer)).map((o) => o.id)).toEqual([first.body.id]);
+    // Died before inserting anything: the retry places the order.
+    const died = await post(customer, "died-early");
+    await keys().updateOne({ customerId: customer.user.id, key: "died-early" }, { $set: { state: "pending", lockedUntil: past }, $unset: { orderId: "" } });
+    await server.deps.db.db.collection(COLLECTIONS.orders).deleteOne({ _id: new ObjectId(died.body.id) });
+    const placed = await post(customer, "died-early");
+    expect(placed.status).toBe(201);
+    expect((await ordersOf(customer)).map((o) => o.id).sort()).toEqual([first.body.id, placed.body.id].sort());
   });
 
   test("a malformed key is a 400", async () => {

@@ -6,16 +6,17 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type Collection, type Document, MongoServerError } from "mongodb";
 import { type TestMongo, startTestMongo } from "../helpers/embedded-mongo";
 
+type Doc = { _id: number | string; [field: string]: unknown };
 const R = 6378100;
 let mongo: TestMongo;
-let zones: Collection<Document>;
+let zones: Collection<Doc>;
 
 const square = (x0: number, y0: number, x1: number, y1: number) => [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]];
 const point = (lng: number, lat: number) => ({ type: "Point", coordinates: [lng, lat] });
 
 beforeAll(async () => {
   mongo = await startTestMongo();
-  zones = mongo.client.db("geo-shapes").collection("zones");
+  zones = mongo.client.db("geo-shapes").collection<Doc>("zones");
   await zones.createIndex({ area: "2dsphere" });
   await zones.insertMany([
     // A delivery zone with a hole (a park the couriers do not enter).
@@ -30,7 +31,7 @@ afterAll(() => mongo.close());
 
 async function ids(filter: Document): Promise<number[]> {
   const docs = await zones.find(filter).toArray();
-  return docs.map((d) => d._id as unknown as number).sort((a, b) => a - b);
+  return docs.map((d) => d._id as number).sort((a, b) => a - b);
 }
 
 async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
@@ -111,13 +112,13 @@ describe("invalid polygons", () => {
   });
 
   test("valid shapes are accepted: a hole touching its shell at a vertex, lines, collections", async () => {
-    const other = mongo.client.db("geo-shapes").collection("valid");
+    const other = mongo.client.db("geo-shapes").collection<Doc>("valid");
     await other.createIndex({ g: "2dsphere" });
     await other.insertMany([
-      { g: { type: "Polygon", coordinates: [square(0, 0, 4, 4), [[0, 0], [1, 2], [2, 1], [0, 0]]] } },
-      { g: { type: "LineString", coordinates: [[0, 0], [1, 1], [2, 0]] } },
-      { g: { type: "GeometryCollection", geometries: [point(1, 1), { type: "LineString", coordinates: [[0, 0], [1, 0]] }] } },
-      { g: [[1, 2], [3, 4]] },
+      { _id: 1, g: { type: "Polygon", coordinates: [square(0, 0, 4, 4), [[0, 0], [1, 2], [2, 1], [0, 0]]] } },
+      { _id: 2, g: { type: "LineString", coordinates: [[0, 0], [1, 1], [2, 0]] } },
+      { _id: 3, g: { type: "GeometryCollection", geometries: [point(1, 1), { type: "LineString", coordinates: [[0, 0], [1, 0]] }] } },
+      { _id: 4, g: [[1, 2], [3, 4]] },
     ]);
     expect(await other.countDocuments()).toBe(4);
   });
@@ -133,7 +134,7 @@ describe("$geoWithin and $within", () => {
   });
 
   test("points on a polygon's edge or vertex are within it", async () => {
-    const pts = mongo.client.db("geo-shapes").collection("edge-points");
+    const pts = mongo.client.db("geo-shapes").collection<Doc>("edge-points");
     await pts.createIndex({ loc: "2dsphere" });
     await pts.insertMany([
       { _id: 1, loc: point(0, 5) },
@@ -157,7 +158,7 @@ describe("$near and $nearSphere", () => {
     expect(Math.abs((agg[0].d as number) - toCorner)).toBeLessThan(1);
   });
 
-  const places = () => mongo.client.db("geo-shapes").collection("places");
+  const places = () => mongo.client.db("geo-shapes").collection<Doc>("places");
   beforeAll(async () => {
     await places().createIndex({ loc: "2dsphere" });
     // Points due north of (0, 0) at 1, 2, 3 and 4 km.
@@ -186,7 +187,7 @@ describe("$near and $nearSphere", () => {
   });
 
   test("$geoNear inside a $lookup sub-pipeline, near from a let variable", async () => {
-    const shops = mongo.client.db("geo-shapes").collection("shops");
+    const shops = mongo.client.db("geo-shapes").collection<Doc>("shops");
     await shops.insertMany([
       { _id: "a", at: point(0, 0) },
       { _id: "b", at: point(0, ((3.2 * 1000) / R) * (180 / Math.PI)) },

@@ -1,7 +1,7 @@
-import type { Clock } from "../../app";
-import { Conflict } from "../../http/errors";
+import type { Clock } from "../../clock";
+import { Conflict } from "../../errors";
 import type { Logger } from "../../log";
-import { isFinalStatus } from "../orders/machine";
+import { isFinalStatus } from "../../vocabulary";
 import type { CourierCapacityPort } from "../orders/registry";
 import type { OrderRepository } from "../orders/repository";
 import type { CarrySlot, CourierRepository } from "./repository";

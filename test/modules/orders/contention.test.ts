@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Elysia } from "elysia";
-import { ServiceUnavailable } from "../../../src/http/errors";
+import { ServiceUnavailable } from "../../../src/errors";
 import { problemPlugin } from "../../../src/http/problem";
 import { createLogger } from "../../../src/log";
 import type { OrderEvent } from "../../../src/modules/orders/machine";

@@ -111,3 +111,25 @@ export function metricsOf(s: MetricSamples, targetClickToDoor: number): MdrpMetr
     wallMs: s.wallMs,
   };
 }
+
+/**
+ * Over several instances, as the paper reports them: each mean, share and ratio is the mean of the
+ * instances' own figures (every instance counts once, whatever its size); counts are summed and the
+ * 90th percentiles are of the pooled orders.
+ */
+export function averageOver(samples: readonly MetricSamples[], targetClickToDoor: number): MdrpMetrics & { undeliveredShare: number } {
+  const each = samples.map((s) => metricsOf(s, targetClickToDoor));
+  const pooled = metricsOf(pool(samples), targetClickToDoor);
+  const avg = (f: (m: MdrpMetrics) => number) => mean(each.map(f));
+  return {
+    ...pooled,
+    clickToDoorMean: avg((m) => m.clickToDoorMean),
+    overTargetShare: avg((m) => m.overTargetShare),
+    readyToPickupMean: avg((m) => m.readyToPickupMean),
+    readyToDoorMean: avg((m) => m.readyToDoorMean),
+    utilisation: avg((m) => m.utilisation),
+    costPerOrder: avg((m) => m.costPerOrder),
+    ordersPerBundle: avg((m) => m.ordersPerBundle),
+    undeliveredShare: avg((m) => m.undelivered / Math.max(1, m.orders)),
+  };
+}

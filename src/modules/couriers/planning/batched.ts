@@ -20,7 +20,10 @@ type Bundle<P> = { restaurantId: string; pickup: P; orders: PlanOrder<P>[] };
  */
 export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): PlanDecision[] {
   const { now } = input;
-  const couriers = input.couriers.filter((c) => !c.offered && c.carrying === 0 && (c.shiftEnd === null || c.shiftEnd > now));
+  // Couriers finishing their trip within the look-ahead are planned from their last drop-off.
+  const couriers = input.couriers.filter(
+    (c) => !c.offered && (c.carrying === 0 || (c.freeAt <= now + params.busyLookaheadMinutes && c.carrying < params.maxBundle)) && (c.shiftEnd === null || c.shiftEnd > now),
+  );
   const orders = input.orders.filter((o) => o.readyAt <= now + params.horizonMinutes);
   if (couriers.length === 0 || orders.length === 0) return [];
 
@@ -86,9 +89,9 @@ function bundleCost<P>(input: PlanInput<P>, pickup: P, orders: readonly PlanOrde
 }
 
 /**
- * One bundle per order while couriers suffice. When orders outnumber free couriers, orders of one
- * restaurant (by ready time) join the bundle they lengthen least, up to ⌈orders ÷ couriers⌉ each (and
- * `maxBundle`), when that costs their bundle at most `bundleMaxExtraMinutes` of click-to-door.
+ * One bundle per order while couriers suffice. When orders per free courier exceed
+ * `bundleFromOrdersPerCourier`, orders of one restaurant (by ready time) join the bundle they lengthen
+ * least, up to ⌈orders ÷ couriers⌉ each (at least 2, at most `maxBundle`), when that costs their bundle at most `bundleMaxExtraMinutes` of click-to-door.
  */
 function makeBundles<P>(input: PlanInput<P>, orders: readonly PlanOrder<P>[], freeCouriers: number, params: BatchedParams): Bundle<P>[] {
   const byRestaurant = new Map<string, PlanOrder<P>[]>();
@@ -97,7 +100,8 @@ function makeBundles<P>(input: PlanInput<P>, orders: readonly PlanOrder<P>[], fr
     if (list) list.push(o);
     else byRestaurant.set(o.restaurantId, [o]);
   }
-  const size = Math.min(params.maxBundle, Math.ceil(orders.length / freeCouriers));
+  const perCourier = orders.length / freeCouriers;
+  const size = perCourier > params.bundleFromOrdersPerCourier ? Math.min(params.maxBundle, Math.max(2, Math.ceil(perCourier))) : 1;
   const bundles: Bundle<P>[] = [];
   for (const [restaurantId, list] of byRestaurant) {
     const pickup = list[0]!.pickup;

@@ -16,11 +16,13 @@ export const DEFAULT_BATCHED: BatchedParams = {
   intervalMinutes: 2,
   horizonMinutes: 30,
   maxBundle: 3,
-  bundleMaxExtraMinutes: 15,
+  bundleMaxExtraMinutes: 25,
+  bundleFromOrdersPerCourier: 1,
+  busyLookaheadMinutes: 10,
   targetMinutes: 40,
   latePenalty: 1,
   waitWeight: 0.5,
-  approachWeight: 0.5,
+  approachWeight: 2,
   commitSlackMinutes: 0,
 };
 

@@ -64,8 +64,12 @@ export type BatchedParams = {
   horizonMinutes: Minutes;
   /** Most orders in one bundle (and on one courier at once). */
   maxBundle: number;
+  /** Orders of one restaurant are bundled when planned orders per free courier exceed this. */
+  bundleFromOrdersPerCourier: number;
   /** An order joins a bundle only when that adds at most this many minutes of click-to-door to the bundle. */
   bundleMaxExtraMinutes: Minutes;
+  /** A courier still on a trip is planned too when it finishes within this many minutes (from its last drop-off). */
+  busyLookaheadMinutes: Minutes;
   /** Click-to-door target: minutes past it cost `latePenalty` more per minute. */
   targetMinutes: Minutes;
   latePenalty: number;

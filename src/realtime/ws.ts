@@ -53,6 +53,8 @@ const FRAME_BURST = 100;
 const RECONCILE_MS = 2_000;
 /** Orders changed more recently than this are left to the relay (their publish may be in flight). */
 const RECONCILE_QUIET_MS = 1_000;
+/** Each pass over restaurant and courier topics reads back this far before the previous one (clock skew, commits in flight). */
+const FEED_RECONCILE_OVERLAP_MS = 10_000;
 /**
  * Order ids per version query of the reconciliation. The engine runs one command at a time, so
  * one query over every watched order would hold up the PATCHes' compare-and-sets behind it
@@ -139,6 +141,8 @@ export class RealtimeHub {
   private readonly sweeper: ReturnType<typeof setInterval>;
   private readonly reconciler: ReturnType<typeof setInterval> | null = null;
   private reconciling = false;
+  /** Restaurant and courier topics: when the reconciliation last read their orders (epoch ms). */
+  private readonly feedCheckedAt = new Map<string, number>();
   /** Per order with local subscribers: when a change last reached this bus, and whether it was final. */
   private readonly lastChange = new Map<string, { atMs: number; final: boolean }>();
   private readonly unlisten: Array<() => void>;
@@ -421,10 +425,42 @@ export class RealtimeHub {
           if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
         }
       }
+      await this.reconcileFeeds();
     } catch (err) {
       this.log.warn("comparing subscribed orders with the database failed; retrying", { err: err instanceof Error ? err : String(err) });
     } finally {
       this.reconciling = false;
+    }
+  }
+
+  /**
+   * Restaurant and courier topics with local subscribers (chaos finding F5): the orders of each
+   * that changed since the previous pass (minus FEED_RECONCILE_OVERLAP_MS) are compared with
+   * what the bus delivered, and what this instance missed is redelivered, in seq order. An
+   * order the bus never delivered gets its changes from that window on.
+   */
+  private async reconcileFeeds(): Promise<void> {
+    const feeds = new Set<string>();
+    for (const conn of this.connections.values()) {
+      for (const topic of conn.subscribed) if (parseTopic(topic)?.kind !== "order") feeds.add(topic);
+    }
+    for (const topic of this.feedCheckedAt.keys()) if (!feeds.has(topic)) this.feedCheckedAt.delete(topic);
+    const now = Date.now();
+    for (const topic of feeds) {
+      const parsed = parseTopic(topic);
+      if (!parsed) continue;
+      const sinceMs = (this.feedCheckedAt.get(topic) ?? now) - FEED_RECONCILE_OVERLAP_MS;
+      const scope = parsed.kind === "restaurant" ? { restaurantId: parsed.id } : { courierId: parsed.id };
+      const orders = await this.sources.ordersChangedSince(scope, new Date(sinceMs), this.cfg.WS_REPLAY_MAX_EVENTS);
+      for (const order of orders) {
+        // A change of the last second may still be on its way through the bus.
+        if (now - Date.parse(order.updatedAt) < RECONCILE_QUIET_MS) continue;
+        const before = order.history.filter((e) => Date.parse(e.at) < sinceMs).at(-1)?.seq ?? 0;
+        const from = this.deps.bus.deliveredSeq(order.id) ?? before;
+        if (order.version > from) this.deps.bus.redeliver?.(changesFromOrder(order, from));
+      }
+      // The next pass starts where this one read, less the overlap (quiet orders are read again then).
+      this.feedCheckedAt.set(topic, now);
     }
   }
 

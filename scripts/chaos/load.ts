@@ -343,7 +343,9 @@ export class Load {
   private onFeedFrame(socket: ResilientSocket | null, feed: FeedState, frame: Frame): void {
     if (frame.topic !== feed.watch.topic) return;
     if ((frame.type === "order.updated" || frame.type === "order.created") && typeof frame.orderId === "string") {
-      feed.watch.received.push({ orderId: frame.orderId, seq: frame.seq as number, status: frame.status as string, event: frame.event as string });
+      // order.created carries the order, not status and event (API.md): it is always PLACE/placed.
+      const created = frame.type === "order.created";
+      feed.watch.received.push({ orderId: frame.orderId, seq: frame.seq as number, status: created ? "placed" : (frame.status as string), event: created ? "PLACE" : (frame.event as string) });
       const at = Date.parse(String(frame.at ?? ""));
       if (Number.isFinite(at)) feed.lastAtMs = Math.max(feed.lastAtMs ?? at, at);
       this.learn(frame.order as Order);
@@ -498,6 +500,10 @@ export class Load {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    // Changes after this (dispatch of orders still open) are not expected on any socket.
+    const until = Date.now();
+    for (const f of this.feeds) f.watch.untilMs ??= until;
+    for (const c of this.customers) for (const w of c.watches.values()) w.watch.untilMs ??= until;
     await Promise.allSettled([...this.work]);
     for (const c of this.customers) c.socket?.close();
     for (const c of this.couriers) c.socket?.close();
@@ -708,7 +714,8 @@ export class Load {
       this.spawn("accept", async () => {
         try {
           await this.pause(this.between(100, 500));
-          const res = await this.request("POST", `/orders/${orderId}/offer/accept`, { user: courier });
+          const res = await this.assignOrGiveUp(courier, `/orders/${orderId}/offer/accept`, orderId, "OFFER_ACCEPT");
+          if (res === null) return await this.deliver(courier, orderId);
           if (res.status === 200) {
             const order = res.body as Order;
             this.acks.push({ kind: "accept", orderId, by: { role: "courier", id: courier.id }, version: order.version, status: order.status, courierId: order.courierId });
@@ -741,7 +748,8 @@ export class Load {
     const [orderId] = candidates[Math.floor(this.random() * candidates.length)];
     courier.busy = true;
     try {
-      const res = await this.request("POST", `/orders/${orderId}/claim`, { user: courier });
+      const res = await this.assignOrGiveUp(courier, `/orders/${orderId}/claim`, orderId, "ASSIGN_COURIER");
+      if (res === null) return await this.deliver(courier, orderId);
       if (res.status === 200) {
         const order = res.body as Order;
         this.acks.push({ kind: "claim", orderId, by: { role: "courier", id: courier.id }, version: order.version, status: order.status, courierId: order.courierId });
@@ -752,6 +760,22 @@ export class Load {
       await this.deliver(courier, orderId);
     } finally {
       courier.busy = false;
+    }
+  }
+
+  /**
+   * An accept or claim. When no instance answered it in time, the courier's app looks the order
+   * up, as a real one would: null when it was applied after all (the courier carries it now).
+   */
+  private async assignOrGiveUp(courier: Courier, path: string, orderId: string, event: string): Promise<Answer | null> {
+    try {
+      return await this.request("POST", path, { user: courier });
+    } catch (err) {
+      if (err instanceof GaveUp && (await this.appliedBy(courier, orderId, (e) => e.event === event && e.by.id === courier.id))) {
+        this.note(orderId, "client", `${path}: no answer, yet applied: courier ${courier.id} carries it on`);
+        return null;
+      }
+      throw err;
     }
   }
 

@@ -103,6 +103,7 @@ type Connection = {
 export type FeedSources = AccessSources & {
   ordersChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<OrderModel.order[]>;
   orderVersions(ids: string[]): Promise<Map<string, number>>;
+  versionsChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<Array<{ id: string; version: number; updatedAt: Date }>>;
 };
 
 function sourcesFor(deps: AppDeps): { sources: FeedSources } {
@@ -116,6 +117,7 @@ function sourcesFor(deps: AppDeps): { sources: FeedSources } {
       findUser: (id) => users.findById(id),
       ordersChangedSince: (scope, since, limit) => orders.changedSince(scope, since, limit),
       orderVersions: (ids) => orders.versionsOf(ids),
+      versionsChangedSince: (scope, since, limit) => orders.versionsChangedSince(scope, since, limit),
     },
   };
 }
@@ -451,13 +453,17 @@ export class RealtimeHub {
       if (!parsed) continue;
       const sinceMs = (this.feedCheckedAt.get(topic) ?? now) - FEED_RECONCILE_OVERLAP_MS;
       const scope = parsed.kind === "restaurant" ? { restaurantId: parsed.id } : { courierId: parsed.id };
-      const orders = await this.sources.ordersChangedSince(scope, new Date(sinceMs), this.cfg.WS_REPLAY_MAX_EVENTS);
-      for (const order of orders) {
+      // By id and version; a whole order is read only when the version shows a missed change.
+      const changed = await this.sources.versionsChangedSince(scope, new Date(sinceMs), this.cfg.WS_REPLAY_MAX_EVENTS);
+      for (const { id, version, updatedAt } of changed) {
         // A change of the last second may still be on its way through the bus.
-        if (now - Date.parse(order.updatedAt) < RECONCILE_QUIET_MS) continue;
-        const before = order.history.filter((e) => Date.parse(e.at) < sinceMs).at(-1)?.seq ?? 0;
-        const from = this.deps.bus.deliveredSeq(order.id) ?? before;
-        if (order.version > from) this.deps.bus.redeliver?.(changesFromOrder(order, from));
+        if (now - updatedAt.getTime() < RECONCILE_QUIET_MS) continue;
+        const delivered = this.deps.bus.deliveredSeq(id);
+        if (delivered !== undefined && version <= delivered) continue;
+        const stored = await this.sources.findOrder(id);
+        if (!stored) continue;
+        const before = stored.order.history.filter((e) => Date.parse(e.at) < sinceMs).at(-1)?.seq ?? 0;
+        this.deps.bus.redeliver?.(changesFromOrder(stored.order, delivered ?? before));
       }
       // The next pass starts where this one read, less the overlap (quiet orders are read again then).
       this.feedCheckedAt.set(topic, now);

@@ -234,6 +234,15 @@ describe("restaurant and courier topics (issue 11)", () => {
     expect(checkFeed([o], feed("restaurant", "r-2", all.slice(0, 1)))[0].detail).toContain("not an event of this topic");
     expect(checkFeed([o], feed("courier", "k3", entries(9)))[0].detail).toContain("missing 8 OFFER_ACCEPT");
   });
+
+  test("changes committed after the load stopped watching (less 2 s) are not required, on any topic", () => {
+    const stoppedAt = T0 + 6_000; // DELIVER (6.5 s) and MARK_READY (5 s, within the 2 s grace) came after
+    const cut = { ...feed("restaurant", "r-1", entries(1).slice(0, 9)), untilMs: stoppedAt };
+    expect(checkFeed([o], cut)).toEqual([]);
+    expect(checkFeed([o], { ...cut, untilMs: undefined })[0].detail).toContain("missing 10 MARK_READY");
+    const w: Watch = { orderId: "f1", watcher: "c", firstSeq: 1, resumes: 0, received: entries(2).slice(0, 8), untilMs: stoppedAt };
+    expect(checkWatch(o, w)).toEqual([]);
+  });
 });
 
 describe("orders left open", () => {

@@ -3,14 +3,13 @@ import { authPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import type { Principal } from "../../vocabulary";
 import { Unauthorized } from "../../errors";
+import { problemSchema } from "../../http/problem";
 import { numericQuery } from "../../http/query";
-import { RestaurantRepository } from "../restaurants/repository";
+import type { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
 import { OrderActorRegistry, type RegistryDeps } from "./registry";
-import { OrderRepository } from "./repository";
+import type { OrderRepository } from "./repository";
 import { OrderService } from "./service";
-
-const problemRef = t.Object({ type: t.String(), title: t.String(), status: t.Integer(), detail: t.String() }, { additionalProperties: true });
 
 /** `If-Match: 3`, `"3"` or `W/"3"` → 3. */
 function parseIfMatch(header: string | undefined): number | undefined {
@@ -18,12 +17,19 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(header.replace(/^W\//, "").replaceAll('"', ""));
 }
 
-/** The orders' domain objects, built once per app and shared with dispatch (modules/couriers). */
-export type OrdersCore = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
+/** The orders' running parts, built once by the composition root and shared with dispatch (modules/couriers). */
+export type OrdersRuntime = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
 
-/** `estimate`: the ETA written with each transition (modules/couriers provides it). */
-export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"> = {}): OrdersCore {
-  const repo = new OrderRepository(deps.db.db);
+/**
+ * Builds and starts the orders' actor registry and service on repositories built once.
+ * `estimate`: the ETA written with each transition (modules/couriers provides it).
+ */
+export function createOrders(
+  deps: AppDeps,
+  repos: { orders: OrderRepository; restaurants: RestaurantRepository },
+  hooks: Pick<RegistryDeps, "estimate"> = {},
+): OrdersRuntime {
+  const repo = repos.orders;
   const registry = new OrderActorRegistry({
     repo,
     bus: deps.bus,
@@ -40,7 +46,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
   deps.metrics.observe("orderActors", () => registry.size);
   const orders = new OrderService({
     repo,
-    restaurants: new RestaurantRepository(deps.db.db),
+    restaurants: repos.restaurants,
     registry,
     bus: deps.bus,
     clock: deps.clock,
@@ -51,8 +57,8 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
 }
 
 /** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
-export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
-  const { registry, service: orders } = core;
+export function ordersModule(deps: AppDeps, runtime: OrdersRuntime) {
+  const { service: orders } = runtime;
   return new Elysia({ name: "orders", prefix: "/orders" })
     .use(authPlugin(deps.config))
     .macro({
@@ -72,7 +78,6 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         },
       }),
     })
-    .onStop(() => registry.stop())
     .post(
       "",
       async ({ body, headers, principal, status }) => {
@@ -116,7 +121,7 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         orderParty: "write",
         body: OrderModel.patch,
         headers: OrderModel.patchHeaders,
-        response: { 200: OrderModel.order, 409: problemRef, 412: problemRef },
+        response: { 200: OrderModel.order, 409: problemSchema, 412: problemSchema },
         detail: {
           summary: "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch)",
           tags: ["orders"],
@@ -127,7 +132,7 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
     .post("/:id/claim", ({ params, principal }) => orders.claim(principal, params.id), {
       params: OrderModel.params,
       auth: ["courier"],
-      response: { 200: OrderModel.order, 409: problemRef },
+      response: { 200: OrderModel.order, 409: problemSchema },
       detail: {
         summary: "Claim an accepted, preparing or ready_for_pickup order that has no courier (courier)",
         tags: ["orders"],

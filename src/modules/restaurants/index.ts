@@ -4,12 +4,12 @@ import type { AppDeps } from "../../deps";
 import { Forbidden } from "../../errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantModel } from "./model";
-import { RestaurantRepository } from "./repository";
+import type { RestaurantRepository } from "./repository";
 import { RestaurantService } from "./service";
 
 /** Restaurants: public reads and discovery, owner-or-admin writes. */
-export function restaurantsModule(deps: AppDeps) {
-  const service = new RestaurantService(new RestaurantRepository(deps.db.db), deps.clock);
+export function restaurantsModule(deps: AppDeps, restaurants: RestaurantRepository) {
+  const service = new RestaurantService(restaurants, deps.clock);
 
   return new Elysia({ name: "restaurants", prefix: "/restaurants" })
     .use(authPlugin(deps.config))

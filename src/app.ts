@@ -14,6 +14,7 @@ import { MAX_FIX_FUTURE_MS } from "./modules/couriers/locations";
 import { CourierRepository, ensureCourierIndexes } from "./modules/couriers/repository";
 import { healthModule } from "./modules/health";
 import { createOrders, ordersModule } from "./modules/orders";
+import { ensureIdempotencyKeyIndexes, IdempotencyKeys } from "./modules/orders/idempotency-keys";
 import { ensureOrderIndexes, OrderRepository } from "./modules/orders/repository";
 import { restaurantsModule } from "./modules/restaurants";
 import { ensureRestaurantIndexes, RestaurantRepository } from "./modules/restaurants/repository";
@@ -37,6 +38,7 @@ export async function createApp(deps: AppDeps) {
     users: new UserRepository(db.db),
     restaurants: new RestaurantRepository(db.db),
     orders: new OrderRepository(db.db),
+    idempotencyKeys: new IdempotencyKeys(db.db),
     couriers: new CourierRepository(db.db),
   };
   // A relay gap (a change another instance published that never arrived) is read back here.
@@ -44,7 +46,7 @@ export async function createApp(deps: AppDeps) {
     const stored = await repos.orders.findById(orderId);
     return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
   });
-  for (const ensure of [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes, ensureCourierIndexes]) await ensure(db.db);
+  for (const ensure of [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes, ensureIdempotencyKeyIndexes, ensureCourierIndexes]) await ensure(db.db);
   await bootstrapAdmin(repos.users, deps);
 
   // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.

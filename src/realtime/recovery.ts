@@ -15,6 +15,12 @@ import type { RealtimeSources } from "./sources";
 const RECONCILE_MS = 2_000;
 /** Orders changed more recently than this are left to the relay (their publish may be in flight). */
 const RECONCILE_QUIET_MS = 1_000;
+/**
+ * Order ids per version query of the reconciliation. The engine runs one command at a time, so
+ * one query over every watched order would hold up the PATCHes' compare-and-sets behind it
+ * (docs/realtime.md, "Reconciliation cost").
+ */
+export const RECONCILE_BATCH = 128;
 
 type RecoveryDeps = {
   bus: EventBus;
@@ -179,15 +185,17 @@ export class Reconciler {
         else if (last.final || now - last.atMs < RECONCILE_QUIET_MS) continue;
         check.push(orderId);
       }
-      if (check.length === 0) return;
-      const versions = await sources.orderVersions(check);
-      for (const orderId of check) {
-        const version = versions.get(orderId);
-        if (version === undefined) continue;
-        const from = bus.deliveredSeq(orderId) ?? this.deps.catchUps.lowestLastSent(orderId) ?? version;
-        if (version <= from) continue;
-        const stored = await sources.findOrder(orderId);
-        if (stored) bus.redeliver(changesFromOrder(stored.order, from));
+      for (let i = 0; i < check.length; i += RECONCILE_BATCH) {
+        const batch = check.slice(i, i + RECONCILE_BATCH);
+        const versions = await sources.orderVersions(batch);
+        for (const orderId of batch) {
+          const version = versions.get(orderId);
+          if (version === undefined) continue;
+          const from = bus.deliveredSeq(orderId) ?? this.deps.catchUps.lowestLastSent(orderId) ?? version;
+          if (version <= from) continue;
+          const stored = await sources.findOrder(orderId);
+          if (stored) bus.redeliver(changesFromOrder(stored.order, from));
+        }
       }
     } catch (err) {
       this.deps.log.warn("comparing subscribed orders with the database failed; retrying", { err: errorField(err) });

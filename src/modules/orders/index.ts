@@ -8,6 +8,8 @@ import { numericQuery } from "../../http/query";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
 import { OrderActorRegistry, type RegistryDeps } from "./registry";
+import { parseIdempotencyKey } from "./idempotency";
+import type { IdempotencyKeys } from "./idempotency-keys";
 import type { OrderRepository } from "./repository";
 import { OrderService } from "./service";
 
@@ -26,7 +28,7 @@ export type OrdersRuntime = { repo: OrderRepository; registry: OrderActorRegistr
  */
 export function createOrders(
   deps: AppDeps,
-  repos: { orders: OrderRepository; restaurants: RestaurantRepository },
+  repos: { orders: OrderRepository; idempotencyKeys: IdempotencyKeys; restaurants: RestaurantRepository },
   hooks: Pick<RegistryDeps, "estimate"> = {},
 ): OrdersRuntime {
   const repo = repos.orders;
@@ -46,6 +48,7 @@ export function createOrders(
   deps.metrics.observe("orderActors", () => registry.size);
   const orders = new OrderService({
     repo,
+    keys: repos.idempotencyKeys,
     restaurants: repos.restaurants,
     registry,
     bus: deps.bus,
@@ -81,16 +84,18 @@ export function ordersModule(deps: AppDeps, runtime: OrdersRuntime) {
     .post(
       "",
       async ({ body, headers, principal, status }) => {
-        const { created, order } = await orders.place(principal, body, headers["idempotency-key"]);
+        const key = headers["idempotency-key"];
+        const { created, order } = await orders.place(principal, body, key === undefined ? undefined : parseIdempotencyKey(key));
         return created ? status(201, order) : status(200, order);
       },
       {
         auth: ["customer"],
         body: OrderModel.create,
         headers: OrderModel.createHeaders,
-        response: { 200: OrderModel.order, 201: OrderModel.order },
+        response: { 200: OrderModel.order, 201: OrderModel.order, 409: problemSchema, 422: problemSchema },
         detail: {
-          summary: "Place an order (customer); prices come from the menu. Idempotency-Key: a repeat returns the same order with 200",
+          summary:
+            "Place an order (customer); prices come from the menu. Idempotency-Key (IETF draft): a repeat with the same body returns the same order with 200; another body with the same key is 422; a repeat while the first is in flight is 409",
           tags: ["orders"],
           security: [{ bearer: [] }],
         },

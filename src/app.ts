@@ -19,6 +19,7 @@ import type { Metrics } from "./metrics";
 import { httpMetricsPlugin, metricsModule } from "./http/metrics";
 import { demoModule } from "./demo";
 import { OrderRepository } from "./modules/orders/repository";
+import { UserRepository } from "./modules/auth/repository";
 
 /** Time source, injected so tests can move it. */
 export type Clock = { now(): Date };
@@ -44,8 +45,9 @@ export type AppDeps = {
 };
 
 /** The auth plugin instance every feature uses, so its macro and token helpers are typed. */
-export function guardFor(deps: Pick<AppDeps, "config">) {
-  return authPlugin({ secret: deps.config.JWT_SECRET, ttlSeconds: deps.config.JWT_TTL_SECONDS });
+export function guardFor(deps: Pick<AppDeps, "config" | "db">) {
+  const users = new UserRepository(deps.db.db);
+  return authPlugin({ secret: deps.config.JWT_SECRET, ttlSeconds: deps.config.JWT_TTL_SECONDS, currentRole: (id) => users.roleOf(id) });
 }
 
 export function createApp(deps: AppDeps) {

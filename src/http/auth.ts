@@ -13,7 +13,12 @@ function isRole(value: unknown): value is Role {
   return typeof value === "string" && (ROLES as readonly string[]).includes(value);
 }
 
-export type TokenOptions = { secret: string; ttlSeconds: number };
+export type TokenOptions = {
+  secret: string;
+  ttlSeconds: number;
+  /** The user's role as stored now; null when there is no such user (deleted): its tokens stop working. */
+  currentRole: (userId: string) => Promise<Role | null>;
+};
 
 /**
  * JWT signing and the `auth` macro. A route declares who may call it next to its definition:
@@ -26,11 +31,12 @@ export function authPlugin(opts: TokenOptions) {
     .derive({ as: "global" }, ({ jwt }) => ({
       /** Signs a token for a user; the only place tokens are made. */
       issueToken: (principal: Principal) => jwt.sign({ sub: principal.id, role: principal.role }),
-      /** Verifies a raw token (HS256 only); null when absent, malformed, expired or forged. */
+      /** Verifies a raw token (HS256 only); null when absent, malformed, expired, forged, or its user is gone or has another role. */
       verifyToken: async (token: string | undefined | null): Promise<Principal | null> => {
         if (!token) return null;
         const payload = await jwt.verify(token, { algorithms: ["HS256"] }).catch(() => false as const);
         if (!payload || typeof payload.sub !== "string" || !isRole(payload.role) || typeof payload.exp !== "number") return null;
+        if ((await opts.currentRole(payload.sub)) !== payload.role) return null;
         noteUser(payload.sub); // the access log and later log lines of this request name the caller
         return { id: payload.sub, role: payload.role };
       },

@@ -144,7 +144,7 @@ describe("no JWT_SECRET, several processes", () => {
     expect(keyLogs(second)).toEqual([REUSED_LOG]);
     expect(await bearer(second.url, "/couriers?lat=1&lng=1", token)).toBe(200);
     await second.stop("SIGTERM");
-  });
+  }, 60_000);
 
   test("two instances starting together on one standalone engine agree on one key", async () => {
     const engine = await startEngineProcess();
@@ -161,5 +161,5 @@ describe("no JWT_SECRET, several processes", () => {
     } finally {
       await engine.stop();
     }
-  });
+  }, 60_000);
 });

@@ -1,16 +1,19 @@
 import type { Server } from "bun";
-import { createApp, systemClock, type AppDeps, type Clock } from "./app";
+import { createApp } from "./app";
+import { systemClock, type Clock } from "./clock";
+import type { AppDeps } from "./deps";
 import { withJwtSecret, type Config, type EnvConfig } from "./config";
 import { deploymentJwtSecret } from "./db/jwt-secret";
 import { COLLECTIONS, connectDatabase, type Database } from "./db/mongo";
 import { ensureIndexes } from "./db/indexes";
 import { createLogger, type Logger } from "./log";
 import { MAX_BODY_BYTES } from "./http/problem";
-import { LocalEventBus, type EventBus, type TopicPublisher } from "./realtime/bus";
+import { LocalEventBus } from "./realtime/bus";
+import type { EventBus, TopicPublisher } from "./events/bus";
 import { bootstrapAdmin } from "./modules/auth/service";
 import { RedisEventBus } from "./realtime/redis-relay";
 import { RedisLimits } from "./http/redis-limits";
-import { changesFromOrder } from "./realtime/history";
+import { changesFromOrder } from "./events/change";
 import { OrderRepository } from "./modules/orders/repository";
 import { Metrics } from "./metrics";
 

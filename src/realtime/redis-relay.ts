@@ -1,6 +1,7 @@
 import { Redis } from "ioredis";
 import type { Logger } from "../log";
-import { LocalEventBus, type OrderChange } from "./bus";
+import { LocalEventBus } from "./bus";
+import type { OrderChange } from "../events/change";
 import { ChangeSequencer } from "./sequencer";
 
 /** What travels on the Redis channel: one committed change, or one transient topic message. */

@@ -1,10 +1,12 @@
 import { Elysia } from "elysia";
 import type { ServerWebSocket } from "bun";
-import { guardFor, type AppDeps } from "../app";
+import { authPlugin } from "../http/auth";
+import type { AppDeps } from "../deps";
 import type { Config } from "../config";
-import type { Principal } from "../http/auth";
-import { Unauthorized } from "../http/errors";
+import type { Principal } from "../vocabulary";
+import { Unauthorized } from "../errors";
 import { MemoryConnectionLimiter } from "../http/connection-limit";
+import { isFinalStatus } from "../vocabulary";
 import type { Logger } from "../log";
 import { UserRepository } from "../modules/auth/repository";
 import { MAX_FIX_FUTURE_MS, type CourierLocations } from "../modules/couriers/locations";
@@ -13,25 +15,11 @@ import { OrderRepository } from "../modules/orders/repository";
 import type { OrderModel } from "../modules/orders/model";
 import { RestaurantRepository } from "../modules/restaurants/repository";
 import { checkTopicAccess, type AccessSources } from "./access";
-import { messagesFor } from "./bus";
-import { changesFromOrder, feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
-import { isFinalStatus } from "../modules/orders/machine";
+import { messagesFor } from "../events/change";
+import { changesFromOrder } from "../events/change";
+import { feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
 import { decodeClientMessage, type RealtimeModel } from "./model";
-import { parseTopic, type TopicKind } from "./topics";
-
-/**
- * Test seams around a subscribe, so a test can commit changes at the racy moments instead of
- * sleeping. `beforeRead`: the live buffer is listening, nothing is read yet (changes committed
- * now appear in both the replay and the buffer). `beforeSend`: the replay is read, nothing is
- * sent yet (changes committed now appear only in the buffer). `beforePublish`: the orders
- * registry has committed a change and not yet published it (a subscribe that reads now sees
- * it, and the bus delivers it later).
- */
-export type RealtimeHooks = {
-  beforeRead?: (info: { topic: string; principalId: string }) => Promise<void>;
-  beforeSend?: (info: { topic: string; principalId: string }) => Promise<void>;
-  beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void>;
-};
+import { parseTopic, type TopicKind } from "../events/topics";
 
 /** Bun's server-wide WebSocket settings (Bun applies them per server, not per route). */
 export function realtimeServerOptions(config: Pick<Config, "WS_MAX_FRAME_BYTES" | "WS_IDLE_TIMEOUT_SECONDS" | "WS_MAX_BUFFERED_BYTES">) {
@@ -582,7 +570,7 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
     if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
   };
   return new Elysia({ name: "realtime" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps))
     .decorate("realtime", hub)
     .onStop(() => hub.shutdown())
     .resolve(async ({ query, verifyToken }) => {

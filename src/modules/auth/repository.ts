@@ -51,13 +51,6 @@ export class UserRepository {
     return doc ? { user: toDomain(doc), passwordHash: doc.passwordHash } : null;
   }
 
-  /** The user's role, or null when there is no such user (one indexed read of one field). */
-  async roleOf(id: string): Promise<AuthModel.role | null> {
-    if (!/^[0-9a-f]{24}$/i.test(id)) return null;
-    const doc = await this.col.findOne({ _id: new ObjectId(id) }, { projection: { _id: 0, role: 1 } });
-    return doc?.role ?? null;
-  }
-
   async findById(id: string): Promise<AuthModel.user | null> {
     if (!/^[0-9a-f]{24}$/i.test(id)) return null;
     const doc = await this.col.findOne({ _id: new ObjectId(id) }, { projection: { passwordHash: 0 } });

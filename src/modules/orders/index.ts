@@ -1,7 +1,8 @@
 import { Elysia, t } from "elysia";
-import { guardFor, type AppDeps } from "../../app";
-import type { Principal } from "../../http/auth";
-import { Unauthorized } from "../../http/errors";
+import { authPlugin } from "../../http/auth";
+import type { AppDeps } from "../../deps";
+import type { Principal } from "../../vocabulary";
+import { Unauthorized } from "../../errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
@@ -53,7 +54,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
 export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
   const { registry, service: orders } = core;
   return new Elysia({ name: "orders", prefix: "/orders" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps))
     .macro({
       /**
        * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)

@@ -1,9 +1,11 @@
-import type { Clock } from "../../app";
+import type { Clock } from "../../clock";
 import type { Config } from "../../config";
-import type { Principal } from "../../http/auth";
-import { Conflict, IllegalTransition, NotFound } from "../../http/errors";
+import { isClaimableStatus, type Principal } from "../../vocabulary";
+import { Conflict, IllegalTransition, NotFound } from "../../errors";
 import type { Logger } from "../../log";
-import type { EventBus } from "../../realtime/bus";
+import type { EventBus } from "../../events/bus";
+import { latestChange } from "../../events/change";
+import { isParty } from "../../events/order";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { estimateEta } from "./eta";
 import { dispatchViewOf, eventForTarget, initialOrderSnapshot, persistSnapshot, timersOf } from "./machine";
@@ -21,23 +23,6 @@ export type OrderServiceDeps = {
   config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID" | "ACCEPT_TIMEOUT_SECONDS" | "COURIER_SPEED_MPS" | "DISPATCH_RETRY_SECONDS">;
   log: Logger;
 };
-
-/** Statuses in which any courier may claim an order that has no courier (API.md). */
-const CLAIM_WINDOW: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup"];
-
-/** Whether `who` takes part in the order (and so may see it). */
-export function isParty(who: Principal, stored: StoredOrder): boolean {
-  switch (who.role) {
-    case "admin":
-      return true;
-    case "customer":
-      return stored.order.customerId === who.id;
-    case "restaurant":
-      return stored.restaurantOwnerId === who.id;
-    case "courier":
-      return stored.order.courierId === who.id;
-  }
-}
 
 function scopeOf(who: Principal): OrderScope {
   switch (who.role) {
@@ -154,27 +139,15 @@ export class OrderService {
       // (API.md: 409). Outside it, a courier who takes no part gets the missing-order answer.
       if (err instanceof Conflict) {
         const stored = this.deps.registry.peek(orderId) ?? (await this.deps.repo.findById(orderId));
-        if (stored && !isParty(courier, stored) && !CLAIM_WINDOW.includes(stored.order.status)) throw new NotFound(`order ${orderId} not found`);
+        if (stored && !isParty(courier, stored) && !isClaimableStatus(stored.order.status)) throw new NotFound(`order ${orderId} not found`);
       }
       throw err;
     }
   }
 
   private announceCreated(order: OrderModel.order): void {
-    const first = order.history[0];
     try {
-      this.deps.bus.publish({
-        type: "order.created",
-        orderId: order.id,
-        seq: first.seq,
-        status: order.status,
-        prevStatus: null,
-        event: first.event,
-        at: first.at,
-        by: first.by,
-        order,
-        origin: this.deps.config.INSTANCE_ID,
-      });
+      this.deps.bus.publish(latestChange(order, this.deps.config.INSTANCE_ID));
     } catch (err) {
       this.deps.log.error("publishing a new order failed", { orderId: order.id, err: err instanceof Error ? err : String(err) });
     }

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { OrderChange } from "../../../src/realtime/bus";
+import type { OrderChange } from "../../../src/events/change";
 import { startTestServer, type Registered, type TestServer } from "../../helpers/server";
 import { expectedAllowed, STATUSES, type Status, type Who } from "./api-table";
 import { cast, createRestaurant, DELIVER_TO, orderIn, patch, placeOrder, RESTAURANT_AT, type Cast, type Order } from "./fixtures";

@@ -53,6 +53,12 @@ const FRAME_BURST = 100;
 const RECONCILE_MS = 2_000;
 /** Orders changed more recently than this are left to the relay (their publish may be in flight). */
 const RECONCILE_QUIET_MS = 1_000;
+/**
+ * Order ids per version query of the reconciliation. The engine runs one command at a time, so
+ * one query over every watched order would hold up the PATCHes' compare-and-sets behind it
+ * (docs/realtime.md, "Reconciliation cost").
+ */
+export const RECONCILE_BATCH = 128;
 
 type Socket = ServerWebSocket<unknown>;
 
@@ -402,16 +408,18 @@ export class RealtimeHub {
         else if (last.final || now - last.atMs < RECONCILE_QUIET_MS) continue;
         check.push(orderId);
       }
-      if (check.length === 0) return;
-      const versions = await this.sources.orderVersions(check);
-      for (const orderId of check) {
-        const version = versions.get(orderId);
-        if (version === undefined) continue;
-        const entries = this.catchUpByTopic.get(`order:${orderId}`);
-        const from = this.deps.bus.deliveredSeq(orderId) ?? (entries?.size ? Math.min(...[...entries].map((e) => e.lastSent)) : version);
-        if (version <= from) continue;
-        const stored = await this.sources.findOrder(orderId);
-        if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
+      for (let i = 0; i < check.length; i += RECONCILE_BATCH) {
+        const batch = check.slice(i, i + RECONCILE_BATCH);
+        const versions = await this.sources.orderVersions(batch);
+        for (const orderId of batch) {
+          const version = versions.get(orderId);
+          if (version === undefined) continue;
+          const entries = this.catchUpByTopic.get(`order:${orderId}`);
+          const from = this.deps.bus.deliveredSeq(orderId) ?? (entries?.size ? Math.min(...[...entries].map((e) => e.lastSent)) : version);
+          if (version <= from) continue;
+          const stored = await this.sources.findOrder(orderId);
+          if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
+        }
       }
     } catch (err) {
       this.log.warn("comparing subscribed orders with the database failed; retrying", { err: err instanceof Error ? err : String(err) });

@@ -56,6 +56,8 @@ export const ConfigSchema = T.Object({
   /** Durable timers: how often each instance looks for due ones, and how long a claim holds. */
   TIMER_SWEEP_INTERVAL_MS: T.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
   TIMER_LEASE_MS: T.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  /** A move that keeps losing the compare-and-set to other writers is retried this long, then answered 503. */
+  ORDER_CONTENTION_RETRY_MS: T.Integer({ minimum: 10, maximum: 60_000, default: 3_000 }),
   SHUTDOWN_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
   /** WebSocket: largest client frame answered normally; larger ones get an error frame (4× this closes with 1009). */
   WS_MAX_FRAME_BYTES: T.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 16 * 1024 }),

@@ -9,7 +9,9 @@ import type { OrdersCore } from "../orders";
 import { statusOf } from "../orders/machine";
 import { OrderModel } from "../orders/model";
 import type { RegistryDeps } from "../orders/registry";
+import { OrderRepository } from "../orders/repository";
 import { RestaurantRepository } from "../restaurants/repository";
+import { CourierCapacity } from "./capacity";
 import type { DispatchPolicy } from "./dispatch";
 import { Dispatcher } from "./dispatcher";
 import { CourierLocations } from "./locations";
@@ -51,6 +53,17 @@ export function etaEstimator(deps: AppDeps): NonNullable<RegistryDeps["estimate"
     );
     return eta && { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) };
   };
+}
+
+/** COURIER_MAX_ACTIVE on every assignment (offer accept, claim, bundles), shared by all instances through the database. */
+export function courierCapacity(deps: AppDeps): CourierCapacity {
+  return new CourierCapacity({
+    couriers: new CourierRepository(deps.db.db),
+    orders: new OrderRepository(deps.db.db),
+    clock: deps.clock,
+    log: deps.log.child({ module: "couriers" }),
+    maxActive: deps.config.COURIER_MAX_ACTIVE,
+  });
 }
 
 /** Dispatch's running parts: built once per app, started at once, stopped before the server stops. */

@@ -2,6 +2,7 @@ import { Elysia } from "elysia";
 import { openapi } from "@elysiajs/openapi";
 import type { AppDeps } from "./deps";
 import { changesFromOrder } from "./events/change";
+import { authPlugin } from "./http/auth";
 import { httpMetricsPlugin, metricsModule } from "./http/metrics";
 import { problemPlugin } from "./http/problem";
 import { requestPolicyPlugin, type RouteInfo } from "./http/request-policy";
@@ -9,7 +10,7 @@ import { demoModule } from "./demo";
 import { authModule } from "./modules/auth";
 import { ensureUserIndexes, UserRepository } from "./modules/auth/repository";
 import { bootstrapAdmin } from "./modules/auth/service";
-import { couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
+import { courierCapacity, couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
 import { MAX_FIX_FUTURE_MS } from "./modules/couriers/locations";
 import { CourierRepository, ensureCourierIndexes } from "./modules/couriers/repository";
 import { healthModule } from "./modules/health";
@@ -49,8 +50,10 @@ export async function createApp(deps: AppDeps) {
   for (const ensure of [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes, ensureIdempotencyKeyIndexes, ensureCourierIndexes]) await ensure(db.db);
   await bootstrapAdmin(repos.users, deps);
 
+  // One auth plugin: tokens are checked against the user's current role.
+  const auth = authPlugin({ config: deps.config, currentRole: (userId) => repos.users.roleOf(userId) });
   // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
-  const orders = createOrders(deps, repos, { estimate: etaEstimator(deps, repos.couriers) });
+  const orders = createOrders(deps, repos, { estimate: etaEstimator(deps, repos.couriers), capacity: courierCapacity(deps, repos) });
   const dispatch = createDispatch(deps, repos, orders);
   const realtime = new RealtimeHub({
     ...deps,
@@ -89,11 +92,11 @@ export async function createApp(deps: AppDeps) {
     )
     .use(healthModule(deps))
     .use(metricsModule(deps))
-    .use(authModule(deps, repos.users))
-    .use(restaurantsModule(deps, repos.restaurants))
-    .use(ordersModule(deps, orders))
-    .use(couriersModule(deps, dispatch))
-    .use(realtimeModule(deps, realtime))
+    .use(authModule(deps, repos.users, auth))
+    .use(restaurantsModule(deps, repos.restaurants, auth))
+    .use(ordersModule(orders, auth))
+    .use(couriersModule(dispatch, auth))
+    .use(realtimeModule(deps, realtime, auth))
     .use(demoModule());
   routes = () => app.routes as readonly RouteInfo[];
 

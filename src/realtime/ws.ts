@@ -2,7 +2,7 @@ import { Elysia } from "elysia";
 import type { Config } from "../config";
 import type { AppDeps } from "../deps";
 import { Unauthorized } from "../errors";
-import { authPlugin } from "../http/auth";
+import type { AuthPlugin } from "../http/auth";
 import { MemoryConnectionLimiter } from "../http/connection-limit";
 import { CLOSE_POLICY, type Socket } from "./client";
 import type { RealtimeHub } from "./hub";
@@ -30,7 +30,7 @@ type RawMessageHandler = (socket: Socket, message: string | Buffer) => void;
  * `GET /ws?token=<jwt>` (API.md, WebSocket). The token is checked before the upgrade: a
  * missing or bad one gets 401 and no socket.
  */
-export function realtimeModule(deps: Pick<AppDeps, "config" | "connectionLimiter">, hub: RealtimeHub) {
+export function realtimeModule(deps: Pick<AppDeps, "config" | "connectionLimiter">, hub: RealtimeHub, auth: AuthPlugin) {
   const maxPerUser = deps.config.WS_MAX_CONNECTIONS_PER_USER;
   const limiter = deps.connectionLimiter ?? new MemoryConnectionLimiter(maxPerUser);
   /** Each socket's slot in the per-user count: resolves true once it holds one. */
@@ -42,7 +42,7 @@ export function realtimeModule(deps: Pick<AppDeps, "config" | "connectionLimiter
     if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
   };
   return new Elysia({ name: "realtime" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .resolve(async ({ query, verifyToken }) => {
       const principal = await verifyToken(typeof query.token === "string" ? query.token : null);
       if (!principal) throw new Unauthorized("missing or invalid token (GET /ws?token=<jwt>)");

@@ -34,6 +34,7 @@ export async function explainOrderQueries(db: Db, sample: OrderQuerySample): Pro
     ["list: admin by status", page({ kind: "all" }, { status: "placed" })],
     ["changedSince: restaurant", orders.find({ restaurantId: sample.restaurantId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
     ["changedSince: courier", orders.find({ courierId: sample.courierId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
+    ["activeForCourier", orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
     ["carriedBy", orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
     ["timers: claim due", orders.find({ timerPending: true, nextTimerAt: { $lte: new Date() } }).sort({ nextTimerAt: 1 }).explain("queryPlanner")],
   ];

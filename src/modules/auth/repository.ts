@@ -50,6 +50,14 @@ export class UserRepository {
     return doc ? { user: toDomain(doc), passwordHash: doc.passwordHash } : null;
   }
 
+  /** The user's role as stored now; null when there is no such user. */
+  async roleOf(id: string): Promise<AuthModel.role | null> {
+    const _id = toObjectId(id);
+    if (!_id) return null;
+    const doc = await this.col.findOne({ _id }, { projection: { _id: 0, role: 1 } });
+    return doc?.role ?? null;
+  }
+
   async findById(id: string): Promise<AuthModel.user | null> {
     const _id = toObjectId(id);
     if (!_id) return null;

@@ -1,5 +1,5 @@
 import { Elysia, t } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import type { Config } from "../../config";
 import { TimerSweeper } from "../../db/timers";
@@ -8,11 +8,13 @@ import { numericQuery } from "../../http/query";
 import { isCarryingStatus } from "../../vocabulary";
 import { estimateEta, etaInputOf } from "../orders/eta";
 import type { OrdersRuntime } from "../orders";
+import type { OrderRepository } from "../orders/repository";
 import { statusOf } from "../orders/machine";
 import { OrderModel } from "../orders/model";
 import type { RegistryDeps } from "../orders/registry";
 import type { RestaurantRepository } from "../restaurants/repository";
 import type { DispatchPolicy } from "./dispatch-policy";
+import { CourierCapacity } from "./capacity";
 import { Dispatcher } from "./dispatcher";
 import { CourierLocations } from "./locations";
 import { CourierModel } from "./model";
@@ -48,6 +50,17 @@ export function etaEstimator(deps: Pick<AppDeps, "config">, couriers: CourierRep
     );
     return eta && { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) };
   };
+}
+
+/** COURIER_MAX_ACTIVE on every assignment (offer accept, claim, bundles), shared by all instances through the database. */
+export function courierCapacity(deps: AppDeps, repos: { couriers: CourierRepository; orders: OrderRepository }): CourierCapacity {
+  return new CourierCapacity({
+    couriers: repos.couriers,
+    orders: repos.orders,
+    clock: deps.clock,
+    log: deps.log.child({ module: "couriers" }),
+    maxActive: deps.config.COURIER_MAX_ACTIVE,
+  });
 }
 
 /** Dispatch's running parts: built once by the composition root, started at once, stopped before the server stops. */
@@ -107,12 +120,12 @@ export function createDispatch(
  * Couriers (docs/dispatch.md): their availability, position and the admins' map, under
  * /couriers; answering an offer, under /orders/:id/offer.
  */
-export function couriersModule(deps: AppDeps, runtime: DispatchRuntime) {
+export function couriersModule(runtime: DispatchRuntime, auth: AuthPlugin) {
   const { service, dispatcher } = runtime;
   const security = [{ bearer: [] }];
 
   const couriers = new Elysia({ name: "couriers", prefix: "/couriers" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .get("/me", ({ principal }) => service.me(principal.id), {
       auth: ["courier"],
       response: { 200: CourierModel.courier },
@@ -150,7 +163,7 @@ export function couriersModule(deps: AppDeps, runtime: DispatchRuntime) {
     });
 
   const offers = new Elysia({ name: "offers", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .post("/:id/offer/accept", ({ principal, params }) => dispatcher.accept(principal, params.id), {
       auth: ["courier"],
       params: OrderModel.params,

@@ -1,5 +1,5 @@
 import { Elysia, t } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import type { Principal } from "../../vocabulary";
 import { Unauthorized } from "../../errors";
@@ -24,12 +24,12 @@ export type OrdersRuntime = { repo: OrderRepository; registry: OrderActorRegistr
 
 /**
  * Builds and starts the orders' actor registry and service on repositories built once.
- * `estimate`: the ETA written with each transition (modules/couriers provides it).
+ * `estimate`: the ETA written with each transition; `capacity`: COURIER_MAX_ACTIVE (modules/couriers provides both).
  */
 export function createOrders(
   deps: AppDeps,
   repos: { orders: OrderRepository; idempotencyKeys: IdempotencyKeys; restaurants: RestaurantRepository },
-  hooks: Pick<RegistryDeps, "estimate"> = {},
+  hooks: Pick<RegistryDeps, "estimate" | "capacity"> = {},
 ): OrdersRuntime {
   const repo = repos.orders;
   const registry = new OrderActorRegistry({
@@ -40,6 +40,7 @@ export function createOrders(
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
     timing: { searchTimeoutMs: deps.config.DISPATCH_RETRY_SECONDS * 1000 },
+    contentionRetryMs: deps.config.ORDER_CONTENTION_RETRY_MS,
     beforePublish: (committed) => deps.realtimeHooks?.beforePublish?.(committed),
     ...hooks,
     metrics: deps.metrics,
@@ -60,10 +61,10 @@ export function createOrders(
 }
 
 /** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
-export function ordersModule(deps: AppDeps, runtime: OrdersRuntime) {
+export function ordersModule(runtime: OrdersRuntime, auth: AuthPlugin) {
   const { service: orders } = runtime;
   return new Elysia({ name: "orders", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .macro({
       /**
        * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)
@@ -126,9 +127,10 @@ export function ordersModule(deps: AppDeps, runtime: OrdersRuntime) {
         orderParty: "write",
         body: OrderModel.patch,
         headers: OrderModel.patchHeaders,
-        response: { 200: OrderModel.order, 409: problemSchema, 412: problemSchema },
+        response: { 200: OrderModel.order, 409: problemSchema, 412: problemSchema, 503: problemSchema },
         detail: {
-          summary: "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch)",
+          summary:
+            "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch; 503 with Retry-After when other writers kept it busy past ORDER_CONTENTION_RETRY_MS)",
           tags: ["orders"],
           security: [{ bearer: [] }],
         },

@@ -162,6 +162,13 @@ export class OrderRepository {
     return new Map(docs.map((d) => [d._id.toHexString(), d.version]));
   }
 
+  /** Who holds each of these orders and in which status (missing ones are absent), in one read. */
+  async holdersOf(ids: string[]): Promise<Map<string, { courierId: string | null; status: OrderModel.status }>> {
+    const oids = ids.flatMap((id) => toObjectId(id) ?? []);
+    const docs = await this.orders.find({ _id: { $in: oids } }, { projection: { courierId: 1, status: 1 } }).toArray();
+    return new Map(docs.map((d) => [d._id.toHexString(), { courierId: d.courierId, status: d.status }]));
+  }
+
   async findByIdempotencyKey(customerId: string, idempotencyKey: string): Promise<StoredOrder | null> {
     const doc = await this.orders.findOne({ customerId, idempotencyKey });
     return doc ? toStored(doc) : null;
@@ -217,6 +224,12 @@ export class OrderRepository {
     filter.updatedAt = { $gte: since };
     const docs = await this.orders.find(filter, { projection: { machine: 0, idempotencyKey: 0 } }).sort({ updatedAt: 1 }).limit(limit).toArray();
     return docs.map(toOrder);
+  }
+
+  /** The orders a courier carries now: assigned to it and not final (the courier-limit reconciliation). */
+  async activeForCourier(courierId: string): Promise<Array<{ id: string; status: OrderModel.status }>> {
+    const docs = await this.orders.find({ courierId, status: { $in: [...CARRYING_STATUSES] } }, { projection: { _id: 1, status: 1 } }).toArray();
+    return docs.map((d) => ({ id: d._id.toHexString(), status: d.status }));
   }
 
   /** How many orders are in each status (for /metrics; one aggregation over the collection). */

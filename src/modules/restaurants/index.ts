@@ -1,5 +1,5 @@
 import { Elysia } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import { Forbidden } from "../../errors";
 import { numericQuery } from "../../http/query";
@@ -8,11 +8,11 @@ import type { RestaurantRepository } from "./repository";
 import { RestaurantService } from "./service";
 
 /** Restaurants: public reads and discovery, owner-or-admin writes. */
-export function restaurantsModule(deps: AppDeps, restaurants: RestaurantRepository) {
+export function restaurantsModule(deps: AppDeps, restaurants: RestaurantRepository, auth: AuthPlugin) {
   const service = new RestaurantService(restaurants, deps.clock);
 
   return new Elysia({ name: "restaurants", prefix: "/restaurants" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     /** The caller owns the restaurant in `:id` (or is an admin); gives the handler `restaurant`. 404 before 403. */
     .macro("ownsRestaurant", {
       auth: ["restaurant", "admin"],

@@ -109,6 +109,7 @@ describe("order indexes", () => {
       "list: admin by status": ["orders_status_createdAt"],
       "changedSince: restaurant": ["orders_restaurant_updatedAt", "orders_restaurant_createdAt"],
       "changedSince: courier": ["orders_courier_updatedAt", "orders_courier_createdAt"],
+      activeForCourier: ["orders_courier_createdAt", "orders_courier_updatedAt"],
       carriedBy: ["orders_courier_createdAt", "orders_courier_updatedAt"],
       "timers: claim due": ["orders_timerPending_nextTimerAt"],
     };

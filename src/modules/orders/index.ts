@@ -116,7 +116,7 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
     })
     .patch(
       "/:id",
-      ({ params, body, headers, principal }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"])),
+      ({ params, body, headers, principal, stored }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"]), stored),
       {
         params: OrderModel.params,
         orderParty: "write",

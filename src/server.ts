@@ -12,6 +12,7 @@ import { RedisLimits } from "./http/redis-limits";
 import { changesFromOrder } from "./realtime/history";
 import { OrderRepository } from "./modules/orders/repository";
 import { Metrics } from "./metrics";
+import { redisTarget } from "./redis";
 
 export type RunningServer = {
   url: string;
@@ -34,9 +35,8 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
   if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
-  const limits = config.REDIS_URL
-    ? new RedisLimits({ url: config.REDIS_URL, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log })
-    : null;
+  const redis = redisTarget(config);
+  const limits = redis ? new RedisLimits({ target: redis, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log }) : null;
   if (limits) {
     deps.rateLimiters = limits.rateLimiters();
     deps.connectionLimiter = limits.connectionLimiter(config.WS_MAX_CONNECTIONS_PER_USER);

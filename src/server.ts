@@ -8,6 +8,8 @@ import { MAX_BODY_BYTES } from "./http/problem";
 import { LocalEventBus, type EventBus, type TopicPublisher } from "./realtime/bus";
 import { bootstrapAdmin } from "./modules/auth/service";
 import { RedisEventBus } from "./realtime/redis-relay";
+import { InterestEventBus } from "./realtime/interest-relay";
+import { RelayEventBus, type RelayOptions } from "./realtime/relay";
 import { RedisLimits } from "./http/redis-limits";
 import { changesFromOrder } from "./realtime/history";
 import { OrderRepository } from "./modules/orders/repository";
@@ -33,7 +35,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   countDatabaseErrors(db, metrics);
   const bus = opts.bus ?? createBus(config, db, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
-  if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
+  if (bus instanceof RelayEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
   const redis = redisTarget(config);
   const limits = redis ? new RedisLimits({ target: redis, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log }) : null;
@@ -86,22 +88,36 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 }
 
-/** The relay across instances when REDIS_URL is set; local topics only otherwise. */
+/**
+ * The relay across instances when Redis is configured (one server or a cluster): by interest
+ * (default) or broadcast (RELAY_MODE); local topics only otherwise.
+ */
 function createBus(config: Config, db: Database, log: Logger, metrics: Metrics): EventBus {
-  if (!config.REDIS_URL) return new LocalEventBus(log);
-  const bus = new RedisEventBus({
-    url: config.REDIS_URL,
+  const redis = redisTarget(config);
+  if (!redis) return new LocalEventBus(log);
+  const relay: RelayOptions = {
     instanceId: config.INSTANCE_ID,
-    // Instances sharing a database share a channel.
-    channel: `dispatch:${config.MONGODB_DB}:changes`,
     log,
     gapWaitMs: config.RELAY_GAP_WAIT_MS,
     metrics: {
       redisError: (connection) => metrics.redisErrors.inc({ connection }),
       relayed: (direction) => metrics.relayMessages.inc({ direction }),
       lag: (seconds) => metrics.relayLag.observe(seconds),
+      received: (watched) => {
+        metrics.relayReceived.inc();
+        if (watched) metrics.relayReceivedWatched.inc();
+      },
+      channels: (count) => metrics.relayChannels.set(count),
+      resubscribed: (channels) => metrics.relayResubscriptions.inc(channels),
+      probeFailed: () => metrics.relayProbeFailures.inc(),
     },
-  });
+  };
+  // Instances sharing a database share channels.
+  const namespace = `dispatch:${config.MONGODB_DB}:`;
+  const bus =
+    config.RELAY_MODE === "broadcast"
+      ? new RedisEventBus({ ...relay, redis, channel: `${namespace}changes` })
+      : new InterestEventBus({ ...relay, redis, namespace, unsubscribeGraceMs: config.RELAY_UNSUBSCRIBE_GRACE_MS, probeIntervalMs: config.RELAY_PROBE_INTERVAL_MS });
   const orders = new OrderRepository(db.db);
   bus.setGapFiller(async (orderId, afterSeq, beforeSeq) => {
     const stored = await orders.findById(orderId);

@@ -26,6 +26,14 @@ export type ChangeListener = (change: OrderChange) => void;
 export type TransientListener = (topic: string, data: string) => void;
 
 /**
+ * This instance's interest in a topic (a socket subscribed to it). `ready` resolves once
+ * messages of the topic published from now on reach this instance; `release` ends the interest.
+ */
+export type TopicWatch = { ready: Promise<void>; release(): void };
+
+const NO_RELAY_WATCH: TopicWatch = { ready: Promise.resolve(), release() {} };
+
+/**
  * Publishes committed changes to WebSocket topics and to in-process listeners.
  * The realtime layer adds a Redis relay behind the same interface.
  */
@@ -50,18 +58,30 @@ export interface EventBus {
    * Only buses that relay between instances can miss changes, so only they implement it.
    */
   redeliver?(changes: OrderChange[]): void;
+  /**
+   * Declares interest in a topic. Buses that route by interest (interest-relay.ts) receive a
+   * topic's messages from other instances only while someone here watches it; a subscriber
+   * awaits `ready` before reading the database, so no change falls between read and relay.
+   */
+  watch(topic: string): TopicWatch;
   /** Binds the bus to the running server once it listens. */
   attach(server: TopicPublisher): void;
   close(): Promise<void>;
+}
+
+/** The topics a change goes to: its order's, its restaurant's, and its courier's once it has one. */
+export function topicsOf(change: OrderChange): string[] {
+  const { order } = change;
+  const targets = [topics.order(order.id), topics.restaurant(order.restaurantId)];
+  if (order.courierId) targets.push(topics.courier(order.courierId));
+  return targets;
 }
 
 /** The topics a change goes to, each with its message. */
 export function messagesFor(change: OrderChange): Array<{ topic: string; message: Record<string, unknown> }> {
   const { order } = change;
   const out: Array<{ topic: string; message: Record<string, unknown> }> = [];
-  const targets = [topics.order(order.id), topics.restaurant(order.restaurantId)];
-  if (order.courierId) targets.push(topics.courier(order.courierId));
-  for (const topic of targets) {
+  for (const topic of topicsOf(change)) {
     const message =
       change.type === "order.created" && topic !== topics.order(order.id)
         ? { type: "order.created", topic, orderId: change.orderId, seq: change.seq, order }
@@ -131,6 +151,11 @@ export class LocalEventBus implements EventBus {
 
   deliveredSeq(orderId: string): number | undefined {
     return this.delivered.get(orderId);
+  }
+
+  /** Every local message reaches this instance already; relays that route by interest override it. */
+  watch(_topic: string): TopicWatch {
+    return NO_RELAY_WATCH;
   }
 
   /**

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawnManaged, type ManagedProcess } from "./processes";
-import { freePort, redisAnswers } from "./redis";
+import { answering, freePort } from "./redis";
 
 /**
  * A throwaway Redis Cluster: 3 masters and 3 replicas (Debian's redis-server 7 with
@@ -56,14 +56,7 @@ async function launch(port: number, busPort: number, dir: string): Promise<Manag
     "--daemonize", "no",
     "--loglevel", "warning",
   ]);
-  const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline) {
-    if (proc.proc.exitCode !== null) break;
-    if (await redisAnswers(port, 200)) return proc;
-    await Bun.sleep(20);
-  }
-  await proc.stop("SIGKILL");
-  throw new Error(`redis-server (cluster) did not answer on port ${port}: ${proc.stderr()}`);
+  return answering(proc, port);
 }
 
 function field(info: string, name: string): string | undefined {

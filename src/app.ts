@@ -1,52 +1,19 @@
 import { Elysia } from "elysia";
 import { openapi } from "@elysiajs/openapi";
-import type { Config } from "./config";
-import type { Database } from "./db/mongo";
-import type { EventBus } from "./realtime/bus";
-import type { Logger } from "./log";
-import type { RateLimiterFactory } from "./http/rate-limit";
+import type { AppDeps } from "./deps";
 import { problemPlugin } from "./http/problem";
 import { requestPolicyPlugin, type RouteInfo } from "./http/request-policy";
-import type { ConnectionLimiter } from "./http/connection-limit";
-import { authPlugin } from "./http/auth";
+
 import { healthModule } from "./modules/health";
 import { authModule } from "./modules/auth";
 import { restaurantsModule } from "./modules/restaurants";
 import { createOrders, ordersModule } from "./modules/orders";
 import { couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
-import { realtimeModule, realtimeServerOptions, type RealtimeHooks } from "./realtime/ws";
-import type { Metrics } from "./metrics";
+import { realtimeModule, realtimeServerOptions } from "./realtime/ws";
+
 import { httpMetricsPlugin, metricsModule } from "./http/metrics";
 import { demoModule } from "./demo";
 import { OrderRepository } from "./modules/orders/repository";
-
-/** Time source, injected so tests can move it. */
-export type Clock = { now(): Date };
-export const systemClock: Clock = { now: () => new Date() };
-
-/** Everything a feature plugin may depend on; passed in, never imported as a singleton. */
-export type AppDeps = {
-  config: Config;
-  db: Database;
-  bus: EventBus;
-  log: Logger;
-  clock: Clock;
-  /** This app's Prometheus registry and instruments (GET /metrics). */
-  metrics: Metrics;
-  /** Whether Redis answers (null when no REDIS_URL is configured). */
-  redisReady?: () => Promise<boolean>;
-  /** Rate-limit store; in-process counters when absent. */
-  rateLimiters?: RateLimiterFactory;
-  /** WebSocket connections per user; in-process counts when absent. */
-  connectionLimiter?: ConnectionLimiter;
-  /** Test seams in the WebSocket subscribe path (see RealtimeHooks); read at each subscribe. */
-  realtimeHooks?: RealtimeHooks;
-};
-
-/** The auth plugin instance every feature uses, so its macro and token helpers are typed. */
-export function guardFor(deps: Pick<AppDeps, "config">) {
-  return authPlugin({ secret: deps.config.JWT_SECRET, ttlSeconds: deps.config.JWT_TTL_SECONDS });
-}
 
 export function createApp(deps: AppDeps) {
   // The request policy reads each route's body schema; the routes exist once the app is built.

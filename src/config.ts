@@ -91,6 +91,8 @@ export const ConfigSchema = T.Object({
   WS_MAX_CONNECTIONS_PER_USER: T.Integer({ minimum: 1, maximum: 100_000, default: 10 }),
   /** A request not answered within this gets 503 (the work may still complete; retry with the same Idempotency-Key or If-Match). */
   REQUEST_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 300_000, default: 15_000 }),
+  /** Idempotency-Key: how long a customer's key is remembered (TTL index on idempotency_keys); after it the same key places a new order. */
+  IDEMPOTENCY_KEY_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 86_400, default: 86_400 }),
   /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
   CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
   /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */

@@ -1,5 +1,7 @@
+import type { LatLng } from "./vocabulary";
+
 /** Geo math shared by the domain (pricing, dispatch, discovery). Plain TS, no I/O. */
-export type LatLng = { lat: number; lng: number };
+export type { LatLng };
 
 /** The Earth radius MongoDB uses for spherical distances, so our numbers match $geoNear's. */
 export const EARTH_RADIUS_METERS = 6378100;
@@ -12,9 +14,4 @@ export function distanceMeters(a: LatLng, b: LatLng): number {
   const dLng = (b.lng - a.lng) * RAD;
   const h = Math.sin(dLat / 2) ** 2 + Math.cos(a.lat * RAD) * Math.cos(b.lat * RAD) * Math.sin(dLng / 2) ** 2;
   return 2 * EARTH_RADIUS_METERS * Math.asin(Math.min(1, Math.sqrt(h)));
-}
-
-/** True for a finite latitude/longitude pair inside the valid ranges. */
-export function isValidLatLng(p: LatLng): boolean {
-  return Number.isFinite(p.lat) && Number.isFinite(p.lng) && p.lat >= -90 && p.lat <= 90 && p.lng >= -180 && p.lng <= 180;
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { OrderModel } from "./modules/orders/model";
+import { ORDER_STATUSES, type OrderStatus } from "./vocabulary";
 
 /**
  * The server's Prometheus metrics, one registry per app (never prom-client's global one), so
@@ -15,7 +15,7 @@ export type MetricSources = {
   /** Live order actors in the registry. */
   orderActors: () => number;
   /** Orders per status, from the database. */
-  ordersByStatus: () => Promise<Partial<Record<OrderModel.status, number>>>;
+  ordersByStatus: () => Promise<Partial<Record<OrderStatus, number>>>;
 };
 
 export type MetricsOptions = {
@@ -140,7 +140,7 @@ export class Metrics {
 
   private readonly sources: Partial<MetricSources> = {};
   private readonly ordersCacheMs: number;
-  private ordersCache: { atMs: number; counts: Promise<Partial<Record<OrderModel.status, number>>> } | null = null;
+  private ordersCache: { atMs: number; counts: Promise<Partial<Record<OrderStatus, number>>> } | null = null;
 
   constructor(opts: MetricsOptions = {}) {
     this.ordersCacheMs = opts.ordersCacheMs ?? 5_000;
@@ -171,7 +171,7 @@ export class Metrics {
       async collect() {
         const counts = await readOrders();
         if (counts === null) return;
-        for (const status of OrderModel.statuses) this.set({ status }, counts[status] ?? 0);
+        for (const status of ORDER_STATUSES) this.set({ status }, counts[status] ?? 0);
       },
     });
   }
@@ -191,7 +191,7 @@ export class Metrics {
   }
 
   /** Counts per status, at most one database read per cache period; null when no source or the read failed. */
-  private async ordersByStatus(): Promise<Partial<Record<OrderModel.status, number>> | null> {
+  private async ordersByStatus(): Promise<Partial<Record<OrderStatus, number>> | null> {
     const read = this.sources.ordersByStatus;
     if (!read) return null;
     const now = performance.now();

@@ -1,5 +1,10 @@
 import { describe, expect, test } from "bun:test";
-import { distanceMeters, isValidLatLng } from "../src/geo";
+import { Value } from "@sinclair/typebox/value";
+import { distanceMeters } from "../src/geo";
+import { latLng } from "../src/vocabulary";
+
+/** The one lat/lng check: the schema every position is taken in with. */
+const isValidLatLng = (p: { lat: number; lng: number }) => Value.Check(latLng, p);
 
 describe("distanceMeters", () => {
   test("is zero for the same point and symmetric", () => {
@@ -23,7 +28,7 @@ describe("distanceMeters", () => {
     expect(distanceMeters({ lat: 0, lng: 0 }, { lat: 0, lng: 180 })).toBeCloseTo(6378100 * Math.PI, 3);
   });
 
-  test("isValidLatLng checks ranges and finiteness", () => {
+  test("the lat/lng schema checks ranges and finiteness", () => {
     expect(isValidLatLng({ lat: 90, lng: -180 })).toBe(true);
     expect(isValidLatLng({ lat: 90.0001, lng: 0 })).toBe(false);
     expect(isValidLatLng({ lat: 0, lng: 180.5 })).toBe(false);

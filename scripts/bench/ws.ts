@@ -12,7 +12,8 @@
  *
  * Env: BENCH_WS_MAX_CONNECTIONS (capacity cap, default 15000), BENCH_WS_REPEAT (runs per sequential load and server, default 2), BENCH_WS_RATE (PATCH/s of the
  * 1,000-orders load, default 200), BENCH_WS_SYSTEMS ("dispatch,reference"), BENCH_WS_QUICK=1
- * (smaller loads, for a smoke run).
+ * (smaller loads, for a smoke run), BENCH_WS_PARTS ("sequential,many,idle": which parts run),
+ * BENCH_WS_INSTANCES ("1,2": which instance counts).
  */
 import type { Subprocess } from "bun";
 import { createHmac } from "node:crypto";
@@ -28,6 +29,9 @@ const CAP = Number(process.env.BENCH_WS_MAX_CONNECTIONS ?? (QUICK ? 2000 : 15_00
 const RATE = Number(process.env.BENCH_WS_RATE ?? 200);
 const FSYNC = process.env.BENCH_WS_FSYNC ?? "always";
 const SYSTEMS = (process.env.BENCH_WS_SYSTEMS ?? "dispatch,reference").split(",") as SystemName[];
+/** Which parts run (for a focused run): "sequential", "many", "idle"; and which instance counts. */
+const PARTS = new Set((process.env.BENCH_WS_PARTS ?? "sequential,many,idle").split(","));
+const INSTANCES = (process.env.BENCH_WS_INSTANCES ?? "1,2").split(",").map(Number);
 const JWT_SECRET = "bench-ws-secret-0123456789abcdef-0123";
 const ADMIN = { email: "admin@bench.test", password: "bench-admin-password" };
 const REFERENCE_DIR = join(REPO_ROOT, "scripts/bench/reference");
@@ -683,7 +687,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
   const results = new Map<SystemName, SystemResults>(names.map((n) => [n, { fanout: [], capacity: null, clock }]));
   const turn = (k: number) => (k % 2 === 0 ? names : [...names].reverse());
   try {
-    for (const instances of [1, 2]) {
+    for (const instances of INSTANCES) {
       const clusters = new Map<SystemName, Cluster>();
       try {
         for (const name of names) {
@@ -693,7 +697,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
         // Warm-up (JIT, pools, first writes), not measured.
         for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: 20, orders: 20 });
         let k = 0;
-        for (const load of LOADS) {
+        for (const load of PARTS.has("sequential") ? LOADS : []) {
           const pooled = new Map<SystemName, Raw>();
           for (let rep = 0; rep < REPEAT; rep++) {
             for (const name of turn(k++)) {
@@ -705,7 +709,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
           }
           for (const [name, raw] of pooled) results.get(name)!.fanout.push(summarise(raw));
         }
-        for (const name of turn(k++)) {
+        for (const name of PARTS.has("many") ? turn(k++) : []) {
           progress(`${name} ×${instances}: ${MANY.name}`);
           results.get(name)!.fanout.push(summarise(await manyOrders(clusters.get(name)!, client, protocolOf(name))));
         }
@@ -716,7 +720,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
   } finally {
     await client.stop();
   }
-  for (const name of names) {
+  for (const name of PARTS.has("idle") ? names : []) {
     progress(`${name}: idle connections (cap ${CAP})`);
     const cluster = await startOf(name)(1, `bench_${name}_idle`, engineUri, null);
     try {

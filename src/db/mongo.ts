@@ -20,6 +20,7 @@ export const COLLECTIONS = {
   orders: "orders",
   couriers: "couriers",
   rateLimits: "rate_limits",
+  idempotencyKeys: "idempotency_keys",
 } as const;
 
 export async function connectDatabase(

@@ -1,5 +1,5 @@
 import type { Collection, Document, ObjectId } from "mongodb";
-import type { Clock } from "../app";
+import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 

@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
 import { join } from "node:path";
-import { NotFound } from "../http/errors";
+import { NotFound } from "../errors";
 
 /** The demo's files: plain HTML, JS and CSS served as they are (no build step). */
 const FILES = {

@@ -161,6 +161,11 @@ function runStages(ctx: OpContext, source: Iterable<Document>, stages: Document[
   };
   for (const stage of stages) {
     const name = Object.keys(stage)[0];
+    if (name === "$lookup" && geoNearLookup(stage.$lookup)) {
+      flush();
+      docs = lookupWithGeoNear(ctx, docs, stage.$lookup as Document, variables);
+      continue;
+    }
     const n = name === "$limit" || name === "$skip" ? numericValue(stage[name]) : null;
     if (n === null || !Number.isInteger(n) || n < 0) {
       segment.push(stage);
@@ -171,6 +176,44 @@ function runStages(ctx: OpContext, source: Iterable<Document>, stages: Document[
   }
   flush();
   return docs;
+}
+
+/** A $lookup whose sub-pipeline starts with $geoNear (mingo has no $geoNear; the engine runs it on the index). */
+function geoNearLookup(spec: unknown): boolean {
+  if (!isPlainObject(spec) || !Array.isArray(spec.pipeline)) return false;
+  const first = spec.pipeline[0];
+  return isPlainObject(first) && "$geoNear" in first;
+}
+
+/** Evaluates an object of expressions (a `let`, or `{near}`) against one document. */
+function evaluateFields(doc: Document, fields: Document, variables: Variables | undefined): Document {
+  const [out] = createAggregator([{ $replaceWith: fields }], { variables }).run([doc]);
+  return out as Document;
+}
+
+/** $lookup with a $geoNear sub-pipeline: per input document, the sub-pipeline runs on the foreign collection's 2dsphere index. */
+function* lookupWithGeoNear(ctx: OpContext, docs: Iterable<Document>, spec: Document, variables: Variables | undefined): Generator<Document> {
+  if (typeof spec.from !== "string") throw new CommandError(ErrorCode.FailedToParse, "$lookup 'from' must be a collection name");
+  if (typeof spec.as !== "string" || spec.as === "") throw new CommandError(ErrorCode.FailedToParse, "must specify 'as' field for a $lookup");
+  if (spec.localField !== undefined || spec.foreignField !== undefined) {
+    throw new CommandError(ErrorCode.NotImplemented, "$lookup with localField/foreignField and a $geoNear sub-pipeline is not supported by the embedded engine");
+  }
+  if (spec.let !== undefined && !isPlainObject(spec.let)) throw new CommandError(ErrorCode.FailedToParse, "$lookup argument 'let' must be an object");
+  const pipeline = validatePipeline(spec.pipeline);
+  const geoNear = pipeline[0].$geoNear;
+  if (!isPlainObject(geoNear)) throw badValue("$geoNear requires an object as its argument");
+  const access = ctx.engine.access(ctx, spec.from);
+  for (const doc of docs) {
+    const vars: Variables = { ...variables, ...(spec.let ? evaluateFields(doc, spec.let as Document, variables) : {}) };
+    // `near` may use the let variables; the rest of $geoNear takes constants.
+    const { near } = evaluateFields({}, { near: geoNear.near }, vars);
+    const sub = [{ $geoNear: { ...geoNear, near } }, ...pipeline.slice(1)];
+    const stats = newReadStats();
+    const { source, rest, owned } = pipelineSource(ctx, access, spec.from, sub, vars, stats);
+    const out = cloneValue(doc);
+    setPath(out, spec.as, [...runStages(ctx, source, rest, vars, owned)]);
+    yield out;
+  }
 }
 
 function* take(docs: Iterable<Document>, n: number): Generator<Document> {

@@ -10,6 +10,7 @@ export const ErrorCode = {
   TypeMismatch: 14,
   InvalidLength: 16,
   IllegalOperation: 20,
+  NotImplemented: 238,
   NamespaceNotFound: 26,
   IndexNotFound: 27,
   PathNotViable: 28,

@@ -4,9 +4,10 @@
 
 import type { Document } from "bson";
 import { CommandError, ErrorCode } from "./errors";
-import { type LngLat, SpatialIndex, pointFromValue } from "./geo";
+import { GeoSpecError, SpatialIndex } from "./geo";
+import { type Geometry, singlePoint, storedGeometries } from "./geometry";
 import { compileFilter } from "./query";
-import { canonicalKey, formatValue, getPath, isNumeric, isPlainObject, numericValue, pathValues, setPath } from "./values";
+import { canonicalKey, formatValue, getPath, isNumeric, isPlainObject, numericValue, pathValues, rawPathValues, setPath } from "./values";
 
 export type IndexKeyType = 1 | -1 | "2dsphere" | "hashed";
 
@@ -30,8 +31,6 @@ export interface IndexKey {
 
 /** Caps the keys one document may add to a compound multikey index (MongoDB forbids parallel arrays). */
 const MAX_KEYS_PER_DOCUMENT = 10_000;
-
-const GEOJSON_TYPES = new Set(["Point", "LineString", "Polygon", "MultiPoint", "MultiLineString", "MultiPolygon", "GeometryCollection"]);
 
 export const ID_INDEX_SPEC: IndexSpec = { v: 2, key: { _id: 1 }, name: "_id_" };
 
@@ -110,6 +109,8 @@ export class Index {
   /** The 2dsphere field, when this is a geo index. */
   readonly geoField: string | null;
   readonly spatial: SpatialIndex<string> | null;
+  /** Documents of a 2dsphere index whose location is not a single point. */
+  readonly shapes = new Map<string, Geometry[]>();
   private readonly valueFields: IndexField[];
   private readonly matchesPartial: ((doc: Document) => boolean) | null;
   /** Full key → document keys. */
@@ -161,17 +162,21 @@ export class Index {
     return combos;
   }
 
-  /** The point a document contributes to a 2dsphere index; null when it has none. Throws on a malformed location. */
-  geoPointOf(doc: Document): LngLat | null {
+  /**
+   * What a document contributes to a 2dsphere index: its geometries (one per value of a multikey
+   * location), or null when it has no location. Throws like MongoDB (16755) on malformed geo data.
+   */
+  geoEntryOf(doc: Document): Geometry[] | null {
     if (!this.geoField) return null;
     if (this.matchesPartial && !this.matchesPartial(doc)) return null;
-    const value = getPath(doc, this.geoField);
-    if (value === undefined || value === null) return null;
-    const p = pointFromValue(value);
-    if (p) return p;
-    // Other GeoJSON geometries are accepted but not indexed (the spatial index holds points).
-    if (isPlainObject(value) && typeof value.type === "string" && GEOJSON_TYPES.has(value.type) && value.type !== "Point") return null;
-    throw new CommandError(ErrorCode.CannotExtractGeoKeys, `Can't extract geo keys: ${formatValue(doc)}  ${describeBadPoint(value)}`);
+    const values = rawPathValues(doc, this.geoField).filter((v) => v !== undefined && v !== null);
+    if (values.length === 0) return null;
+    try {
+      return values.flatMap((v) => storedGeometries(v));
+    } catch (e) {
+      if (!(e instanceof GeoSpecError)) throw e;
+      throw new CommandError(ErrorCode.CannotExtractGeoKeys, `Can't extract geo keys: ${formatValue(doc)}  ${e.message}`);
+    }
   }
 
   /** The first key of `doc` already held by another document, for unique indexes. */
@@ -187,7 +192,7 @@ export class Index {
 
   /** Validates that `doc` can be indexed (geo shape); throws like MongoDB otherwise. */
   validate(doc: Document): void {
-    this.geoPointOf(doc);
+    this.geoEntryOf(doc);
     this.keysOf(doc);
   }
 
@@ -197,8 +202,11 @@ export class Index {
       if (this.leadEntries) addTo(this.leadEntries, canonicalKey(k.values[0]), docKey);
     }
     if (this.spatial) {
-      const p = this.geoPointOf(doc);
-      if (p) this.spatial.add(docKey, p);
+      const geometries = this.geoEntryOf(doc);
+      const point = geometries?.length === 1 ? singlePoint(geometries[0]) : null;
+      // Points go into the spatial grid; other geometries (polygons, lines, multikey locations) are ranked directly.
+      if (point) this.spatial.add(docKey, point);
+      else if (geometries) this.shapes.set(docKey, geometries);
     }
   }
 
@@ -208,6 +216,7 @@ export class Index {
       if (this.leadEntries) removeFrom(this.leadEntries, canonicalKey(k.values[0]), docKey);
     }
     this.spatial?.delete(docKey);
+    this.shapes.delete(docKey);
   }
 
   /** The documents holding one full index key. */
@@ -279,12 +288,4 @@ function removeFrom(map: Map<string, Set<string>>, key: string, docKey: string):
   if (!set) return;
   set.delete(docKey);
   if (set.size === 0) map.delete(key);
-}
-
-function describeBadPoint(value: unknown): string {
-  const coords = Array.isArray(value) ? value : isPlainObject(value) && Array.isArray(value.coordinates) ? value.coordinates : null;
-  if (!coords) return "unknown GeoJSON type";
-  const [lng, lat] = coords.map((c) => numericValue(c));
-  if (lng === null || lat === null || lng === undefined || lat === undefined) return "Point must only contain numeric elements";
-  return `longitude/latitude is out of bounds, lng: ${lng} lat: ${lat}`;
 }

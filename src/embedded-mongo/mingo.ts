@@ -15,8 +15,8 @@ import * as windowOperators from "mingo/operators/window";
 import { Query } from "mingo/query";
 import * as updateOperators from "mingo/operators/update";
 import { CommandError, badValue } from "./errors";
-import { geoWithinMatches } from "./geo";
-import { getPath, isPlainObject } from "./values";
+import { geoIntersectsMatches, geoWithinMatches } from "./geometry";
+import { isPlainObject, rawPathValues } from "./values";
 
 export { ProcessingMode };
 
@@ -34,19 +34,21 @@ function nearNotAllowed(): never {
   );
 }
 
+/** A geo operator over the raw values at a path (a legacy [lng, lat] pair is one value, not two). */
+function geoOperator(name: string, matches: (value: unknown, spec: Record<string, unknown>) => boolean) {
+  return (selector: string, value: unknown) => {
+    if (!isPlainObject(value)) throw badValue(`${name} requires an object argument`);
+    matches(undefined, value); // validates the spec up front (BadValue)
+    return (obj: MingoObject) => rawPathValues(obj, selector).some((v) => v !== undefined && matches(v, value));
+  };
+}
+
 /** $near/$nearSphere are planned by the engine (operations.ts); they only reach mingo where MongoDB rejects them. */
 const geoQueryOperators = {
-  $geoWithin: (selector: string, value: unknown) => {
-    if (!isPlainObject(value)) throw badValue("$geoWithin requires an object argument");
-    geoWithinMatches(null, value); // validates the shape up front (BadValue)
-    return (obj: MingoObject) => {
-      const v = getPath(obj, selector);
-      return v !== undefined && geoWithinMatches(v, value);
-    };
-  },
-  $geoIntersects: () => {
-    throw badValue("$geoIntersects is not supported by the embedded engine");
-  },
+  $geoWithin: geoOperator("$geoWithin", geoWithinMatches),
+  // MongoDB still accepts the operator's old name.
+  $within: geoOperator("$within", geoWithinMatches),
+  $geoIntersects: geoOperator("$geoIntersects", geoIntersectsMatches),
   $near: () => nearNotAllowed(),
   $nearSphere: () => nearNotAllowed(),
 };

@@ -7,7 +7,8 @@ import type { CollectionAccess } from "./access";
 import { type Collection, type QueryPlan, validateId } from "./collection";
 import { type OpContext, viewError } from "./engine";
 import { CommandError, ErrorCode, failedToParse, toCommandError } from "./errors";
-import { type LngLat, pointFromValue, sphereDistanceMeters } from "./geo";
+import type { LngLat } from "./geo";
+import { type Geometry, distanceToGeometryMeters } from "./geometry";
 import type { Index } from "./indexes";
 import {
   type NearQuery,
@@ -57,6 +58,8 @@ export function findMatches(access: CollectionAccess, spec: FindSpec, stats?: Re
   const out: Match[] = [];
   if (near) {
     const index = geoIndexFor(access.collection, near.field, "$geoNear");
+    // A flat $near needs a 2d index; a 2dsphere index cannot answer it (MongoDB's planner refuses).
+    if (near.flat) throw noGeoNearPlan(access.collection.ns, near.field);
     const matcher = compileFilter(near.rest, spec.variables);
     if (stats) stats.plan = { kind: "geo", index };
     for (const m of nearestDocuments(access, index, near)) {
@@ -107,6 +110,13 @@ export function newReadStats(): ReadStats {
   return { plan: { kind: "scan" }, docsExamined: 0, keysExamined: 0 };
 }
 
+function noGeoNearPlan(ns: string, field: string): CommandError {
+  return new CommandError(
+    ErrorCode.NoQueryExecutionPlans,
+    `error processing query: ns=${ns} GEONEAR field=${field} planner returned error :: caused by :: unable to find index for $geoNear query`,
+  );
+}
+
 /** The collection's 2dsphere index on `field` (or its only one when field is null), as $near and $geoNear need. */
 export function geoIndexFor(coll: Collection, field: string | null, op: "$geoNear" | "key"): Index {
   const geo = [...coll.indexes.values()].filter((i) => i.spatial !== null);
@@ -116,10 +126,7 @@ export function geoIndexFor(coll: Collection, field: string | null, op: "$geoNea
     if (op === "key") {
       throw new CommandError(ErrorCode.IndexNotFound, `$geoNear requires a 2d or 2dsphere index on the 'key' field ${field}, but none was found`);
     }
-    throw new CommandError(
-      ErrorCode.NoQueryExecutionPlans,
-      `error processing query: ns=${coll.ns} GEONEAR field=${field} planner returned error :: caused by :: unable to find index for $geoNear query`,
-    );
+    throw noGeoNearPlan(coll.ns, field);
   }
   if (geo.length === 0) throw new CommandError(ErrorCode.IndexNotFound, "$geoNear requires a 2d or 2dsphere index, but none were found");
   if (geo.length > 1) {
@@ -128,8 +135,16 @@ export function geoIndexFor(coll: Collection, field: string | null, op: "$geoNea
   return geo[0];
 }
 
+/** Meters from `center` to the nearest of a location's geometries. */
+function distanceTo(center: LngLat, geometries: Geometry[]): number {
+  let best = Number.POSITIVE_INFINITY;
+  for (const g of geometries) best = Math.min(best, distanceToGeometryMeters(center, g));
+  return best;
+}
+
 /**
- * Documents nearest first from the spatial index. Inside a transaction with pending writes the
+ * Documents nearest first: points from the spatial index, merged with the documents whose location
+ * is another geometry (ranked by their nearest part). Inside a transaction with pending writes the
  * index does not know the transaction's own versions, so the collection is ranked directly.
  */
 export function* nearestDocuments(
@@ -137,23 +152,40 @@ export function* nearestDocuments(
   index: Index,
   near: Pick<NearQuery, "center" | "minDistance" | "maxDistance">,
 ): Generator<Match> {
-  const range = { minDistance: near.minDistance, maxDistance: near.maxDistance };
+  const minD = near.minDistance ?? 0;
+  const maxD = near.maxDistance ?? Number.POSITIVE_INFINITY;
+  const inRange = (d: number): boolean => d >= minD && d <= maxD;
+  const byDistance = (a: Match, b: Match): number => (a.distance ?? 0) - (b.distance ?? 0);
   if (!access.hasPendingWrites && index.spatial) {
-    for (const { key, distance } of index.spatial.nearest(near.center, range)) {
+    const shaped: Match[] = [];
+    for (const [key, geometries] of index.shapes) {
+      const distance = distanceTo(near.center, geometries);
+      const doc = inRange(distance) ? access.get(key) : undefined;
+      if (doc) shaped.push({ key, doc, distance });
+    }
+    shaped.sort(byDistance);
+    let next = 0;
+    for (const { key, distance } of index.spatial.nearest(near.center, { minDistance: near.minDistance, maxDistance: near.maxDistance })) {
+      while (next < shaped.length && (shaped[next].distance ?? 0) <= distance) yield shaped[next++];
       const doc = access.get(key);
       if (doc) yield { key, doc, distance };
     }
+    while (next < shaped.length) yield shaped[next++];
     return;
   }
   const ranked: Match[] = [];
   for (const [key, doc] of access.scan()) {
-    const p: LngLat | null = pointFromValue(getPath(doc, index.geoField ?? ""));
-    if (!p) continue;
-    const distance = sphereDistanceMeters(near.center, p);
-    if (distance < (range.minDistance ?? 0) || distance > (range.maxDistance ?? Number.POSITIVE_INFINITY)) continue;
-    ranked.push({ key, doc, distance });
+    let geometries: Geometry[] | null;
+    try {
+      geometries = index.geoEntryOf(doc);
+    } catch {
+      continue; // not indexable: MongoDB would not have it in the index
+    }
+    if (!geometries) continue;
+    const distance = distanceTo(near.center, geometries);
+    if (inRange(distance)) ranked.push({ key, doc, distance });
   }
-  ranked.sort((a, b) => (a.distance ?? 0) - (b.distance ?? 0));
+  ranked.sort(byDistance);
   yield* ranked;
 }
 

@@ -5,7 +5,7 @@ import type { Document } from "bson";
 import { CommandError, ErrorCode, badValue, toCommandError } from "./errors";
 import { EARTH_RADIUS_METERS, type LngLat, pointFromValue } from "./geo";
 import { type Variables, createAggregator, createQuery } from "./mingo";
-import { bsonTypeOf, canonicalKey, compareValues, isPlainObject, numericValue, pathValues } from "./values";
+import { bsonTypeOf, canonicalKey, compareValues, formatValue, isNumeric, isPlainObject, numericValue, pathValues } from "./values";
 
 export type { Variables };
 
@@ -43,19 +43,29 @@ function isSimpleScalar(v: unknown): boolean {
 }
 
 /**
- * Filters that are only `{path: scalar, ...}` (the hot path: lookups by _id, version checks)
- * are matched without compiling a mingo query. Semantics as MongoDB's: a path through arrays
- * matches when any element equals the value.
+ * Filters that are only `{path: scalar, ...}` or `{path: {$in: [scalars]}}` (the hot path:
+ * lookups by _id, version checks, batches of ids) are matched without compiling a mingo query.
+ * An $in list is hashed once per query, not once per document (mingo's $in builds its set per
+ * document: 1,000 ids over 1,000 candidates was a million hashes). Semantics as MongoDB's: a
+ * path through arrays matches when any element equals a value.
  */
 function equalityMatcher(filter: Document): Matcher | null {
-  const clauses: [string, string][] = [];
+  const clauses: [string, Set<string>][] = [];
   for (const [path, value] of Object.entries(filter)) {
-    if (path.startsWith("$") || !isSimpleScalar(value)) return null;
-    clauses.push([path, canonicalKey(value)]);
+    if (path.startsWith("$")) return null;
+    if (isSimpleScalar(value)) clauses.push([path, new Set([canonicalKey(value)])]);
+    else if (isScalarIn(value)) clauses.push([path, new Set(value.$in.map(canonicalKey))]);
+    else return null;
   }
   return {
-    test: (doc) => clauses.every(([path, key]) => pathValues(doc, path).some((v) => v !== undefined && canonicalKey(v) === key)),
+    test: (doc) => clauses.every(([path, keys]) => pathValues(doc, path).some((v) => v !== undefined && keys.has(canonicalKey(v)))),
   };
+}
+
+function isScalarIn(value: unknown): value is { $in: unknown[] } {
+  if (!isPlainObject(value)) return false;
+  const keys = Object.keys(value);
+  return keys.length === 1 && keys[0] === "$in" && Array.isArray(value.$in) && value.$in.every(isSimpleScalar);
 }
 
 /** Evaluates a `let` document's expressions ($$NOW, $rand, $literal, ...) to plain values. */
@@ -74,8 +84,10 @@ export function evaluateLet(letDoc: unknown): Variables | undefined {
 /** Applies a find-style projection (inclusion/exclusion, $slice, $elemMatch, positional) to matched documents. */
 export function applyProjection(docs: Document[], projection: Document | undefined, filter: Document | undefined, variables?: Variables): Document[] {
   if (!projection || Object.keys(projection).length === 0 || docs.length === 0) return docs;
+  // Only a positional projection (`a.$`) needs the filter; the documents already matched it.
+  const positional = Object.keys(projection).some((k) => k === "$" || k.endsWith(".$"));
   try {
-    const q = createQuery(stripGeoNear(filter ?? {}), { variables });
+    const q = createQuery(positional ? stripGeoNear(filter ?? {}) : {}, { variables });
     return q.find(docs, projection).all() as Document[];
   } catch (err) {
     throw toCommandError(err);
@@ -161,6 +173,8 @@ export interface NearQuery {
   center: LngLat;
   minDistance?: number;
   maxDistance?: number;
+  /** `$near` with a legacy pair: flat geometry, which needs a 2d index (the engine has none). */
+  flat: boolean;
   /** The filter without the $near clause. */
   rest: Document;
 }
@@ -169,36 +183,55 @@ function geoBadValue(message: string): CommandError {
   return badValue(message);
 }
 
-function distanceOption(v: unknown, name: string, toMeters: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = numericValue(v);
+function distanceOption(v: unknown, name: string, toMeters: number): number {
+  const n = isNumeric(v) ? numericValue(v) : null;
   if (n === null || Number.isNaN(n)) throw geoBadValue(`${name} must be a number`);
   if (n < 0) throw geoBadValue(`${name} must be non-negative`);
   return n * toMeters;
 }
 
-/** Parses a `{$near|$nearSphere: ...}` condition; distances in meters. */
+/**
+ * Parses a `{$near|$nearSphere: ...}` condition as MongoDB does; distances come back in meters.
+ * GeoJSON form: `{$near: {$geometry: point, $minDistance, $maxDistance}}` alone, distances in meters.
+ * Legacy form: `{$near: point, $minDistance, $maxDistance}` with the distances beside it: in meters
+ * for a GeoJSON point, in radians for a legacy pair under $nearSphere (a legacy pair under $near is flat).
+ */
 function parseNear(cond: Document): Omit<NearQuery, "field" | "rest"> {
   const op = "$near" in cond ? "$near" : "$nearSphere";
   const arg = cond[op];
-  let center: LngLat | null;
-  let scale = 1;
-  let inner: Document = {};
   if (isPlainObject(arg) && "$geometry" in arg) {
+    const extra = Object.keys(cond).find((k) => k !== op);
+    if (extra !== undefined) throw geoBadValue(`geo near accepts just one argument when querying for a GeoJSON point. Extra field found: ${extra}: ${formatValue(cond[extra])}`);
     const g = arg.$geometry;
-    if (!isPlainObject(g) || g.type !== "Point") throw geoBadValue(`invalid point in geo near query $geometry argument: ${JSON.stringify(g)}`);
-    center = pointFromValue(g);
+    if (!isPlainObject(g) || g.type !== "Point") throw geoBadValue(`invalid point in geo near query $geometry argument: ${formatValue(g)}`);
+    const center = pointFromValue(g);
     if (!center) throw geoBadValue(describeBadCenter(g.coordinates));
-    inner = arg;
-  } else {
-    // Legacy coordinate pair: distances are radians on the sphere.
-    center = pointFromValue(arg);
-    if (!center) throw geoBadValue(describeBadCenter(arg));
-    scale = EARTH_RADIUS_METERS;
+    let minDistance: number | undefined;
+    let maxDistance: number | undefined;
+    for (const [k, v] of Object.entries(arg)) {
+      if (k === "$minDistance") minDistance = distanceOption(v, "$minDistance", 1);
+      else if (k === "$maxDistance") maxDistance = distanceOption(v, "$maxDistance", 1);
+      else if (k !== "$geometry") throw geoBadValue(`invalid argument in geo near query: ${k}`);
+    }
+    return { center, minDistance, maxDistance, flat: false };
   }
-  const maxDistance = distanceOption(inner.$maxDistance ?? cond.$maxDistance, "$maxDistance", scale);
-  const minDistance = distanceOption(inner.$minDistance ?? cond.$minDistance, "$minDistance", scale);
-  return { center, maxDistance, minDistance };
+  if (arg === null || typeof arg !== "object") throw geoBadValue(`${op} must be an array or object`);
+  const geoJSON = isPlainObject(arg) && "type" in arg;
+  if (geoJSON && arg.type !== "Point") throw geoBadValue(`invalid argument in geo near query: ${formatValue(arg)}`);
+  const center = pointFromValue(arg);
+  if (!center) throw geoBadValue(describeBadCenter(geoJSON ? arg.coordinates : arg));
+  // Legacy pairs under $nearSphere measure in radians; GeoJSON points always in meters.
+  const scale = geoJSON ? 1 : EARTH_RADIUS_METERS;
+  let minDistance: number | undefined;
+  let maxDistance: number | undefined;
+  if (Array.isArray(arg) && arg.length === 3) maxDistance = distanceOption(arg[2], "max distance", scale);
+  for (const [k, v] of Object.entries(cond)) {
+    if (k === op || k === "$uniqueDocs") continue;
+    if (k === "$minDistance") minDistance = distanceOption(v, "$minDistance", scale);
+    else if (k === "$maxDistance") maxDistance = distanceOption(v, "$maxDistance", scale);
+    else throw geoBadValue(`invalid argument in geo near query: ${k}`);
+  }
+  return { center, minDistance, maxDistance, flat: op === "$near" && !geoJSON };
 }
 
 export function describeBadCenter(coords: unknown): string {

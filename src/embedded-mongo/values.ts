@@ -302,6 +302,25 @@ export function setPath(doc: Document, path: string, value: unknown): void {
  * arrays along the path are traversed element-wise and a trailing array contributes its
  * elements. A path that reaches nothing yields `[undefined]`.
  */
+/** The values at a dotted path, through arrays of subdocuments, without expanding a final array (geo values). */
+export function rawPathValues(doc: unknown, path: string): unknown[] {
+  const out: unknown[] = [];
+  const walk = (value: unknown, parts: string[], i: number): void => {
+    if (i === parts.length) {
+      out.push(value);
+      return;
+    }
+    if (Array.isArray(value)) {
+      if (/^\d+$/.test(parts[i])) walk(value[Number(parts[i])], parts, i + 1);
+      else for (const el of value) if (isPlainObject(el)) walk(el, parts, i);
+      return;
+    }
+    if (isPlainObject(value)) walk(value[parts[i]], parts, i + 1);
+  };
+  walk(doc, path.split("."), 0);
+  return out;
+}
+
 export function pathValues(doc: unknown, path: string): unknown[] {
   const out: unknown[] = [];
   collect(doc, path.split("."), 0, out);

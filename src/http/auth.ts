@@ -1,28 +1,18 @@
 import { Elysia } from "elysia";
 import { jwt } from "@elysiajs/jwt";
-import { Forbidden, Unauthorized } from "./errors";
+import type { Config } from "../config";
+import { Forbidden, Unauthorized } from "../errors";
+import { isRole, type Principal, type Role } from "../vocabulary";
 import { noteUser } from "./request-context";
 
-export const ROLES = ["customer", "restaurant", "courier", "admin"] as const;
-export type Role = (typeof ROLES)[number];
-
-/** Who is calling, as proven by the token. */
-export type Principal = { id: string; role: Role };
-
-function isRole(value: unknown): value is Role {
-  return typeof value === "string" && (ROLES as readonly string[]).includes(value);
-}
-
-export type TokenOptions = { secret: string; ttlSeconds: number };
-
 /**
- * JWT signing and the `auth` macro. A route declares who may call it next to its definition:
+ * The auth plugin every feature uses: JWT signing and the `auth` macro. A route declares who may call it next to its definition:
  * `{ auth: true }` (any signed-in user) or `{ auth: ['restaurant', 'admin'] }`; the handler
  * then receives `principal`.
  */
-export function authPlugin(opts: TokenOptions) {
-  return new Elysia({ name: "auth-guard", seed: opts.secret })
-    .use(jwt({ name: "jwt", secret: opts.secret, alg: "HS256", exp: `${opts.ttlSeconds}s` }))
+export function authPlugin(config: Pick<Config, "JWT_SECRET" | "JWT_TTL_SECONDS">) {
+  return new Elysia({ name: "auth-guard", seed: config.JWT_SECRET })
+    .use(jwt({ name: "jwt", secret: config.JWT_SECRET, alg: "HS256", exp: `${config.JWT_TTL_SECONDS}s` }))
     .derive({ as: "global" }, ({ jwt }) => ({
       /** Signs a token for a user; the only place tokens are made. */
       issueToken: (principal: Principal) => jwt.sign({ sub: principal.id, role: principal.role }),

@@ -1,5 +1,5 @@
 import type { TSchema } from "@sinclair/typebox";
-import type { FieldError } from "./errors";
+import type { FieldError } from "../errors";
 
 /**
  * Input rules that hold for every route, checked before schema validation:

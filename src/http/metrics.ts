@@ -3,7 +3,7 @@ import { MongoError } from "mongodb";
 import { timingSafeEqual } from "node:crypto";
 import type { Config } from "../config";
 import type { Metrics } from "../metrics";
-import { Unauthorized } from "./errors";
+import { Unauthorized } from "../errors";
 
 /** Requests no route matched share one label, so stray paths cannot grow the series count. */
 export const UNMATCHED_ROUTE = "(unmatched)";

@@ -1,6 +1,6 @@
 import { Elysia, ValidationError } from "elysia";
 import type { Logger } from "../log";
-import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "./errors";
+import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";

@@ -1,9 +1,11 @@
 import { Elysia } from "elysia";
 import type { TSchema } from "@sinclair/typebox";
-import type { AppDeps } from "../app";
+import type { Config } from "../config";
+import type { Logger } from "../log";
+import type { RateLimiterFactory } from "./rate-limit";
 import { clientIp } from "./client-ip";
 import { corsPolicy } from "./cors";
-import { InvalidInput, UnsupportedMediaType } from "./errors";
+import { InvalidInput, UnsupportedMediaType } from "../errors";
 import { bodyProblems, parameterProblems } from "./input";
 import { MAX_BODY_BYTES, problem, problemResponse } from "./problem";
 import { noteRoute, noteUser, rebuiltFrom, requestIdFrom, runInRequestScope, type RequestScope } from "./request-context";
@@ -36,7 +38,7 @@ function pathOf(url: string): string {
  * deadline (503), security headers, and one access-log line. `routes` gives each route's body
  * schema, for the unknown-field check.
  */
-export function requestPolicyPlugin(deps: Pick<AppDeps, "config" | "log" | "rateLimiters">, routes: () => readonly RouteInfo[]) {
+export function requestPolicyPlugin(deps: { config: Config; log: Logger; rateLimiters?: RateLimiterFactory }, routes: () => readonly RouteInfo[]) {
   const { config } = deps;
   const log = deps.log.child({ component: "http" });
   const cors = corsPolicy(config);

@@ -1,6 +1,6 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { Config } from "../config";
-import { RateLimited } from "./errors";
+import { RateLimited } from "../errors";
 import { memoryRateLimiters, type RateLimiter, type RateLimiterFactory } from "./rate-limit";
 
 export const WRITE_METHODS: ReadonlySet<string> = new Set(["POST", "PUT", "PATCH", "DELETE"]);

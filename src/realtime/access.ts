@@ -1,19 +1,18 @@
-import type { Principal } from "../http/auth";
-import type { OrderModel } from "../modules/orders/model";
-import type { StoredOrder } from "../modules/orders/repository";
-import { isParty } from "../modules/orders/service";
-import type { RestaurantModel } from "../modules/restaurants/model";
-import type { AuthModel } from "../modules/auth/model";
-import type { TopicKind } from "./topics";
+import { isParty, type Order, type OrderParties } from "../events/order";
+import type { TopicKind } from "../events/topics";
+import type { Principal, Role } from "../vocabulary";
 
-/** The reads topic authorisation needs (the repositories provide them). */
+/** An order with who takes part in it, as realtime reads it. */
+export type PartiedOrder = OrderParties & { order: Order };
+
+/** The reads topic authorisation needs; the composition root wires them to the repositories. */
 export type AccessSources = {
-  findOrder(id: string): Promise<StoredOrder | null>;
-  findRestaurant(id: string): Promise<RestaurantModel.restaurant | null>;
-  findUser(id: string): Promise<AuthModel.user | null>;
+  findOrder(id: string): Promise<PartiedOrder | null>;
+  findRestaurant(id: string): Promise<{ ownerId: string } | null>;
+  findUser(id: string): Promise<{ role: Role } | null>;
 };
 
-export type Grant = { ok: true; order?: OrderModel.order } | { ok: false; message: string };
+export type Grant = { ok: true; order?: Order } | { ok: false; message: string };
 
 const denied = (message: string): Grant => ({ ok: false, message });
 

@@ -1,34 +1,5 @@
-import type { OrderModel } from "../modules/orders/model";
-import { messagesFor, type OrderChange } from "./bus";
-
-/**
- * Changes rebuilt from an order's persisted history, for resume and for relay gaps. Each
- * carries the order as it is now (the history keeps entries, not past snapshots), so a
- * replayed event's `order` may be newer than the event itself; `seq`, `status`,
- * `prevStatus`, `event`, `at` and `by` are exactly those of the entry.
- */
-export function changesFromOrder(order: OrderModel.order, afterSeq: number, beforeSeq = Number.POSITIVE_INFINITY, origin = "history"): OrderChange[] {
-  const out: OrderChange[] = [];
-  let prevStatus: OrderModel.status | null = null;
-  for (const entry of order.history) {
-    if (entry.seq > afterSeq && entry.seq < beforeSeq) {
-      out.push({
-        type: entry.seq === 1 ? "order.created" : "order.updated",
-        orderId: order.id,
-        seq: entry.seq,
-        status: entry.status,
-        prevStatus,
-        event: entry.event,
-        at: entry.at,
-        by: entry.by,
-        order,
-        origin,
-      });
-    }
-    prevStatus = entry.status;
-  }
-  return out;
-}
+import { changesFromOrder, messagesFor, type OrderChange } from "../events/change";
+import type { Order } from "../events/order";
 
 /** One event ready to send on a topic. */
 export type TopicEvent = { orderId: string; seq: number; atMs: number; data: string };
@@ -40,7 +11,7 @@ export function eventOnTopic(change: OrderChange, topic: string): TopicEvent | n
 }
 
 /** Replay of one order topic: entries after `since`, in seq order. */
-export function orderTopicReplay(order: OrderModel.order, topic: string, since: number): TopicEvent[] {
+export function orderTopicReplay(order: Order, topic: string, since: number): TopicEvent[] {
   const out: TopicEvent[] = [];
   for (const change of changesFromOrder(order, since)) {
     const event = eventOnTopic(change, topic);
@@ -53,7 +24,7 @@ export function orderTopicReplay(order: OrderModel.order, topic: string, since: 
  * Replay of a restaurant or courier topic: every entry at or after `sinceMs` of the given
  * orders, merged by time while each order keeps its seq order.
  */
-export function feedTopicReplay(orders: OrderModel.order[], topic: string, sinceMs: number): TopicEvent[] {
+export function feedTopicReplay(orders: Order[], topic: string, sinceMs: number): TopicEvent[] {
   const perOrder: TopicEvent[][] = [];
   for (const order of orders) {
     const events: TopicEvent[] = [];

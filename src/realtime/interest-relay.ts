@@ -1,9 +1,10 @@
 import calculateSlot from "cluster-key-slot";
 import type { Cluster } from "ioredis";
 import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
-import { topicsOf, type OrderChange, type TopicWatch } from "./bus";
+import type { TopicWatch } from "../events/bus";
+import { topicsOf, type OrderChange } from "../events/change";
 import { RelayEventBus, type RelayOptions } from "./relay";
-import { parseTopic } from "./topics";
+import { parseTopic } from "../events/topics";
 
 export type InterestEventBusOptions = RelayOptions & {
   redis: RedisTarget;

@@ -1,5 +1,5 @@
 import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
-import type { OrderChange } from "./bus";
+import type { OrderChange } from "../events/change";
 import { RelayEventBus, type RelayOptions } from "./relay";
 
 export type { GapFiller, RelayMetrics } from "./relay";

@@ -1,6 +1,7 @@
 import type { Logger } from "../log";
 import type { RedisClient } from "../redis";
-import { LocalEventBus, type OrderChange } from "./bus";
+import type { OrderChange } from "../events/change";
+import { LocalEventBus } from "./bus";
 import { ChangeSequencer } from "./sequencer";
 
 /** What travels on a Redis channel: one committed change, or one transient topic message. */

@@ -1,4 +1,4 @@
-import type { OrderChange } from "./bus";
+import type { OrderChange } from "../events/change";
 
 /**
  * Puts the changes of each order back in seq order before they reach local sockets.

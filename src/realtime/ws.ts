@@ -1,10 +1,12 @@
 import { Elysia } from "elysia";
 import type { ServerWebSocket } from "bun";
-import { guardFor, type AppDeps } from "../app";
+import { authPlugin } from "../http/auth";
+import type { AppDeps } from "../deps";
 import type { Config } from "../config";
-import type { Principal } from "../http/auth";
-import { Unauthorized } from "../http/errors";
+import type { Principal } from "../vocabulary";
+import { Unauthorized } from "../errors";
 import { MemoryConnectionLimiter } from "../http/connection-limit";
+import { isFinalStatus } from "../vocabulary";
 import type { Logger } from "../log";
 import { UserRepository } from "../modules/auth/repository";
 import { MAX_FIX_FUTURE_MS, type CourierLocations } from "../modules/couriers/locations";
@@ -13,25 +15,11 @@ import { OrderRepository } from "../modules/orders/repository";
 import type { OrderModel } from "../modules/orders/model";
 import { RestaurantRepository } from "../modules/restaurants/repository";
 import { checkTopicAccess, type AccessSources } from "./access";
-import { messagesFor } from "./bus";
-import { changesFromOrder, feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
-import { isFinalStatus } from "../modules/orders/machine";
+import { messagesFor } from "../events/change";
+import { changesFromOrder } from "../events/change";
+import { feedTopicReplay, orderTopicReplay, type TopicEvent } from "./history";
 import { decodeClientMessage, type RealtimeModel } from "./model";
-import { parseTopic, type TopicKind } from "./topics";
-
-/**
- * Test seams around a subscribe, so a test can commit changes at the racy moments instead of
- * sleeping. `beforeRead`: the live buffer is listening, nothing is read yet (changes committed
- * now appear in both the replay and the buffer). `beforeSend`: the replay is read, nothing is
- * sent yet (changes committed now appear only in the buffer). `beforePublish`: the orders
- * registry has committed a change and not yet published it (a subscribe that reads now sees
- * it, and the bus delivers it later).
- */
-export type RealtimeHooks = {
-  beforeRead?: (info: { topic: string; principalId: string }) => Promise<void>;
-  beforeSend?: (info: { topic: string; principalId: string }) => Promise<void>;
-  beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void>;
-};
+import { parseTopic, type TopicKind } from "../events/topics";
 
 /** Bun's server-wide WebSocket settings (Bun applies them per server, not per route). */
 export function realtimeServerOptions(config: Pick<Config, "WS_MAX_FRAME_BYTES" | "WS_IDLE_TIMEOUT_SECONDS" | "WS_MAX_BUFFERED_BYTES">) {
@@ -65,6 +53,12 @@ const FRAME_BURST = 100;
 const RECONCILE_MS = 2_000;
 /** Orders changed more recently than this are left to the relay (their publish may be in flight). */
 const RECONCILE_QUIET_MS = 1_000;
+/**
+ * Order ids per version query of the reconciliation. The engine runs one command at a time, so
+ * one query over every watched order would hold up the PATCHes' compare-and-sets behind it
+ * (docs/realtime.md, "Reconciliation cost").
+ */
+export const RECONCILE_BATCH = 128;
 
 type Socket = ServerWebSocket<unknown>;
 
@@ -414,16 +408,18 @@ export class RealtimeHub {
         else if (last.final || now - last.atMs < RECONCILE_QUIET_MS) continue;
         check.push(orderId);
       }
-      if (check.length === 0) return;
-      const versions = await this.sources.orderVersions(check);
-      for (const orderId of check) {
-        const version = versions.get(orderId);
-        if (version === undefined) continue;
-        const entries = this.catchUpByTopic.get(`order:${orderId}`);
-        const from = this.deps.bus.deliveredSeq(orderId) ?? (entries?.size ? Math.min(...[...entries].map((e) => e.lastSent)) : version);
-        if (version <= from) continue;
-        const stored = await this.sources.findOrder(orderId);
-        if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
+      for (let i = 0; i < check.length; i += RECONCILE_BATCH) {
+        const batch = check.slice(i, i + RECONCILE_BATCH);
+        const versions = await this.sources.orderVersions(batch);
+        for (const orderId of batch) {
+          const version = versions.get(orderId);
+          if (version === undefined) continue;
+          const entries = this.catchUpByTopic.get(`order:${orderId}`);
+          const from = this.deps.bus.deliveredSeq(orderId) ?? (entries?.size ? Math.min(...[...entries].map((e) => e.lastSent)) : version);
+          if (version <= from) continue;
+          const stored = await this.sources.findOrder(orderId);
+          if (stored) this.deps.bus.redeliver(changesFromOrder(stored.order, from));
+        }
       }
     } catch (err) {
       this.log.warn("comparing subscribed orders with the database failed; retrying", { err: err instanceof Error ? err : String(err) });
@@ -582,7 +578,7 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
     if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
   };
   return new Elysia({ name: "realtime" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     .decorate("realtime", hub)
     .onStop(() => hub.shutdown())
     .resolve(async ({ query, verifyToken }) => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startTestServer, TEST_ADMIN, type TestServer } from "../helpers/server";
 import { apiFor, type Api } from "../helpers/eden";
 import { WsClient } from "../helpers/ws";
-import { topics } from "../../src/realtime/topics";
+import { topics } from "../../src/events/topics";
 
 /**
  * The whole life of an order through the typed client (Eden treaty over `type App`): the

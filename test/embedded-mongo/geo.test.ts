@@ -5,10 +5,10 @@ import {
   GeoSpecError,
   type LngLat,
   SpatialIndex,
-  geoWithinMatches,
   pointFromValue,
   sphereDistanceMeters,
 } from "../../src/embedded-mongo/geo";
+import { geoWithinMatches } from "../../src/embedded-mongo/geometry";
 import { seededRandom } from "../../scripts/lib/random";
 
 // Independent reference: the haversine formula on MongoDB's sphere (6378.1 km).

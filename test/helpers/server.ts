@@ -1,4 +1,4 @@
-import type { Clock } from "../../src/app";
+import type { Clock } from "../../src/clock";
 import { loadConfig } from "../../src/config";
 import { connectDatabase } from "../../src/db/mongo";
 import { createLogger, type Logger } from "../../src/log";

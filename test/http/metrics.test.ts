@@ -4,7 +4,7 @@ import { startRedis, type TestRedis } from "../helpers/redis";
 import { WsClient } from "../helpers/ws";
 import { dropExternalDatabase, uniqueDatabaseName } from "../helpers/database";
 import { cast, orderIn, patch, placeOrder, type Cast } from "../modules/orders/fixtures";
-import { topics } from "../../src/realtime/topics";
+import { topics } from "../../src/events/topics";
 import { TimerStore, TimerSweeper, timerFields } from "../../src/db/timers";
 
 /**

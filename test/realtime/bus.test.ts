@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
-import { LocalEventBus, type OrderChange } from "../../src/realtime/bus";
-import { topics } from "../../src/realtime/topics";
+import { LocalEventBus } from "../../src/realtime/bus";
+import type { OrderChange } from "../../src/events/change";
+import { topics } from "../../src/events/topics";
 import { capturingLogger, changeFor, RecordingServer } from "./fixtures";
 
 function localBus(maxTrackedOrders?: number) {

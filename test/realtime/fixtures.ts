@@ -1,4 +1,5 @@
-import type { OrderChange, TopicPublisher } from "../../src/realtime/bus";
+import type { OrderChange } from "../../src/events/change";
+import type { TopicPublisher } from "../../src/events/bus";
 import type { OrderModel } from "../../src/modules/orders/model";
 import { createLogger, type Logger } from "../../src/log";
 

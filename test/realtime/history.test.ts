@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { changesFromOrder, feedTopicReplay, orderTopicReplay } from "../../src/realtime/history";
+import { changesFromOrder } from "../../src/events/change";
+import { feedTopicReplay, orderTopicReplay } from "../../src/realtime/history";
 import { decodeClientMessage } from "../../src/realtime/model";
 import type { OrderModel } from "../../src/modules/orders/model";
 import { changeFor } from "./fixtures";

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { InterestEventBus } from "../../src/realtime/interest-relay";
 import type { RelayMetrics } from "../../src/realtime/relay";
-import { topics } from "../../src/realtime/topics";
+import { topics } from "../../src/events/topics";
 import type { RedisTarget } from "../../src/redis";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { startRedisCluster, type TestRedisCluster } from "../helpers/redis-cluster";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase } from "../helpers/processes";
 import { WsClient } from "../helpers/ws";
-import { topics } from "../../src/realtime/topics";
+import { topics } from "../../src/events/topics";
 
 /**
  * Several server processes (`bun run src/index.ts`) sharing one database (a standalone embedded engine, or MONGODB_URI) and

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { RedisEventBus } from "../../src/realtime/redis-relay";
-import { topics } from "../../src/realtime/topics";
-import type { OrderChange } from "../../src/realtime/bus";
+import { topics } from "../../src/events/topics";
+import type { OrderChange } from "../../src/events/change";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { capturingLogger, changeFor, RecordingServer } from "./fixtures";
 

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { ChangeSequencer } from "../../src/realtime/sequencer";
-import type { OrderChange } from "../../src/realtime/bus";
+import type { OrderChange } from "../../src/events/change";
 import { changeFor } from "./fixtures";
 
 function collecting(opts: Partial<ConstructorParameters<typeof ChangeSequencer>[0]> = {}) {

@@ -4,7 +4,7 @@ import { RawWsClient, WsClient, type Frame } from "../helpers/ws";
 import { cast, createRestaurant, orderIn, patch, placeOrder, type Cast } from "../modules/orders/fixtures";
 import { CourierRepository } from "../../src/modules/couriers/repository";
 import { COLLECTIONS } from "../../src/db/mongo";
-import { topics } from "../../src/realtime/topics";
+import { topics } from "../../src/events/topics";
 
 /**
  * /ws against an in-process server on the embedded engine, with real WebSocket clients

@@ -1,5 +1,6 @@
 import { Elysia } from "elysia";
-import { guardFor, type AppDeps } from "../../app";
+import { authPlugin } from "../../http/auth";
+import type { AppDeps } from "../../deps";
 import { clientIp } from "../../http/client-ip";
 import { memoryRateLimiters } from "../../http/rate-limit";
 import { AuthModel } from "./model";
@@ -13,7 +14,7 @@ export function authModule(deps: AppDeps) {
   const service = new AuthService(new UserRepository(deps.db.db), deps.config, deps.clock, loginLimiter);
 
   return new Elysia({ name: "auth", prefix: "/auth" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     .post(
       "/register",
       async ({ body, issueToken, status }) => {

@@ -1,15 +1,14 @@
 import { t } from "elysia";
+import { literalUnion, role as roleSchema, SELF_ROLES, type Role } from "../../vocabulary";
 
 /** Auth schemas, as in API.md (Auth). Types derive from them. */
 export namespace AuthModel {
   /** Roles a user may pick at registration; admins only come from the start-up bootstrap. */
-  export const selfRole = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier")], {
-    error: "role must be customer, restaurant or courier",
-  });
+  export const selfRole = literalUnion(SELF_ROLES, { error: "role must be customer, restaurant or courier" });
   export type selfRole = typeof selfRole.static;
 
-  export const role = t.Union([t.Literal("customer"), t.Literal("restaurant"), t.Literal("courier"), t.Literal("admin")]);
-  export type role = typeof role.static;
+  export const role = roleSchema;
+  export type role = Role;
 
   /** A user as the API shows it: never the password hash. */
   export const user = t.Object({

@@ -1,6 +1,7 @@
-import type { AppDeps, Clock } from "../../app";
+import type { AppDeps } from "../../deps";
+import type { Clock } from "../../clock";
 import type { Config } from "../../config";
-import { Conflict, RateLimited, Unauthorized } from "../../http/errors";
+import { Conflict, RateLimited, Unauthorized } from "../../errors";
 import { consumeAll, type RateLimiter } from "../../http/rate-limit";
 import { normalizeEmail, type AuthModel } from "./model";
 import { UserRepository } from "./repository";

@@ -1,11 +1,11 @@
-import type { Clock } from "../../app";
+import type { Clock } from "../../clock";
 import type { TimerDocId, FireOutcome, StoredTimer } from "../../db/timers";
-import type { Principal } from "../../http/auth";
-import { Conflict, IllegalTransition, NotFound } from "../../http/errors";
+import { isFinalStatus, type Principal } from "../../vocabulary";
+import { Conflict, IllegalTransition, NotFound } from "../../errors";
 import type { Logger } from "../../log";
-import type { EventBus } from "../../realtime/bus";
-import { topics } from "../../realtime/topics";
-import { dispatchStateOf, isFinalStatus, statusOf, timerEvent, type OrderActor, type TimerKind } from "../orders/machine";
+import type { EventBus } from "../../events/bus";
+import { topics } from "../../events/topics";
+import { dispatchStateOf, statusOf, timerEvent, type OrderActor, type TimerKind } from "../orders/machine";
 import type { OrderModel } from "../orders/model";
 import type { CommittedTransition, OrderActorRegistry } from "../orders/registry";
 import type { OrderRepository } from "../orders/repository";

@@ -1,5 +1,6 @@
 import { Elysia, t } from "elysia";
-import { guardFor, type AppDeps } from "../../app";
+import { authPlugin } from "../../http/auth";
+import type { AppDeps } from "../../deps";
 import type { Config } from "../../config";
 import { TimerSweeper } from "../../db/timers";
 import { numericQuery } from "../../http/query";
@@ -111,7 +112,7 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
   const security = [{ bearer: [] }];
 
   const couriers = new Elysia({ name: "couriers", prefix: "/couriers" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     .get("/me", ({ principal }) => service.me(principal.id), {
       auth: ["courier"],
       response: { 200: CourierModel.courier },
@@ -149,7 +150,7 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
     });
 
   const offers = new Elysia({ name: "offers", prefix: "/orders" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     .post("/:id/offer/accept", ({ principal, params }) => dispatcher.accept(principal, params.id), {
       auth: ["courier"],
       params: OrderModel.params,

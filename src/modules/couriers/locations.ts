@@ -1,8 +1,8 @@
-import type { Clock } from "../../app";
+import type { Clock } from "../../clock";
 import type { Config } from "../../config";
 import type { Logger } from "../../log";
-import type { EventBus } from "../../realtime/bus";
-import { topics } from "../../realtime/topics";
+import type { EventBus } from "../../events/bus";
+import { topics } from "../../events/topics";
 import { estimateEta } from "../orders/eta";
 import type { CarriedOrder, OrderRepository } from "../orders/repository";
 import { approachFor } from "./geofence";

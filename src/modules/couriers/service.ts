@@ -1,5 +1,5 @@
-import type { Clock } from "../../app";
-import { Conflict, InvalidInput, Unprocessable } from "../../http/errors";
+import type { Clock } from "../../clock";
+import { Conflict, InvalidInput, Unprocessable } from "../../errors";
 import type { OrderRepository } from "../orders/repository";
 import { isDispatchable, type DispatchPolicy } from "./dispatch";
 import type { CourierLocations } from "./locations";

@@ -1,4 +1,4 @@
-import type { Clock } from "../../app";
+import type { Clock } from "../../clock";
 import type { Logger } from "../../log";
 import type { CourierModel } from "./model";
 

@@ -1,6 +1,6 @@
 import { Elysia, t } from "elysia";
-import type { AppDeps } from "../../app";
-import { ServiceUnavailable } from "../../http/errors";
+import type { AppDeps } from "../../deps";
+import { ServiceUnavailable } from "../../errors";
 
 /** Liveness and readiness, for load balancers and orchestrators. */
 export function healthModule(deps: Pick<AppDeps, "db" | "redisReady">) {

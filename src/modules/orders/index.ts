@@ -1,11 +1,14 @@
 import { Elysia, t } from "elysia";
-import { guardFor, type AppDeps } from "../../app";
-import type { Principal } from "../../http/auth";
-import { Unauthorized } from "../../http/errors";
+import { authPlugin } from "../../http/auth";
+import type { AppDeps } from "../../deps";
+import type { Principal } from "../../vocabulary";
+import { Unauthorized } from "../../errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
 import { OrderActorRegistry, type RegistryDeps } from "./registry";
+import { parseIdempotencyKey } from "./idempotency";
+import { IdempotencyKeys } from "./idempotency-keys";
 import { OrderRepository } from "./repository";
 import { OrderService } from "./service";
 
@@ -39,6 +42,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
   deps.metrics.observe("orderActors", () => registry.size);
   const orders = new OrderService({
     repo,
+    keys: new IdempotencyKeys(deps.db.db),
     restaurants: new RestaurantRepository(deps.db.db),
     registry,
     bus: deps.bus,
@@ -53,7 +57,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
 export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
   const { registry, service: orders } = core;
   return new Elysia({ name: "orders", prefix: "/orders" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     .macro({
       /**
        * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)
@@ -75,16 +79,18 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
     .post(
       "",
       async ({ body, headers, principal, status }) => {
-        const { created, order } = await orders.place(principal, body, headers["idempotency-key"]);
+        const key = headers["idempotency-key"];
+        const { created, order } = await orders.place(principal, body, key === undefined ? undefined : parseIdempotencyKey(key));
         return created ? status(201, order) : status(200, order);
       },
       {
         auth: ["customer"],
         body: OrderModel.create,
         headers: OrderModel.createHeaders,
-        response: { 200: OrderModel.order, 201: OrderModel.order },
+        response: { 200: OrderModel.order, 201: OrderModel.order, 409: problemRef, 422: problemRef },
         detail: {
-          summary: "Place an order (customer); prices come from the menu. Idempotency-Key: a repeat returns the same order with 200",
+          summary:
+            "Place an order (customer); prices come from the menu. Idempotency-Key (IETF draft): a repeat with the same body returns the same order with 200; another body with the same key is 422; a repeat while the first is in flight is 409",
           tags: ["orders"],
           security: [{ bearer: [] }],
         },

@@ -1,4 +1,5 @@
 import { and, assign, initialTransition, not, or, setup, stateIn, type Snapshot, type SnapshotFrom } from "xstate";
+import { CLAIMABLE_STATUSES, FINAL_STATUSES, isFinalStatus, ORDER_STATUSES } from "../../vocabulary";
 import type { OrderModel } from "./model";
 
 /**
@@ -74,8 +75,6 @@ function contextFrom(input: OrderInput): OrderContext {
   };
 }
 
-/** In the API's order, so `allowed` lists read the same way everywhere. */
-const ORDER_STATUSES: readonly OrderModel.status[] = ["placed", "accepted", "preparing", "ready_for_pickup", "picked_up", "delivered", "cancelled", "rejected"];
 
 /** Moves that change the status; each carries who makes it. */
 export const STATUS_EVENTS = {
@@ -111,8 +110,6 @@ export function eventForTarget(target: OrderModel.status): StatusEventType | nul
   return target in STATUS_EVENTS ? STATUS_EVENTS[target as keyof typeof STATUS_EVENTS] : null;
 }
 
-const FINAL = ["delivered", "cancelled", "rejected"] as const;
-const DISPATCHABLE = ["accepted", "preparing", "ready_for_pickup"] as const;
 
 export const orderMachine = setup({
   types: {
@@ -129,8 +126,8 @@ export const orderMachine = setup({
     byCourier: ({ event }) => event.actor.role === "courier",
     bySystem: ({ event }) => event.actor.role === "system",
     hasCourier: ({ context }) => context.courierId !== null,
-    statusFinal: or(FINAL.map((s) => stateIn({ status: s }))),
-    statusDispatchable: or(DISPATCHABLE.map((s) => stateIn({ status: s }))),
+    statusFinal: or(FINAL_STATUSES.map((s) => stateIn({ status: s }))),
+    statusDispatchable: or(CLAIMABLE_STATUSES.map((s) => stateIn({ status: s }))),
     /** OFFER / NO_COURIER / DISPATCH_RETRY for the search that is running now. */
     forThisSearch: ({ context, event }) => "searchId" in event && event.actor.role === "system" && event.searchId === context.dispatch.searchId,
     byOfferedCourier: ({ context, event }) =>
@@ -340,9 +337,6 @@ export function allowedTargets(snapshot: OrderSnapshot, actor: OrderActor): Orde
   return out;
 }
 
-export function isFinalStatus(status: OrderModel.status): boolean {
-  return (FINAL as readonly string[]).includes(status);
-}
 
 /** What parties see of the dispatch (API: `order.dispatch`). */
 export type DispatchView = { state: "idle" | "searching" | "offered" | "assigned"; attempts: number };

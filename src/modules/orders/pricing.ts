@@ -1,5 +1,5 @@
 import { distanceMeters } from "../../geo";
-import { Unprocessable } from "../../http/errors";
+import { Unprocessable } from "../../errors";
 import { isOpenAt } from "../restaurants/hours";
 import type { RestaurantModel } from "../restaurants/model";
 import type { OrderModel } from "./model";

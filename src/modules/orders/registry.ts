@@ -1,12 +1,13 @@
 import { createActor, transition, type Actor } from "xstate";
-import type { Clock } from "../../app";
-import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable, VersionConflict } from "../../http/errors";
+import type { Clock } from "../../clock";
+import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable, VersionConflict } from "../../errors";
+import { isFinalStatus } from "../../vocabulary";
 import type { Logger } from "../../log";
-import type { EventBus, OrderChange } from "../../realtime/bus";
+import type { EventBus } from "../../events/bus";
+import { latestChange } from "../../events/change";
 import {
   allowedTargets,
   dispatchViewOf,
-  isFinalStatus,
   isVisibleTransition,
   orderMachine,
   persistSnapshot,
@@ -260,7 +261,7 @@ export class OrderActorRegistry {
       if (visible) {
         const held = this.deps.beforePublish?.({ orderId, seq: committed.order.version });
         if (held) await held;
-        this.publish(current.status, committed.order);
+        this.publish(committed.order);
       }
       this.notifyCommitted({ orderId, prev: snapshot, next: live.actor.getSnapshot(), stored: committed, event });
       if (isFinalStatus(committed.order.status)) this.drop(orderId);
@@ -304,25 +305,13 @@ export class OrderActorRegistry {
     );
   }
 
-  private publish(prevStatus: OrderModel.status, order: OrderModel.order): void {
-    const entry = order.history[order.history.length - 1];
-    const change: OrderChange = {
-      type: "order.updated",
-      orderId: order.id,
-      seq: entry.seq,
-      status: order.status,
-      prevStatus,
-      event: entry.event,
-      at: entry.at,
-      by: entry.by,
-      order,
-      origin: this.deps.instanceId,
-    };
+  private publish(order: OrderModel.order): void {
+    const change = latestChange(order, this.deps.instanceId);
     try {
       this.deps.bus.publish(change);
     } catch (err) {
       // The change is committed; a failed announcement must not turn it into an error for the caller.
-      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: entry.seq, err: err instanceof Error ? err : String(err) });
+      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: change.seq, err: err instanceof Error ? err : String(err) });
     }
   }
 

@@ -1,6 +1,6 @@
 import { MongoServerError, ObjectId, type Collection, type Db, type Filter, type IndexDescription } from "mongodb";
 import { COLLECTIONS } from "../../db/mongo";
-import { InvalidInput } from "../../http/errors";
+import { InvalidInput } from "../../errors";
 import { TimerStore, timerFields, type StoredTimer } from "../../db/timers";
 import type { DispatchView, OrderTimer, PersistedOrderMachine } from "./machine";
 import type { OrderModel } from "./model";

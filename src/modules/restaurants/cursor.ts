@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { InvalidInput } from "../../http/errors";
+import { InvalidInput } from "../../errors";
 
 /**
  * Keyset cursor for discovery: the (distance, id) of the last item served, plus a hash of the

@@ -1,6 +1,7 @@
 import { Elysia } from "elysia";
-import { guardFor, type AppDeps } from "../../app";
-import { Forbidden } from "../../http/errors";
+import { authPlugin } from "../../http/auth";
+import type { AppDeps } from "../../deps";
+import { Forbidden } from "../../errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantModel } from "./model";
 import { RestaurantRepository } from "./repository";
@@ -11,7 +12,7 @@ export function restaurantsModule(deps: AppDeps) {
   const service = new RestaurantService(new RestaurantRepository(deps.db.db), deps.clock);
 
   return new Elysia({ name: "restaurants", prefix: "/restaurants" })
-    .use(guardFor(deps))
+    .use(authPlugin(deps.config))
     /** The caller owns the restaurant in `:id` (or is an admin); gives the handler `restaurant`. 404 before 403. */
     .macro("ownsRestaurant", {
       auth: ["restaurant", "admin"],

@@ -1,5 +1,5 @@
-import type { Clock } from "../../app";
-import { InvalidInput, NotFound, type FieldError } from "../../http/errors";
+import type { Clock } from "../../clock";
+import { InvalidInput, NotFound, type FieldError } from "../../errors";
 import { decodeCursor, encodeCursor, queryFingerprint } from "./cursor";
 import { isValidTimeZone } from "./hours";
 import { RestaurantModel } from "./model";

@@ -1,3 +1,4 @@
+import { ObjectId } from "mongodb";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { COLLECTIONS } from "../../../src/db/mongo";
 import { ORDER_INDEXES, OrderRepository } from "../../../src/modules/orders/repository";
@@ -57,6 +58,9 @@ describe("order indexes", () => {
     const repo = new OrderRepository(server.deps.db.db);
     const first = await placeOrder(server, c, { "idempotency-key": "unique-index" });
     const stored = (await repo.findById(first.id))!;
+    // The order carries the token of this use of the key (idempotency_keys), not the key itself.
+    const token = (await server.deps.db.db.collection(COLLECTIONS.orders).findOne({ _id: new ObjectId(first.id) }))!.idempotencyKey as string;
+    expect(token).toMatch(/^[0-9a-f]{24}$/);
     // Straight to insert, past the service's look-up: only the index can catch this one.
     const { id: _id, version: _v, status: _s, courierId: _c, createdAt: _ca, updatedAt: _u, history: _h, dispatch: _d, eta: _e, ...order } = stored.order;
     // What the service derives at placing (pickup, prep time, dispatch, timers, ETA).
@@ -67,11 +71,11 @@ describe("order indexes", () => {
       at: new Date(),
       by: { role: "customer", id: c.customer.user.id },
       machine: stored.machine,
-      idempotencyKey: "unique-index",
+      idempotencyKey: token,
     });
     expect(again.created).toBe(false);
     expect(again.stored.order.id).toBe(first.id);
-    const count = await server.deps.db.db.collection(COLLECTIONS.orders).countDocuments({ customerId: c.customer.user.id, idempotencyKey: "unique-index" });
+    const count = await server.deps.db.db.collection(COLLECTIONS.orders).countDocuments({ customerId: c.customer.user.id, idempotencyKey: token });
     expect(count).toBe(1);
     // Orders without a key never collide.
     const a = await repo.insert({ ...rest, restaurantOwnerId: stored.restaurantOwnerId, at: new Date(), by: { role: "customer", id: c.customer.user.id }, machine: stored.machine });

@@ -18,6 +18,7 @@ import {
   ORDER_MACHINE_VERSION,
   type OrderActor,
 } from "../../../src/modules/orders/machine";
+import { FINAL_STATUSES, ORDER_STATUSES } from "../../../src/vocabulary";
 import { OrderModel } from "../../../src/modules/orders/model";
 
 import {
@@ -54,10 +55,10 @@ function snapshotAt(status: OrderModel.status, courierId: string | null) {
 
 describe("order machine against the API.md transition table", () => {
   const cases: Array<[OrderModel.status, string | null, Who, OrderModel.status]> = [];
-  for (const from of OrderModel.statuses)
+  for (const from of ORDER_STATUSES)
     for (const courierId of [null, COURIER])
       for (const who of Object.keys(actors) as Who[])
-        for (const to of OrderModel.statuses) cases.push([from, courierId, who, to]);
+        for (const to of ORDER_STATUSES) cases.push([from, courierId, who, to]);
 
   test(`every (state, courier assigned or not, caller, target) combination: ${cases.length} cases`, () => {
     const mismatches: string[] = [];
@@ -79,10 +80,10 @@ describe("order machine against the API.md transition table", () => {
   });
 
   test("allowedTargets lists exactly the table's targets for each caller", () => {
-    for (const from of OrderModel.statuses)
+    for (const from of ORDER_STATUSES)
       for (const courierId of [null, COURIER])
         for (const who of Object.keys(actors) as Who[]) {
-          const expected = OrderModel.statuses.filter(
+          const expected = ORDER_STATUSES.filter(
             (to) => (TABLE[from][to] ?? []).includes(who) && !(who === "assignedCourier" && courierId === null),
           );
           expect({ from, courierId, who, allowed: allowedTargets(snapshotAt(from, courierId), actors[who]) }).toEqual({
@@ -99,7 +100,7 @@ describe("order machine against the API.md transition table", () => {
   });
 
   test("claim: any courier, only when no courier is assigned and the order is accepted, preparing or ready_for_pickup", () => {
-    for (const from of OrderModel.statuses)
+    for (const from of ORDER_STATUSES)
       for (const courierId of [null, COURIER])
         for (const who of Object.keys(actors) as Who[]) {
           const expected = CLAIMABLE.includes(from) && courierId === null && actors[who].role === "courier";
@@ -145,7 +146,7 @@ describe("persisted snapshots", () => {
   });
 
   test("final statuses end the machine", () => {
-    for (const s of OrderModel.finalStatuses) expect(snapshotAt(s, null).status).toBe("done");
+    for (const s of FINAL_STATUSES) expect(snapshotAt(s, null).status).toBe("done");
   });
 });
 
@@ -204,7 +205,7 @@ function dispatchEvent(kind: DispatchEventKind, actor: OrderActor, fresh: boolea
 }
 
 const DISPATCH_KINDS: DispatchEventKind[] = ["OFFER", "NO_COURIER", "DISPATCH_RETRY", "OFFER_ACCEPT", "OFFER_DECLINE", "OFFER_EXPIRE"];
-const REACHABLE: Array<[OrderModel.status, DispatchState]> = OrderModel.statuses.flatMap((s) => dispatchStatesFor(s).map((d) => [s, d] as [OrderModel.status, DispatchState]));
+const REACHABLE: Array<[OrderModel.status, DispatchState]> = ORDER_STATUSES.flatMap((s) => dispatchStatesFor(s).map((d) => [s, d] as [OrderModel.status, DispatchState]));
 
 function landed(snapshot: OrderSnapshot, event: OrderEvent): OrderSnapshot {
   const a = createActor(orderMachine, { snapshot: persistSnapshot(snapshot).snapshot as Snapshot<unknown>, input: snapshot.context }).start();
@@ -253,7 +254,7 @@ describe("order machine: the dispatch region against the dispatch table", () => 
     for (const [status, state] of REACHABLE)
       for (const who of Object.keys(actors) as Who[]) {
         const snap = dispatchSnapshot(status, state);
-        const moves: Array<[OrderEvent, OrderModel.status]> = OrderModel.statuses.flatMap((to) => {
+        const moves: Array<[OrderEvent, OrderModel.status]> = ORDER_STATUSES.flatMap((to) => {
           const type = eventForTarget(to);
           return type ? [[{ type, actor: actors[who], at: 60_000 }, to] as [OrderEvent, OrderModel.status]] : [];
         });

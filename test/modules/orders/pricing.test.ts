@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { distanceMeters } from "../../../src/geo";
-import { Unprocessable } from "../../../src/http/errors";
+import { Unprocessable } from "../../../src/errors";
 import { deliveryFeeCents, priceOrder } from "../../../src/modules/orders/pricing";
 
 const fees = { baseFeeCents: 199, perKmCents: 50 };

@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { DomainError, IllegalTransition, ServiceUnavailable } from "../../../src/http/errors";
+import { DomainError, IllegalTransition, ServiceUnavailable } from "../../../src/errors";
 import { createLogger } from "../../../src/log";
 import { OrderActorRegistry } from "../../../src/modules/orders/registry";
 import { OrderRepository } from "../../../src/modules/orders/repository";
-import { LocalEventBus, type OrderChange } from "../../../src/realtime/bus";
+import { LocalEventBus } from "../../../src/realtime/bus";
+import type { OrderChange } from "../../../src/events/change";
 import { startTestServer, TestClock, type TestServer } from "../../helpers/server";
 import { cast, orderIn, placeOrder, type Cast } from "./fixtures";
 

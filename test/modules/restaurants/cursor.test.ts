@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { decodeCursor, encodeCursor, queryFingerprint } from "../../../src/modules/restaurants/cursor";
-import { InvalidInput } from "../../../src/http/errors";
+import { InvalidInput } from "../../../src/errors";
 
 const query = { lat: 48.85, lng: 2.35, radius: 5000, cuisine: "Thai", openNow: true };
 

@@ -91,6 +91,18 @@ export class Unprocessable extends DomainError {
   readonly title = "Unprocessable";
 }
 
+/** IETF Idempotency-Key draft: the key was already used with a different request body. */
+export class IdempotencyKeyReused extends DomainError {
+  readonly status = 422;
+  readonly title = "Idempotency-Key is already used";
+}
+
+/** IETF Idempotency-Key draft: the first request with this key has not finished yet. */
+export class IdempotencyKeyInFlight extends DomainError {
+  readonly status = 409;
+  readonly title = "A request is outstanding for this Idempotency-Key";
+}
+
 export class RateLimited extends DomainError {
   readonly status = 429;
   readonly title = "Too many requests";

@@ -49,7 +49,8 @@ type Probe = {
  * A subscriber connection can survive a failover looking healthy and receive nothing
  * (centrifugo#1189). Each instance therefore sends itself a probe on a channel of each shard
  * every `probeIntervalMs`; a shard whose probe missed twice has its channels subscribed again,
- * one by one (SUNSUBSCRIBE with no channel throws in ioredis 6, ioredis#2133).
+ * one by one, and its orders read back from the database. Channels are always left one by one
+ * (SUNSUBSCRIBE with no channel throws in ioredis 6, ioredis#2133).
  */
 export class InterestEventBus extends RelayEventBus {
   protected readonly pub: RedisClient;
@@ -178,7 +179,12 @@ export class InterestEventBus extends RelayEventBus {
       return;
     }
     this.slowJoinLogged = false;
-    const parsed = parseTopic(interest.topic);
+    await this.catchUp(interest.topic);
+  }
+
+  /** Delivers what an order this instance heard of before committed while it was not listening. */
+  private async catchUp(topic: string): Promise<void> {
+    const parsed = parseTopic(topic);
     if (parsed?.kind !== "order" || !this.gapFiller) return;
     const last = this.sequencer.lastSeq(parsed.id);
     if (last === undefined) return;
@@ -265,13 +271,20 @@ export class InterestEventBus extends RelayEventBus {
     }
   }
 
-  /** Subscribes again, channel by channel, to every channel of a shard whose probes stopped coming back. */
+  /**
+   * Subscribes again, channel by channel, to every channel of a shard whose probes stopped
+   * coming back, then reads back what its orders committed meanwhile. No unsubscribe first: a
+   * probe late under load would otherwise open a gap on a subscription that was fine, and
+   * subscribing to a channel one is subscribed to changes nothing.
+   */
   private async resubscribeShard(shard: string, probeChannel: string): Promise<void> {
     const channels = [probeChannel, ...[...this.interests.keys()].filter((c) => this.shardOf(c) === shard)];
     this.relayLog.warn("a relay subscriber receives nothing; subscribing its channels again", { shard, channels: channels.length });
     for (const channel of channels) {
-      await this.unsubscribe(channel).catch(() => undefined);
-      if (channel === probeChannel || this.interests.has(channel)) await this.subscribe(channel).catch(() => undefined);
+      const interest = this.interests.get(channel);
+      if (channel !== probeChannel && !interest) continue; // left meanwhile
+      await this.subscribe(channel).catch(() => undefined);
+      if (interest) await this.catchUp(interest.topic);
     }
     this.relay.metrics?.resubscribed?.(channels.length);
   }

@@ -76,7 +76,8 @@ for (const [name, target, subscribers] of deployments) {
         log,
         gapWaitMs: 50,
         unsubscribeGraceMs: opts.graceMs ?? 100,
-        probeIntervalMs: opts.probeMs ?? 200,
+        // Probes only where the test is about them: a probe late under load resubscribes (harmless, but it reads the database).
+        probeIntervalMs: opts.probeMs ?? 60_000,
         metrics: countingMetrics(counts),
       });
       buses.push(bus);
@@ -102,11 +103,12 @@ for (const [name, target, subscribers] of deployments) {
       for (let seq = 1; seq <= 20; seq++) c.bus.publish(changeFor("o1", seq, "C", "r1"));
       for (let seq = 1; seq <= 5; seq++) c.bus.publish(changeFor("o2", seq, "C", "r2"));
       c.bus.publishTransient(topics.order("o1"), { type: "courier.location", topic: topics.order("o1") });
-      await a.server.until(() => a.server.seqs(topics.order("o1")).length === 20);
+      await a.server.until(() => a.server.seqs(topics.order("o1")).length === 21);
       await b.server.until(() => b.server.seqs(topics.restaurant("r2")).length === 5);
       await Bun.sleep(100); // anything that should not come has had time to
 
-      expect(a.server.seqs(topics.order("o1"))).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      // The transient has no seq and no order relative to the changes.
+      expect(a.server.seqs(topics.order("o1")).filter((seq) => seq !== undefined)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
       expect(a.server.published.some((p) => p.message.type === "courier.location")).toBe(true);
       // A watches order o1 only: its changes and its transient, none of o2's.
       expect(a.counts).toMatchObject({ received: 21, watched: 21 });

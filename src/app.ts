@@ -8,7 +8,7 @@ import { healthModule } from "./modules/health";
 import { authModule } from "./modules/auth";
 import { restaurantsModule } from "./modules/restaurants";
 import { createOrders, ordersModule } from "./modules/orders";
-import { couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
+import { courierCapacity, couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
 import { realtimeModule, realtimeServerOptions } from "./realtime/ws";
 
 import { httpMetricsPlugin, metricsModule } from "./http/metrics";
@@ -19,7 +19,7 @@ export function createApp(deps: AppDeps) {
   // The request policy reads each route's body schema; the routes exist once the app is built.
   let routes = (): readonly RouteInfo[] => [];
   // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
-  const orders = createOrders(deps, { estimate: etaEstimator(deps) });
+  const orders = createOrders(deps, { estimate: etaEstimator(deps), capacity: courierCapacity(deps) });
   const dispatch = createDispatch(deps, orders);
   const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
     .use(httpMetricsPlugin(deps)) // first: its hooks time and count every request

@@ -2,8 +2,9 @@ import type { Server } from "bun";
 import { createApp } from "./app";
 import { systemClock, type Clock } from "./clock";
 import type { AppDeps } from "./deps";
-import type { Config } from "./config";
-import { connectDatabase, type Database } from "./db/mongo";
+import { withJwtSecret, type Config, type EnvConfig } from "./config";
+import { deploymentJwtSecret } from "./db/jwt-secret";
+import { COLLECTIONS, connectDatabase, type Database } from "./db/mongo";
 import { ensureIndexes } from "./db/indexes";
 import { createLogger, type Logger } from "./log";
 import { MAX_BODY_BYTES } from "./http/problem";
@@ -30,11 +31,17 @@ export type RunningServer = {
 export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus; metrics?: Metrics };
 
 /** Start-up in one place (config → connect → indexes → app → listen), exported so tests control it. */
-export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
-  if (config.jwtSecretIsDefault) log.warn("JWT_SECRET is not set: using the development secret; never do this in production");
-  const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: config.METRICS_ORDERS_CACHE_MS });
-  const db = opts.db ?? (await connectDatabase(config, log));
+export async function startServer(envConfig: EnvConfig, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? createLogger(envConfig.LOG_LEVEL, { instance: envConfig.INSTANCE_ID });
+  const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: envConfig.METRICS_ORDERS_CACHE_MS });
+  const db = opts.db ?? (await connectDatabase(envConfig, log));
+  let config: Config;
+  try {
+    config = await resolveJwtSecret(envConfig, db, log, opts.clock ?? systemClock);
+  } catch (err) {
+    if (!opts.db) await db.close();
+    throw err;
+  }
   countDatabaseErrors(db, metrics);
   const bus = opts.bus ?? createBus(config, db, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
@@ -89,6 +96,18 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
       return stopping;
     },
   };
+}
+
+/** JWT_SECRET when set; otherwise the deployment's generated key, shared through the database. */
+async function resolveJwtSecret(config: EnvConfig, db: Database, log: Logger, clock: Clock): Promise<Config> {
+  if (config.JWT_SECRET !== undefined) return withJwtSecret(config, config.JWT_SECRET);
+  const { secret, created } = await deploymentJwtSecret(db.db, clock.now());
+  // Never the key itself: only where it lives.
+  log.info(created ? "JWT_SECRET is not set: generated a random token key and stored it in the database" : "JWT_SECRET is not set: using the token key stored in the database", {
+    collection: COLLECTIONS.secrets,
+    database: config.MONGODB_DB,
+  });
+  return withJwtSecret(config, secret);
 }
 
 /**

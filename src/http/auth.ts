@@ -1,6 +1,8 @@
 import { Elysia } from "elysia";
 import { jwt } from "@elysiajs/jwt";
-import type { Config } from "../config";
+import { ObjectId } from "mongodb";
+import { COLLECTIONS } from "../db/mongo";
+import type { AppDeps } from "../deps";
 import { Forbidden, Unauthorized } from "../errors";
 import { isRole, type Principal, type Role } from "../vocabulary";
 import { noteUser } from "./request-context";
@@ -10,17 +12,26 @@ import { noteUser } from "./request-context";
  * `{ auth: true }` (any signed-in user) or `{ auth: ['restaurant', 'admin'] }`; the handler
  * then receives `principal`.
  */
-export function authPlugin(config: Pick<Config, "JWT_SECRET" | "JWT_TTL_SECONDS">) {
+export function authPlugin(deps: Pick<AppDeps, "config" | "db">) {
+  const { config } = deps;
+  const users = deps.db.db.collection<{ _id: ObjectId; role: string }>(COLLECTIONS.users);
+  /** The user's role as stored now; null when there is no such user (deleted), so its tokens stop working. */
+  const currentRole = async (userId: string): Promise<string | null> => {
+    if (!/^[0-9a-f]{24}$/i.test(userId)) return null;
+    const doc = await users.findOne({ _id: new ObjectId(userId) }, { projection: { _id: 0, role: 1 } });
+    return doc?.role ?? null;
+  };
   return new Elysia({ name: "auth-guard", seed: config.JWT_SECRET })
     .use(jwt({ name: "jwt", secret: config.JWT_SECRET, alg: "HS256", exp: `${config.JWT_TTL_SECONDS}s` }))
     .derive({ as: "global" }, ({ jwt }) => ({
       /** Signs a token for a user; the only place tokens are made. */
       issueToken: (principal: Principal) => jwt.sign({ sub: principal.id, role: principal.role }),
-      /** Verifies a raw token (HS256 only); null when absent, malformed, expired or forged. */
+      /** Verifies a raw token (HS256 only); null when absent, malformed, expired, forged, or its user is gone or has another role. */
       verifyToken: async (token: string | undefined | null): Promise<Principal | null> => {
         if (!token) return null;
         const payload = await jwt.verify(token, { algorithms: ["HS256"] }).catch(() => false as const);
         if (!payload || typeof payload.sub !== "string" || !isRole(payload.role) || typeof payload.exp !== "number") return null;
+        if ((await currentRole(payload.sub)) !== payload.role) return null;
         noteUser(payload.sub); // the access log and later log lines of this request name the caller
         return { id: payload.sub, role: payload.role };
       },

@@ -1,6 +1,6 @@
 import { Elysia, ValidationError } from "elysia";
 import type { Logger } from "../log";
-import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "../errors";
+import { DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
@@ -68,6 +68,7 @@ export function problemPlugin(log: Logger) {
       if (error instanceof DomainError) {
         body = problem(error.status, error.title, error.message, error.extra());
         if (error instanceof RateLimited) headers["retry-after"] = String(error.retryAfterSeconds);
+        if (error instanceof ServiceUnavailable && error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
       } else if (code === "VALIDATION" && error instanceof ValidationError && error.type !== "response") {
         const where = error.type === "body" ? "request body" : error.type;
         body = problem(400, "Invalid input", `${where} is invalid`, { errors: validationErrors(error) });

@@ -578,7 +578,7 @@ export function realtimeModule(deps: AppDeps, locations: CourierLocations) {
     if (slot) void slot.granted.then((ok) => (ok ? limiter.release(slot.userId, slot.id) : undefined)).catch(() => undefined);
   };
   return new Elysia({ name: "realtime" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     .decorate("realtime", hub)
     .onStop(() => hub.shutdown())
     .resolve(async ({ query, verifyToken }) => {

@@ -14,7 +14,7 @@ export function authModule(deps: AppDeps) {
   const service = new AuthService(new UserRepository(deps.db.db), deps.config, deps.clock, loginLimiter);
 
   return new Elysia({ name: "auth", prefix: "/auth" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     .post(
       "/register",
       async ({ body, issueToken, status }) => {

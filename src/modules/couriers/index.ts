@@ -9,7 +9,9 @@ import type { OrdersCore } from "../orders";
 import { statusOf } from "../orders/machine";
 import { OrderModel } from "../orders/model";
 import type { RegistryDeps } from "../orders/registry";
+import { OrderRepository } from "../orders/repository";
 import { RestaurantRepository } from "../restaurants/repository";
+import { CourierCapacity } from "./capacity";
 import type { DispatchPolicy } from "./dispatch";
 import { Dispatcher } from "./dispatcher";
 import { CourierLocations } from "./locations";
@@ -51,6 +53,17 @@ export function etaEstimator(deps: AppDeps): NonNullable<RegistryDeps["estimate"
     );
     return eta && { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) };
   };
+}
+
+/** COURIER_MAX_ACTIVE on every assignment (offer accept, claim, bundles), shared by all instances through the database. */
+export function courierCapacity(deps: AppDeps): CourierCapacity {
+  return new CourierCapacity({
+    couriers: new CourierRepository(deps.db.db),
+    orders: new OrderRepository(deps.db.db),
+    clock: deps.clock,
+    log: deps.log.child({ module: "couriers" }),
+    maxActive: deps.config.COURIER_MAX_ACTIVE,
+  });
 }
 
 /** Dispatch's running parts: built once per app, started at once, stopped before the server stops. */
@@ -112,7 +125,7 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
   const security = [{ bearer: [] }];
 
   const couriers = new Elysia({ name: "couriers", prefix: "/couriers" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     .get("/me", ({ principal }) => service.me(principal.id), {
       auth: ["courier"],
       response: { 200: CourierModel.courier },
@@ -150,7 +163,7 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
     });
 
   const offers = new Elysia({ name: "offers", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     .post("/:id/offer/accept", ({ principal, params }) => dispatcher.accept(principal, params.id), {
       auth: ["courier"],
       params: OrderModel.params,

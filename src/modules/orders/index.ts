@@ -23,8 +23,8 @@ function parseIfMatch(header: string | undefined): number | undefined {
 /** The orders' domain objects, built once per app and shared with dispatch (modules/couriers). */
 export type OrdersCore = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
 
-/** `estimate`: the ETA written with each transition (modules/couriers provides it). */
-export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"> = {}): OrdersCore {
+/** `estimate`: the ETA written with each transition; `capacity`: COURIER_MAX_ACTIVE (modules/couriers provides both). */
+export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate" | "capacity"> = {}): OrdersCore {
   const repo = new OrderRepository(deps.db.db);
   const registry = new OrderActorRegistry({
     repo,
@@ -34,6 +34,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
     timing: { searchTimeoutMs: deps.config.DISPATCH_RETRY_SECONDS * 1000 },
+    contentionRetryMs: deps.config.ORDER_CONTENTION_RETRY_MS,
     beforePublish: (committed) => deps.realtimeHooks?.beforePublish?.(committed),
     ...hooks,
     metrics: deps.metrics,
@@ -57,7 +58,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
 export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
   const { registry, service: orders } = core;
   return new Elysia({ name: "orders", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     .macro({
       /**
        * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)
@@ -121,9 +122,10 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         orderParty: "write",
         body: OrderModel.patch,
         headers: OrderModel.patchHeaders,
-        response: { 200: OrderModel.order, 409: problemRef, 412: problemRef },
+        response: { 200: OrderModel.order, 409: problemRef, 412: problemRef, 503: problemRef },
         detail: {
-          summary: "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch)",
+          summary:
+            "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch; 503 with Retry-After when other writers kept it busy past ORDER_CONTENTION_RETRY_MS)",
           tags: ["orders"],
           security: [{ bearer: [] }],
         },

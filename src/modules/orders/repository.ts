@@ -295,6 +295,13 @@ export class OrderRepository {
     return new Map(docs.map((d) => [d._id.toHexString(), d.version]));
   }
 
+  /** Who holds each of these orders and in which status (missing ones are absent), in one read. */
+  async holdersOf(ids: string[]): Promise<Map<string, { courierId: string | null; status: OrderModel.status }>> {
+    const oids = ids.flatMap((id) => toObjectId(id) ?? []);
+    const docs = await this.orders.find({ _id: { $in: oids } }, { projection: { courierId: 1, status: 1 } }).toArray();
+    return new Map(docs.map((d) => [d._id.toHexString(), { courierId: d.courierId, status: d.status }]));
+  }
+
   async findByIdempotencyKey(customerId: string, idempotencyKey: string): Promise<StoredOrder | null> {
     const doc = await this.orders.findOne({ customerId, idempotencyKey });
     return doc ? toStored(doc) : null;

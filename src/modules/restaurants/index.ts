@@ -12,7 +12,7 @@ export function restaurantsModule(deps: AppDeps) {
   const service = new RestaurantService(new RestaurantRepository(deps.db.db), deps.clock);
 
   return new Elysia({ name: "restaurants", prefix: "/restaurants" })
-    .use(authPlugin(deps.config))
+    .use(authPlugin(deps))
     /** The caller owns the restaurant in `:id` (or is an admin); gives the handler `restaurant`. 404 before 403. */
     .macro("ownsRestaurant", {
       auth: ["restaurant", "admin"],

@@ -1,23 +1,19 @@
 import type { Server } from "bun";
 import { createApp } from "./app";
 import { systemClock, type Clock } from "./clock";
-import type { AppDeps } from "./deps";
 import { withJwtSecret, type Config, type EnvConfig } from "./config";
 import { deploymentJwtSecret } from "./db/jwt-secret";
 import { COLLECTIONS, connectDatabase, type Database } from "./db/mongo";
-import { ensureIndexes } from "./db/indexes";
-import { createLogger, type Logger } from "./log";
-import { MAX_BODY_BYTES } from "./http/problem";
-import { LocalEventBus } from "./realtime/bus";
+import type { AppDeps } from "./deps";
 import type { EventBus, TopicPublisher } from "./events/bus";
-import { bootstrapAdmin } from "./modules/auth/service";
-import { RedisEventBus } from "./realtime/redis-relay";
-import { InterestEventBus } from "./realtime/interest-relay";
-import { RelayEventBus, type RelayOptions } from "./realtime/relay";
+import { MAX_BODY_BYTES } from "./http/problem";
 import { RedisLimits } from "./http/redis-limits";
-import { changesFromOrder } from "./events/change";
-import { OrderRepository } from "./modules/orders/repository";
+import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
+import { LocalEventBus } from "./realtime/bus";
+import { InterestEventBus } from "./realtime/interest-relay";
+import { RedisEventBus } from "./realtime/redis-relay";
+import { RelayEventBus, type RelayOptions } from "./realtime/relay";
 import { redisTarget } from "./redis";
 
 export type RunningServer = {
@@ -30,7 +26,7 @@ export type RunningServer = {
 
 export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus; metrics?: Metrics };
 
-/** Start-up in one place (config → connect → indexes → app → listen), exported so tests control it. */
+/** Start-up in one place (config → connect → token key → bus → app (indexes, admin) → listen), exported so tests control it. */
 export async function startServer(envConfig: EnvConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(envConfig.LOG_LEVEL, { instance: envConfig.INSTANCE_ID });
   const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: envConfig.METRICS_ORDERS_CACHE_MS });
@@ -43,7 +39,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
     throw err;
   }
   countDatabaseErrors(db, metrics);
-  const bus = opts.bus ?? createBus(config, db, log, metrics);
+  const bus = opts.bus ?? createBus(config, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
   if (bus instanceof RelayEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
@@ -53,16 +49,16 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
     deps.rateLimiters = limits.rateLimiters();
     deps.connectionLimiter = limits.connectionLimiter(config.WS_MAX_CONNECTIONS_PER_USER);
   }
+  let composed: Awaited<ReturnType<typeof createApp>>;
   try {
-    await ensureIndexes(db.db);
-    await bootstrapAdmin(deps);
+    composed = await createApp(deps);
   } catch (err) {
     await limits?.close();
     if (!opts.bus) await bus.close();
     if (!opts.db) await db.close();
     throw err;
   }
-  const app = createApp(deps).listen({
+  const app = composed.app.listen({
     port: config.PORT,
     hostname: config.HOST,
     // The request policy refuses bodies over MAX_BODY_BYTES with a problem+json 413, by
@@ -84,10 +80,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
     deps,
     stop() {
       stopping ??= (async () => {
-        await app.decorator.realtime.shutdown(); // open WebSockets would keep server.stop(false) waiting
-        await app.decorator.dispatch.stop(); // timers and searches: other instances take over from here
-        await server.stop(false); // resolves once in-flight requests are answered
-        await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
+        await composed.stop(); // sockets, dispatch, in-flight requests, actors (see createApp)
         await bus.close();
         await limits?.close();
         if (!opts.db) await db.close();
@@ -112,9 +105,9 @@ async function resolveJwtSecret(config: EnvConfig, db: Database, log: Logger, cl
 
 /**
  * The relay across instances when Redis is configured (one server or a cluster): by interest
- * (default) or broadcast (RELAY_MODE); local topics only otherwise.
+ * or broadcast (RELAY_MODE); local topics only otherwise.
  */
-function createBus(config: Config, db: Database, log: Logger, metrics: Metrics): EventBus {
+function createBus(config: Config, log: Logger, metrics: Metrics): EventBus {
   const redis = redisTarget(config);
   if (!redis) return new LocalEventBus(log);
   const relay: RelayOptions = {
@@ -136,16 +129,9 @@ function createBus(config: Config, db: Database, log: Logger, metrics: Metrics):
   };
   // Instances sharing a database share channels.
   const namespace = `dispatch:${config.MONGODB_DB}:`;
-  const bus =
-    config.RELAY_MODE === "broadcast"
-      ? new RedisEventBus({ ...relay, redis, channel: `${namespace}changes` })
-      : new InterestEventBus({ ...relay, redis, namespace, unsubscribeGraceMs: config.RELAY_UNSUBSCRIBE_GRACE_MS, probeIntervalMs: config.RELAY_PROBE_INTERVAL_MS });
-  const orders = new OrderRepository(db.db);
-  bus.setGapFiller(async (orderId, afterSeq, beforeSeq) => {
-    const stored = await orders.findById(orderId);
-    return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
-  });
-  return bus;
+  return config.RELAY_MODE === "broadcast"
+    ? new RedisEventBus({ ...relay, redis, channel: `${namespace}changes` })
+    : new InterestEventBus({ ...relay, redis, namespace, unsubscribeGraceMs: config.RELAY_UNSUBSCRIBE_GRACE_MS, probeIntervalMs: config.RELAY_PROBE_INTERVAL_MS });
 }
 
 /** Topic messages counted once per subscriber that receives them on this instance. */

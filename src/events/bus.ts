@@ -45,6 +45,12 @@ export interface EventBus {
    * subscriber awaits `ready` before reading the database, so no change falls between read and relay.
    */
   watch(topic: string): TopicWatch;
+  /**
+   * Buses that relay between instances read back from here the changes of an order that a
+   * relay gap lost (afterSeq < seq < beforeSeq); the composition root sets it once the orders
+   * repository exists.
+   */
+  setGapFiller?(filler: (orderId: string, afterSeq: number, beforeSeq: number) => Promise<OrderChange[]>): void;
   /** Binds the bus to the running server once it listens. */
   attach(server: TopicPublisher): void;
   close(): Promise<void>;

@@ -1,26 +1,23 @@
 import { Elysia } from "elysia";
 import { jwt } from "@elysiajs/jwt";
-import { ObjectId } from "mongodb";
-import { COLLECTIONS } from "../db/mongo";
-import type { AppDeps } from "../deps";
+import type { Config } from "../config";
 import { Forbidden, Unauthorized } from "../errors";
 import { isRole, type Principal, type Role } from "../vocabulary";
 import { noteUser } from "./request-context";
 
+export type AuthPluginDeps = {
+  config: Pick<Config, "JWT_SECRET" | "JWT_TTL_SECONDS">;
+  /** The user's role as stored now; null when there is no such user (deleted), so its tokens stop working. */
+  currentRole(userId: string): Promise<string | null>;
+};
+
 /**
- * The auth plugin every feature uses: JWT signing and the `auth` macro. A route declares who may call it next to its definition:
+ * The auth plugin every feature uses (built once by the composition root): JWT signing and the `auth` macro. A route declares who may call it next to its definition:
  * `{ auth: true }` (any signed-in user) or `{ auth: ['restaurant', 'admin'] }`; the handler
  * then receives `principal`.
  */
-export function authPlugin(deps: Pick<AppDeps, "config" | "db">) {
-  const { config } = deps;
-  const users = deps.db.db.collection<{ _id: ObjectId; role: string }>(COLLECTIONS.users);
-  /** The user's role as stored now; null when there is no such user (deleted), so its tokens stop working. */
-  const currentRole = async (userId: string): Promise<string | null> => {
-    if (!/^[0-9a-f]{24}$/i.test(userId)) return null;
-    const doc = await users.findOne({ _id: new ObjectId(userId) }, { projection: { _id: 0, role: 1 } });
-    return doc?.role ?? null;
-  };
+export function authPlugin(deps: AuthPluginDeps) {
+  const { config, currentRole } = deps;
   return new Elysia({ name: "auth-guard", seed: config.JWT_SECRET })
     .use(jwt({ name: "jwt", secret: config.JWT_SECRET, alg: "HS256", exp: `${config.JWT_TTL_SECONDS}s` }))
     .derive({ as: "global" }, ({ jwt }) => ({
@@ -52,3 +49,6 @@ export function authPlugin(deps: Pick<AppDeps, "config" | "db">) {
       }),
     });
 }
+
+/** The built auth plugin, as features receive it (its macro and token helpers typed). */
+export type AuthPlugin = ReturnType<typeof authPlugin>;

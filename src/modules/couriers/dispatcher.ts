@@ -11,7 +11,7 @@ import type { CommittedTransition, OrderActorRegistry } from "../orders/registry
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { CourierAtLimit } from "./capacity";
-import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch";
+import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 
 /** Who dispatch events are by, in history entries. */
@@ -37,7 +37,7 @@ function isRefusal(err: unknown): boolean {
 
 /**
  * Runs automatic dispatch. It follows the transitions this instance commits: when an order
- * starts a search it picks the nearest dispatchable courier (dispatch.ts), reserves that
+ * starts a search it picks the nearest dispatchable courier (dispatch-policy.ts), reserves that
  * courier atomically and reports OFFER to the order's actor (or NO_COURIER); when an offer is
  * made it tells the courier on `courier:<id>`; when an offer ends it frees the courier.
  * Everything it decides goes through the order's machine, so a stale search (another instance

@@ -82,7 +82,7 @@ export const ConfigSchema = T.Object({
   COURIER_LOCATION_INTERVAL_MS: T.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
   /** Relay: how long a change waits for a missing earlier seq of its order before the gap is read from the database. */
   RELAY_GAP_WAIT_MS: T.Integer({ minimum: 1, maximum: 10_000, default: 250 }),
-  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open (keep it off the public proxy). */
+  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback callers get it. */
   METRICS_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 256 })),
   /** How long the orders-per-status counts of /metrics are reused (each refresh is one aggregation). */
   METRICS_ORDERS_CACHE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),

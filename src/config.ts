@@ -14,6 +14,14 @@ export const ConfigSchema = T.Object({
   MONGODB_DB: T.String({ minLength: 1, maxLength: 63, pattern: "^[^/\\\\. \"$]+$", default: "dispatch" }),
   DATA_DIR: T.String({ minLength: 1, default: "./data" }),
   REDIS_URL: T.Optional(T.String({ pattern: "^rediss?://" })),
+  /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,host:port (the rest are discovered). */
+  REDIS_CLUSTER_NODES: T.Optional(T.String({ pattern: "^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$", maxLength: 4096 })),
+  /** interest: one channel per topic, an instance receives only the topics its sockets watch; broadcast: one channel, every instance receives every message. */
+  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "broadcast" }),
+  /** Interest relay: how long a topic's channel stays subscribed after its last local watcher left (a quick re-subscribe costs nothing). */
+  RELAY_UNSUBSCRIBE_GRACE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
+  /** Interest relay: how often a probe message goes through each Redis shard to find a subscriber connection that silently stopped receiving. */
+  RELAY_PROBE_INTERVAL_MS: T.Integer({ minimum: 100, maximum: 600_000, default: 2_000 }),
   JWT_SECRET: T.Optional(T.String({ minLength: 16 })),
   JWT_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 12 * 3600 }),
   INSTANCE_ID: T.Optional(T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" })),
@@ -74,7 +82,7 @@ export const ConfigSchema = T.Object({
   COURIER_LOCATION_INTERVAL_MS: T.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
   /** Relay: how long a change waits for a missing earlier seq of its order before the gap is read from the database. */
   RELAY_GAP_WAIT_MS: T.Integer({ minimum: 1, maximum: 10_000, default: 250 }),
-  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open (keep it off the public proxy). */
+  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback callers get it. */
   METRICS_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 256 })),
   /** How long the orders-per-status counts of /metrics are reused (each refresh is one aggregation). */
   METRICS_ORDERS_CACHE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
@@ -137,6 +145,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (parsed.NODE_ENV === "production" && parsed.PASSWORD_HASH_MEMORY_KIB < 19_456) {
     throw new ConfigError("PASSWORD_HASH_MEMORY_KIB: at least 19456 when NODE_ENV=production");
+  }
+  if (parsed.REDIS_URL !== undefined && parsed.REDIS_CLUSTER_NODES !== undefined) {
+    throw new ConfigError("REDIS_URL and REDIS_CLUSTER_NODES: set one or the other (a single Redis, or a Redis Cluster)");
   }
   if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");

@@ -53,7 +53,7 @@ export function createApp(deps: AppDeps) {
     .use(ordersModule(deps, orders))
     .use(couriersModule(deps, dispatch))
     .use(realtimeModule(deps, dispatch.locations))
-    .use(demoModule());
+    .use(demoModule(deps.config));
   routes = () => app.routes as readonly RouteInfo[];
   observeApp(deps, () => app.decorator.realtime.connectionCount);
   return app;

@@ -457,7 +457,7 @@ function drawStreets(orders, pts) {
   const key = `${state.watching}|${orders.map((o) => o.id).join()}|${pts.length}`;
   if (key !== streets.fitted && pts.length > 0) {
     streets.fitted = key;
-    streets.map.fitBounds(L.latLngBounds(pts.map((p) => [p.lat, p.lng])), { padding: [40, 40], maxZoom: 16 });
+    streets.map.fitBounds(L.latLngBounds(pts.map((p) => [p.lat, p.lng])), { padding: [40, 40], maxZoom: 16, animate: false });
   }
 }
 

@@ -130,7 +130,11 @@ describe("the live tracking page in headless Chromium", () => {
     } finally {
       courierWs.close();
     }
-    // Restaurant and customer points are on the map.
+    // Restaurant and customer points are on the map, and the delivery area set below is drawn.
+    const area = { type: "Polygon", coordinates: [[[2.34, 48.85], [2.375, 48.85], [2.375, 48.868], [2.34, 48.868], [2.34, 48.85]]] };
+    expect((await server.request("PATCH", `/restaurants/${c.restaurant.id}`, { token: c.owner.token, body: { deliveryArea: area } })).status).toBe(200);
+    await page.reload();
+    await page.waitForSelector(`#routes path.area[data-area-of="${c.restaurant.id}"]`, { timeout: 5_000 });
     expect(await page.locator(`#points [data-customer-of="${order.id}"]`).count()).toBe(1);
     expect(await page.locator(`#points [data-restaurant-id="${c.restaurant.id}"]`).count()).toBe(1);
 
@@ -191,6 +195,9 @@ describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () 
 
   test("tiles load with their attribution; restaurant, customer and courier markers; a PATCH and a courier move show within a second", async () => {
     expect(await (await fetch(`${mapped.url}/demo/map.json`)).json()).toMatchObject({ tileUrl: tiles.template, tiles: "online" });
+    // A delivery area around the restaurant and the delivery point: drawn on the map.
+    const area = { type: "Polygon", coordinates: [[[2.34, 48.85], [2.375, 48.85], [2.375, 48.868], [2.34, 48.868], [2.34, 48.85]]] };
+    expect((await mapped.request("PATCH", `/restaurants/${mc.restaurant.id}`, { token: mc.owner.token, body: { deliveryArea: area } })).status).toBe(200);
     const order = await orderIn(mapped, mc, "accepted", { claim: true });
     const page = await openPage(mapped);
     await signInAdmin(page, mc);
@@ -201,6 +208,7 @@ describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () 
     expect(await page.textContent("#streets .leaflet-control-attribution")).toContain("OpenStreetMap contributors (test tiles)");
     await page.waitForSelector(`#streets [data-restaurant-id="${mc.restaurant.id}"]`, { timeout: 2_000 });
     await page.waitForSelector(`#streets [data-customer-of="${order.id}"]`, { timeout: 2_000 });
+    await page.waitForSelector(`#streets path[data-area-of="${mc.restaurant.id}"]`, { timeout: 2_000 });
 
     // A status change through the API reaches the page within a second.
     await page.waitForSelector(`#orders li[data-order-id="${order.id}"][data-live="true"]`, { timeout: 2_000 });

@@ -1,6 +1,8 @@
-import type { ChangeListener, EventBus, TopicPublisher, TransientListener } from "../events/bus";
+import type { ChangeListener, EventBus, TopicPublisher, TopicWatch, TransientListener } from "../events/bus";
 import { messagesFor, type OrderChange } from "../events/change";
 import type { Logger } from "../log";
+
+const NO_RELAY_WATCH: TopicWatch = { ready: Promise.resolve(), release() {} };
 
 export type LocalEventBusOptions = {
   /** Orders whose delivered seq is remembered (least recently delivered are forgotten first). */
@@ -51,6 +53,11 @@ export class LocalEventBus implements EventBus {
 
   deliveredSeq(orderId: string): number | undefined {
     return this.delivered.get(orderId);
+  }
+
+  /** Every local message reaches this instance already; relays that route by interest override it. */
+  watch(_topic: string): TopicWatch {
+    return NO_RELAY_WATCH;
   }
 
   /**

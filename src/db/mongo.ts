@@ -21,6 +21,8 @@ export const COLLECTIONS = {
   couriers: "couriers",
   rateLimits: "rate_limits",
   idempotencyKeys: "idempotency_keys",
+  /** Keys the server generates for itself (src/db/jwt-secret.ts). */
+  secrets: "secrets",
 } as const;
 
 export async function connectDatabase(

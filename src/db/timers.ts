@@ -1,6 +1,6 @@
-import type { Collection, Document, ObjectId } from "mongodb";
+import type { Collection, ObjectId } from "mongodb";
 import type { Clock } from "../clock";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
 import type { Metrics } from "../metrics";
 
 /**
@@ -26,7 +26,8 @@ export type TimerDocId = ObjectId | string;
 /** What a claim returns: the document's id and its earliest due timer. */
 export type ClaimedTimer = { id: TimerDocId; timer: StoredTimer };
 
-type TimerDoc = {
+/** The fields a document with durable timers has (any collection's documents may add them). */
+export type TimerDoc = {
   _id: TimerDocId;
   timers?: StoredTimer[];
   timerPending?: boolean;
@@ -41,13 +42,12 @@ export function timerFields(timers: StoredTimer[]): { timers: StoredTimer[]; tim
   return { timers, timerPending: timers.length > 0, nextTimerAt: next };
 }
 
-/** Claims and releases due timers in one collection (whose repository hands it over). */
+/**
+ * Claims and releases due timers in one collection, through a handle typed by the timer
+ * fields alone (`db.collection<TimerDoc>(name)`), whatever else its documents hold.
+ */
 export class TimerStore {
-  private readonly col: Collection<TimerDoc>;
-
-  constructor(col: Collection<Document>) {
-    this.col = col as unknown as Collection<TimerDoc>;
-  }
+  constructor(private readonly col: Collection<TimerDoc>) {}
 
   /**
    * Leases the document with the earliest due timer whose lease is free or expired; null when
@@ -156,7 +156,7 @@ export class TimerSweeper {
       this.deps.log.warn("firing a timer failed; it is retried when its lease expires", {
         id: String(id),
         kind: timer.kind,
-        err: err instanceof Error ? err : String(err),
+        err: errorField(err),
       });
       return false;
     }
@@ -167,7 +167,7 @@ export class TimerSweeper {
     this.timer = setTimeout(() => {
       this.running = this.sweep()
         .then(() => undefined)
-        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: err instanceof Error ? err : String(err) }))
+        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: errorField(err) }))
         .finally(() => {
           this.running = null;
           this.schedule();

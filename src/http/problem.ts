@@ -1,20 +1,24 @@
-import { Elysia, ValidationError } from "elysia";
-import type { Logger } from "../log";
+import { Elysia, t, ValidationError } from "elysia";
+import { errorField, type Logger } from "../log";
 import { DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 export const MAX_BODY_BYTES = 64 * 1024;
 
-export type Problem = {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  requestId?: string;
-  errors?: FieldError[];
-  [extra: string]: unknown;
-};
+/** An application/problem+json body (RFC 9457) as every error answer carries it; routes name it in their responses. */
+export const problemSchema = t.Object(
+  {
+    type: t.String(),
+    title: t.String(),
+    status: t.Integer(),
+    detail: t.String(),
+    requestId: t.Optional(t.String()),
+    errors: t.Optional(t.Array(t.Object({ path: t.String(), message: t.String() }))),
+  },
+  { additionalProperties: true },
+);
+export type Problem = typeof problemSchema.static & { [extra: string]: unknown };
 
 export function problemResponse(problem: Problem, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(problem), {
@@ -81,7 +85,7 @@ export function problemPlugin(log: Logger) {
       } else if (isBodyTooLarge(error)) {
         body = problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`);
       } else {
-        log.error("unhandled error", { requestId, method: request.method, path, err: error instanceof Error ? error : String(error) });
+        log.error("unhandled error", { requestId, method: request.method, path, err: errorField(error) });
         body = problem(500, "Internal server error", "an unexpected error occurred; quote the request id when reporting it");
       }
       body.requestId = requestId;

@@ -2,7 +2,7 @@ import type { Clock } from "../../clock";
 import type { TimerDocId, FireOutcome, StoredTimer } from "../../db/timers";
 import { isFinalStatus, type Principal } from "../../vocabulary";
 import { Conflict, IllegalTransition, NotFound } from "../../errors";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { topics } from "../../events/topics";
 import { dispatchStateOf, statusOf, timerEvent, type OrderActor, type TimerKind } from "../orders/machine";
@@ -11,7 +11,7 @@ import type { CommittedTransition, OrderActorRegistry } from "../orders/registry
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { CourierAtLimit } from "./capacity";
-import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch";
+import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 
 /** Who dispatch events are by, in history entries. */
@@ -37,7 +37,7 @@ function isRefusal(err: unknown): boolean {
 
 /**
  * Runs automatic dispatch. It follows the transitions this instance commits: when an order
- * starts a search it picks the nearest dispatchable courier (dispatch.ts), reserves that
+ * starts a search it picks the nearest dispatchable courier (dispatch-policy.ts), reserves that
  * courier atomically and reports OFFER to the order's actor (or NO_COURIER); when an offer is
  * made it tells the courier on `courier:<id>`; when an offer ends it frees the courier.
  * Everything it decides goes through the order's machine, so a stale search (another instance
@@ -58,11 +58,6 @@ export class Dispatcher {
     this.stopped = true;
     this.unlisten?.();
     await Promise.all([...this.inflight]);
-  }
-
-  /** Searches started and effects in flight (tests wait for them). */
-  async settled(): Promise<void> {
-    while (this.inflight.size) await Promise.all([...this.inflight]);
   }
 
   /** POST /orders/:id/offer/accept: the offered courier takes the order (200 order). */
@@ -113,7 +108,7 @@ export class Dispatcher {
   }
 
   private track(work: Promise<void>): void {
-    const p = work.catch((err: unknown) => this.deps.log.warn("dispatch step failed", { err: err instanceof Error ? err : String(err) }));
+    const p = work.catch((err: unknown) => this.deps.log.warn("dispatch step failed", { err: errorField(err) }));
     this.inflight.add(p);
     void p.finally(() => this.inflight.delete(p));
   }

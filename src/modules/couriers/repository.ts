@@ -1,4 +1,5 @@
-import { MongoServerError, type Collection, type Db, type Document, type Filter, type IndexDescription } from "mongodb";
+import { type Collection, type Db, type Document, type Filter, type IndexDescription } from "mongodb";
+import { isDuplicateKey } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
 import type { CourierModel } from "./model";
 
@@ -45,8 +46,6 @@ export const COURIER_INDEXES: IndexDescription[] = [{ name: "couriers_position_2
 export async function ensureCourierIndexes(db: Db): Promise<void> {
   await db.collection(COLLECTIONS.couriers).createIndexes(COURIER_INDEXES);
 }
-
-const DUPLICATE_KEY = 11000;
 
 function toPosition(doc: CourierDoc): CourierModel.position | null {
   if (!doc.position || !doc.fixAt || !doc.lastSeenAt) return null;
@@ -96,7 +95,7 @@ export class CourierRepository {
       return true;
     } catch (err) {
       // The document exists with a newer fix, so the upsert tried to insert a second one.
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
+      if (isDuplicateKey(err)) return false;
       throw err;
     }
   }
@@ -194,7 +193,7 @@ export class CourierRepository {
         if (res.modifiedCount === 1 || res.upsertedCount === 1) return "taken";
       } catch (err) {
         // The document exists but did not match: the upsert tried to insert a second one.
-        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+        if (!isDuplicateKey(err)) throw err;
       }
       // Another taker or releaser changed the slots between the read and the write: read again.
     }
@@ -217,7 +216,7 @@ export class CourierRepository {
       const res = await this.couriers.updateOne(filter, { $set: { carrying: next } }, { upsert: expected === null });
       return res.modifiedCount === 1 || res.upsertedCount === 1;
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
+      if (isDuplicateKey(err)) return false;
       throw err;
     }
   }

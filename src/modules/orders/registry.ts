@@ -27,6 +27,13 @@ export type OrderCommand = {
   reason?: string;
   /** The version the caller last saw (If-Match); the change applies only on that version. */
   ifMatch?: number;
+  /**
+   * The order as the caller read it for this request (the party check): with no live actor,
+   * the actor starts from it instead of reading the order again. Treated like a cached actor:
+   * if it is behind, the compare-and-set misses (or a refusal reloads once) and the order is
+   * read then.
+   */
+  loaded?: StoredOrder;
 };
 
 /** A committed transition, for effects that follow it on the committing instance (dispatch). */
@@ -229,7 +236,10 @@ export class OrderActorRegistry {
     let live = this.live.get(orderId);
     // A cached actor may be behind another instance's write: before refusing anything, reload once.
     let fresh = false;
-    if (!live) {
+    if (!live && command.loaded?.order.id === orderId) {
+      live = this.restore(command.loaded);
+      if (!isFinalStatus(live.stored.order.status)) this.live.set(orderId, live);
+    } else if (!live) {
       live = await this.load(orderId);
       fresh = true;
     }

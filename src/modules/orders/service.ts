@@ -157,7 +157,8 @@ export class OrderService {
     });
   }
 
-  async changeStatus(who: Principal, orderId: string, change: OrderModel.patch, ifMatch?: number): Promise<OrderModel.order> {
+  /** `loaded`: the order as this request already read it (its actor starts from it when none is live). */
+  async changeStatus(who: Principal, orderId: string, change: OrderModel.patch, ifMatch?: number, loaded?: StoredOrder): Promise<OrderModel.order> {
     const actor = { role: who.role, id: who.id };
     const type = eventForTarget(change.status);
     if (type === null) {
@@ -168,6 +169,7 @@ export class OrderService {
       event: { type, actor },
       ...(change.reason !== undefined ? { reason: change.reason } : {}),
       ...(ifMatch !== undefined ? { ifMatch } : {}),
+      ...(loaded !== undefined ? { loaded } : {}),
     });
   }
 

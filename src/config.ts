@@ -96,6 +96,10 @@ export const ConfigSchema = T.Object({
   REQUEST_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 300_000, default: 15_000 }),
   /** Idempotency-Key: how long a customer's key is remembered (TTL index on idempotency_keys); after it the same key places a new order. */
   IDEMPOTENCY_KEY_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 86_400, default: 86_400 }),
+  /** Live tracking page: map tile URL template ({z}/{x}/{y}, optional {s}); when its tiles do not load, the page shows a plain grid. */
+  MAP_TILE_URL: T.String({ pattern: "^https?://[^\\s]*\\{z\\}[^\\s]*$", maxLength: 2048, default: "https://tile.openstreetmap.org/{z}/{x}/{y}.png" }),
+  /** Attribution the tile provider requires, shown on the map (HTML). */
+  MAP_TILE_ATTRIBUTION: T.String({ minLength: 1, maxLength: 1024, default: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors' }),
   /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
   CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
   /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */
@@ -152,6 +156,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");
   }
+  const missing = ["{x}", "{y}", "{z}"].filter((p) => !parsed.MAP_TILE_URL.includes(p));
+  if (missing.length > 0) throw new ConfigError(`MAP_TILE_URL: the template needs ${missing.join(", ")} (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png)`);
   if (parsed.CORS_ORIGINS !== undefined) {
     const origins = parsed.CORS_ORIGINS.split(",").map((o) => o.trim());
     const wildcard = origins.includes("*");

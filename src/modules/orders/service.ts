@@ -2,7 +2,7 @@ import type { Clock } from "../../clock";
 import type { Config } from "../../config";
 import { isClaimableStatus, type Principal } from "../../vocabulary";
 import { Conflict, IdempotencyKeyInFlight, IdempotencyKeyReused, IllegalTransition, NotFound } from "../../errors";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { latestChange } from "../../events/change";
 import { isParty } from "../../events/order";
@@ -191,7 +191,7 @@ export class OrderService {
     try {
       this.deps.bus.publish(latestChange(order, this.deps.config.INSTANCE_ID));
     } catch (err) {
-      this.deps.log.error("publishing a new order failed", { orderId: order.id, err: err instanceof Error ? err : String(err) });
+      this.deps.log.error("publishing a new order failed", { orderId: order.id, err: errorField(err) });
     }
   }
 }

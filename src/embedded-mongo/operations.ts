@@ -19,6 +19,7 @@ import {
   extractNear,
   sortDocuments,
 } from "./query";
+import { checkFields } from "./options";
 import { applyUpdate, buildUpsertDocument, parseUpdate } from "./update";
 import { canonicalKey, getPath, idFirst, isPlainObject, numericValue, pathValues } from "./values";
 
@@ -266,8 +267,9 @@ export function insertDocuments(ctx: OpContext, name: string, docs: unknown[], o
   });
 }
 
-const UPDATE_STATEMENT_FIELDS = new Set(["q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "collation", "sampleId"]);
-const DELETE_STATEMENT_FIELDS = new Set(["q", "limit", "hint", "collation", "sampleId"]);
+/** The statement fields the engine implements (sampleId is the query sampler's tag: no effect on results). */
+export const UPDATE_STATEMENT_FIELDS: ReadonlySet<string> = new Set(["q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "sampleId"]);
+export const DELETE_STATEMENT_FIELDS: ReadonlySet<string> = new Set(["q", "limit", "hint", "sampleId"]);
 
 /** mongod parses every statement before running any: unknown fields fail the whole command. */
 export function validateStatements(command: "update" | "delete", statements: unknown): Document[] {
@@ -276,9 +278,7 @@ export function validateStatements(command: "update" | "delete", statements: unk
   const allowed = command === "update" ? UPDATE_STATEMENT_FIELDS : DELETE_STATEMENT_FIELDS;
   for (const s of statements) {
     if (!isPlainObject(s)) throw new CommandError(ErrorCode.TypeMismatch, `BSON field '${command}.${field}' must contain objects`);
-    for (const k of Object.keys(s)) {
-      if (!allowed.has(k)) throw new CommandError(ErrorCode.UnknownBsonField, `BSON field '${command}.${field}.${k}' is an unknown field.`);
-    }
+    checkFields(`${command}.${field}`, s, allowed);
     if (!("q" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field '${command}.${field}.q' is missing but a required field`);
     if (command === "update" && !("u" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'update.updates.u' is missing but a required field`);
     if (command === "delete" && !("limit" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'delete.deletes.limit' is missing but a required field`);

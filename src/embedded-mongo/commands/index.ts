@@ -11,11 +11,28 @@ import type { CommandContext, CommandSpec, ConnectionInfo, ServerInfo } from "./
 import { crudCommands } from "./crud";
 import { ddlCommands } from "./ddl";
 import { handshakeCommands } from "./handshake";
+import { GENERIC_FIELDS, readConcernLevel, refuseOption, unsatisfiableWriteConcern } from "../options";
 import { noSuchTransaction, sessionCommands } from "./sessions";
 
 export type { CommandContext, ConnectionInfo, ServerInfo } from "./context";
 
-const COMMANDS: Record<string, CommandSpec> = { ...handshakeCommands, ...crudCommands, ...ddlCommands, ...sessionCommands };
+/** Every command the engine answers, with the options each implements (the README's table is checked against it). */
+export const COMMANDS: Readonly<Record<string, CommandSpec>> = { ...handshakeCommands, ...crudCommands, ...ddlCommands, ...sessionCommands };
+
+const GENERIC = new Set(GENERIC_FIELDS);
+const ACCEPTED = new Map(Object.entries(COMMANDS).map(([name, spec]) => [name, spec.options === "any" ? null : new Set(spec.options)]));
+
+/** Refuses what the command does not implement and validates the concerns, before anything runs. */
+function checkCommand(name: string, cmd: Document): void {
+  const accepted = ACCEPTED.get(name);
+  if (accepted) {
+    for (const [k, v] of Object.entries(cmd)) {
+      if (k === name || GENERIC.has(k) || accepted.has(k)) continue;
+      refuseOption(name, k, v);
+    }
+  }
+  readConcernLevel(name, cmd, cmd.autocommit === false);
+}
 
 /** The reply to send, or `close` to drop the connection without one (failCommand closeConnection). */
 export type DispatchResult = { reply: Document } | { close: true };
@@ -45,6 +62,7 @@ export class CommandDispatcher {
     const ctx: CommandContext = { engine: this.engine, db, session: null, txn: null, journal: [], connection, server: this.server };
     let reply: Document;
     try {
+      checkCommand(name, cmd);
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
       const e = toCommandError(err);
@@ -60,6 +78,8 @@ export class CommandDispatcher {
       this.engine.log.error("journal append failed", { command: name, error: String(err) });
       reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();
     }
+    const unsatisfiable = reply.ok === 1 ? unsatisfiableWriteConcern(cmd) : null;
+    if (unsatisfiable) reply = { ...reply, writeConcernError: unsatisfiable };
     if (fail?.writeConcernError && reply.ok === 1) {
       // The command ran; only its acknowledgement "failed" (drivers retry such writes).
       reply = { ...reply, writeConcernError: fail.writeConcernError };

@@ -15,7 +15,7 @@ const server = await startServer(
   loadConfig({ PORT: "0", HOST: "127.0.0.1", DATA_DIR: ":memory:", LOG_LEVEL: "warn", JWT_SECRET: "demo-screenshot-secret-0123456789", ADMIN_EMAIL: admin.email, ADMIN_PASSWORD: admin.password, COURIER_LOCATION_INTERVAL_MS: "0" }),
 );
 const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  executablePath: process.env.CHROMIUM_PATH || Bun.which("chromium") || "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
 });
 try {

@@ -56,12 +56,6 @@ export class IllegalTransition extends DomainError {
   }
 }
 
-/** The compare-and-set on `version` lost: another writer committed first. */
-export class VersionConflict extends DomainError {
-  readonly status = 409;
-  readonly title = "Version conflict";
-}
-
 /** If-Match named a version that is not the current one. */
 export class PreconditionFailed extends DomainError {
   readonly status = 412;
@@ -91,6 +85,18 @@ export class Unprocessable extends DomainError {
   readonly title = "Unprocessable";
 }
 
+/** IETF Idempotency-Key draft: the key was already used with a different request body. */
+export class IdempotencyKeyReused extends DomainError {
+  readonly status = 422;
+  readonly title = "Idempotency-Key is already used";
+}
+
+/** IETF Idempotency-Key draft: the first request with this key has not finished yet. */
+export class IdempotencyKeyInFlight extends DomainError {
+  readonly status = 409;
+  readonly title = "A request is outstanding for this Idempotency-Key";
+}
+
 export class RateLimited extends DomainError {
   readonly status = 429;
   readonly title = "Too many requests";
@@ -102,4 +108,8 @@ export class RateLimited extends DomainError {
 export class ServiceUnavailable extends DomainError {
   readonly status = 503;
   readonly title = "Service unavailable";
+  /** Sent as `Retry-After` when set: the condition is transient. */
+  constructor(detail: string, readonly retryAfterSeconds?: number) {
+    super(detail);
+  }
 }

@@ -286,7 +286,13 @@ export class Load {
           last = `${res.status} ${text.slice(0, 200)}`;
           continue;
         }
-        return { status: res.status, body: text ? JSON.parse(text) : null, ambiguous };
+        const body = text ? JSON.parse(text) : null;
+        // Idempotency-Key: the first attempt (maybe on a killed instance) still holds the key; retry.
+        if (res.status === 409 && body?.title === "A request is outstanding for this Idempotency-Key") {
+          last = `409 ${body.title}`;
+          continue;
+        }
+        return { status: res.status, body, ambiguous };
       } catch (err) {
         this.counts.networkErrors++;
         if (method !== "GET") ambiguous = true;

@@ -20,6 +20,9 @@ export const COLLECTIONS = {
   orders: "orders",
   couriers: "couriers",
   rateLimits: "rate_limits",
+  idempotencyKeys: "idempotency_keys",
+  /** Keys the server generates for itself (src/db/jwt-secret.ts). */
+  secrets: "secrets",
 } as const;
 
 export async function connectDatabase(

@@ -3,6 +3,7 @@ import { chromium, type Browser, type Page } from "playwright-core";
 import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { chromiumPath } from "../helpers/prerequisites";
 import { startTestServer, type TestServer } from "../helpers/server";
 import { WsClient } from "../helpers/ws";
 import { cast, orderIn, patch, type Cast } from "../modules/orders/fixtures";
@@ -10,9 +11,9 @@ import { cast, orderIn, patch, type Cast } from "../modules/orders/fixtures";
 /**
  * The /demo page in headless Chromium (Debian's `chromium`, driven by playwright-core; .ci/run
  * installs it, this test installs nothing). CHROMIUM_PATH overrides the binary (e.g. Chrome on
- * a CI image without Debian's package).
+ * a CI image without Debian's package); the preload has already refused to run without one.
  */
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const CHROMIUM = chromiumPath() ?? "chromium";
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 let server: TestServer;

@@ -10,7 +10,8 @@ import type { OrderModel } from "../orders/model";
 import type { CommittedTransition, OrderActorRegistry } from "../orders/registry";
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
-import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch";
+import { CourierAtLimit } from "./capacity";
+import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 
 /** Who dispatch events are by, in history entries. */
@@ -36,7 +37,7 @@ function isRefusal(err: unknown): boolean {
 
 /**
  * Runs automatic dispatch. It follows the transitions this instance commits: when an order
- * starts a search it picks the nearest dispatchable courier (dispatch.ts), reserves that
+ * starts a search it picks the nearest dispatchable courier (dispatch-policy.ts), reserves that
  * courier atomically and reports OFFER to the order's actor (or NO_COURIER); when an offer is
  * made it tells the courier on `courier:<id>`; when an offer ends it frees the courier.
  * Everything it decides goes through the order's machine, so a stale search (another instance
@@ -70,7 +71,7 @@ export class Dispatcher {
     try {
       return await this.deps.registry.send(orderId, { event: { type: "OFFER_ACCEPT", actor } });
     } catch (err) {
-      if (!isRefusal(err)) throw err;
+      if (!isRefusal(err) || err instanceof CourierAtLimit) throw err;
       const { stored } = await this.deps.registry.inspect(orderId);
       // Accepting twice is a retry.
       if (stored.order.courierId === courier.id) return stored.order;
@@ -169,7 +170,7 @@ export class Dispatcher {
         point: pickup,
         radiusMeters: policy.radiusMeters,
         limit: CANDIDATES_PER_SEARCH,
-        dispatchable: { now, seenSince: new Date(now.getTime() - policy.seenWithinMs), exclude: ctx.excluded },
+        dispatchable: { now, seenSince: new Date(now.getTime() - policy.seenWithinMs), exclude: ctx.excluded, maxActive: policy.maxActive },
       });
       const carried = await orders.countCarried(near.map((c) => c.id));
       candidates = near.map((c) => ({

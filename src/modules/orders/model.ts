@@ -39,7 +39,7 @@ export namespace OrderModel {
   // additionalProperties: otherwise Elysia strips the other headers (Authorization among them).
   export const createHeaders = t.Object({
     "idempotency-key": t.Optional(
-      t.String({ minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7E]+$", description: "repeat a request safely: same key + same customer → the same order (200)" }),
+      t.String({ minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7E]+$", description: "repeat a request safely (IETF Idempotency-Key draft; a Structured Field String such as \"k-1\", or a bare token): same key + customer + body → the same order (200); another body → 422; while the first is in flight → 409. Keys expire after IDEMPOTENCY_KEY_TTL_SECONDS (default 24 h)" }),
     ),
   }, { additionalProperties: true });
 

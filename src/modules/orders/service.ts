@@ -1,13 +1,15 @@
 import type { Clock } from "../../clock";
 import type { Config } from "../../config";
 import { isClaimableStatus, type Principal } from "../../vocabulary";
-import { Conflict, IllegalTransition, NotFound } from "../../errors";
+import { Conflict, IdempotencyKeyInFlight, IdempotencyKeyReused, IllegalTransition, NotFound } from "../../errors";
 import type { Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { latestChange } from "../../events/change";
 import { isParty } from "../../events/order";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { estimateEta } from "./eta";
+import { requestFingerprint } from "./idempotency";
+import type { IdempotencyKeys } from "./idempotency-keys";
 import { dispatchViewOf, eventForTarget, initialOrderSnapshot, persistSnapshot, timersOf } from "./machine";
 import type { OrderModel } from "./model";
 import { priceOrder } from "./pricing";
@@ -16,11 +18,12 @@ import type { OrderRepository, OrderScope, StoredOrder } from "./repository";
 
 export type OrderServiceDeps = {
   repo: OrderRepository;
+  keys: IdempotencyKeys;
   restaurants: RestaurantRepository;
   registry: OrderActorRegistry;
   bus: EventBus;
   clock: Clock;
-  config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID" | "ACCEPT_TIMEOUT_SECONDS" | "COURIER_SPEED_MPS" | "DISPATCH_RETRY_SECONDS">;
+  config: Pick<Config, "DELIVERY_BASE_FEE_CENTS" | "DELIVERY_FEE_PER_KM_CENTS" | "INSTANCE_ID" | "IDEMPOTENCY_KEY_TTL_SECONDS" | "REQUEST_TIMEOUT_MS" | "ACCEPT_TIMEOUT_SECONDS" | "COURIER_SPEED_MPS" | "DISPATCH_RETRY_SECONDS">;
   log: Logger;
 };
 
@@ -41,14 +44,51 @@ export class OrderService {
   constructor(private readonly deps: OrderServiceDeps) {}
 
   /**
-   * Places an order priced from the menu. With an idempotency key this customer already used,
-   * returns that order and creates nothing (`created: false`).
+   * Places an order priced from the menu. With an Idempotency-Key (IETF draft): a repeat with the
+   * same body returns the first order (`created: false`); another body is 422; a repeat while the
+   * first is still running is 409. Keys are per customer and expire after IDEMPOTENCY_KEY_TTL_SECONDS.
    */
   async place(customer: Principal, input: OrderModel.create, idempotencyKey?: string): Promise<{ created: boolean; order: OrderModel.order }> {
-    if (idempotencyKey !== undefined) {
-      const existing = await this.deps.repo.findByIdempotencyKey(customer.id, idempotencyKey);
-      if (existing) return { created: false, order: existing.order };
+    if (idempotencyKey === undefined) return this.create(customer, input);
+    const now = this.deps.clock.now();
+    const claim = await this.deps.keys.claim({
+      customerId: customer.id,
+      key: idempotencyKey,
+      fingerprint: requestFingerprint(input),
+      now,
+      ttlMs: this.deps.config.IDEMPOTENCY_KEY_TTL_SECONDS * 1000,
+      // Past this a pending key is taken as abandoned (its process died). Safe even if the first
+      // is only slow: both runs insert under the same token, and the unique index keeps one order.
+      lockMs: this.deps.config.REQUEST_TIMEOUT_MS,
+    });
+    switch (claim.kind) {
+      case "mismatch":
+        throw new IdempotencyKeyReused(`Idempotency-Key ${JSON.stringify(idempotencyKey)} was already used with a different request body; use a new key for a new order`);
+      case "inFlight":
+        throw new IdempotencyKeyInFlight(`the first request with Idempotency-Key ${JSON.stringify(idempotencyKey)} is still being processed; retry later`);
+      case "done": {
+        const first = await this.deps.repo.findById(claim.orderId);
+        if (!first) throw new NotFound(`order ${claim.orderId} not found`);
+        return { created: false, order: first.order };
+      }
+      case "run":
+        break;
     }
+    let placed: { created: boolean; order: OrderModel.order };
+    try {
+      // The order carries the claim's token (unique per use of the key), so a takeover after a
+      // crash finds the order the first run inserted instead of placing a second one.
+      placed = await this.create(customer, input, claim.token);
+    } catch (err) {
+      await this.deps.keys.release(claim.token);
+      throw err;
+    }
+    // Should this write fail, the key stays pending: after lockMs a retry takes it over and finds the order.
+    await this.deps.keys.complete(claim.token, placed.order.id);
+    return placed;
+  }
+
+  private async create(customer: Principal, input: OrderModel.create, idempotencyKey?: string): Promise<{ created: boolean; order: OrderModel.order }> {
     const restaurant = await this.deps.restaurants.findById(input.restaurantId);
     if (!restaurant) throw new NotFound(`restaurant ${input.restaurantId} not found`);
     const at = this.deps.clock.now();

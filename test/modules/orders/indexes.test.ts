@@ -1,6 +1,8 @@
+import { ObjectId } from "mongodb";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { COLLECTIONS } from "../../../src/db/mongo";
 import { ORDER_INDEXES, OrderRepository } from "../../../src/modules/orders/repository";
+import { explainOrderQueries } from "../../helpers/order-query-plans";
 import { startTestServer, type TestServer } from "../../helpers/server";
 import { cast, orderIn, placeOrder, type Cast } from "./fixtures";
 
@@ -57,6 +59,9 @@ describe("order indexes", () => {
     const repo = new OrderRepository(server.deps.db.db);
     const first = await placeOrder(server, c, { "idempotency-key": "unique-index" });
     const stored = (await repo.findById(first.id))!;
+    // The order carries the token of this use of the key (idempotency_keys), not the key itself.
+    const token = (await server.deps.db.db.collection(COLLECTIONS.orders).findOne({ _id: new ObjectId(first.id) }))!.idempotencyKey as string;
+    expect(token).toMatch(/^[0-9a-f]{24}$/);
     // Straight to insert, past the service's look-up: only the index can catch this one.
     const { id: _id, version: _v, status: _s, courierId: _c, createdAt: _ca, updatedAt: _u, history: _h, dispatch: _d, eta: _e, ...order } = stored.order;
     // What the service derives at placing (pickup, prep time, dispatch, timers, ETA).
@@ -67,11 +72,11 @@ describe("order indexes", () => {
       at: new Date(),
       by: { role: "customer", id: c.customer.user.id },
       machine: stored.machine,
-      idempotencyKey: "unique-index",
+      idempotencyKey: token,
     });
     expect(again.created).toBe(false);
     expect(again.stored.order.id).toBe(first.id);
-    const count = await server.deps.db.db.collection(COLLECTIONS.orders).countDocuments({ customerId: c.customer.user.id, idempotencyKey: "unique-index" });
+    const count = await server.deps.db.db.collection(COLLECTIONS.orders).countDocuments({ customerId: c.customer.user.id, idempotencyKey: token });
     expect(count).toBe(1);
     // Orders without a key never collide.
     const a = await repo.insert({ ...rest, restaurantOwnerId: stored.restaurantOwnerId, at: new Date(), by: { role: "customer", id: c.customer.user.id }, machine: stored.machine });
@@ -82,8 +87,7 @@ describe("order indexes", () => {
   test("every query the repository makes is answered by an index (explain)", async () => {
     const order = await orderIn(server, c, "accepted", { claim: true });
     await placeOrder(server, c, { "idempotency-key": "explain-me" });
-    const repo = new OrderRepository(server.deps.db.db);
-    const plans = await repo.explainQueries({
+    const plans = await explainOrderQueries(server.deps.db.db, {
       orderId: order.id,
       customerId: c.customer.user.id,
       ownerId: c.owner.user.id,

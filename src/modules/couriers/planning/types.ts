@@ -1,0 +1,97 @@
+/**
+ * The dispatch planning interface: what a policy sees and what it decides. Plain data, no I/O,
+ * so the server's dispatcher and the MDRP benchmark (scripts/bench/mdrp.ts) drive the same code.
+ * Times are minutes on the caller's clock (fractions allowed); points are whatever the caller's
+ * geometry measures (lat/lng in the server, metres in the benchmark).
+ */
+
+export type Minutes = number;
+
+/** How the caller measures its world. */
+export type Geometry<P> = {
+  /** Straight-line distance in metres (the `nearest` policy ranks and limits by it). */
+  meters(a: P, b: P): number;
+  /** Travel time in minutes between two points. */
+  travelMinutes(a: P, b: P): Minutes;
+};
+
+/** An order nobody is assigned to yet. */
+export type PlanOrder<P> = {
+  id: string;
+  restaurantId: string;
+  pickup: P;
+  dropoff: P;
+  placedAt: Minutes;
+  /** When the food is expected to be ready (the restaurant's word, an estimate, or the truth). */
+  readyAt: Minutes;
+  /** Orders this courier declined or let expire: never offered to it again. */
+  excluded?: readonly string[];
+};
+
+/** An on-duty courier. */
+export type PlanCourier<P> = {
+  id: string;
+  /** Where it is now. */
+  position: P;
+  /** Orders it carries or is committed to. */
+  carrying: number;
+  /** When and where it finishes what it carries (now and `position` when it carries nothing). */
+  freeAt: Minutes;
+  freePoint: P;
+  /** End of its shift when known: it cannot pick up after it. */
+  shiftEnd: Minutes | null;
+  /** It holds an unanswered offer (the server's couriers hold at most one). */
+  offered?: boolean;
+};
+
+export type ServiceTimes = {
+  /** Minutes at the restaurant; the pickup happens half-way through. */
+  pickupMinutes: Minutes;
+  /** Minutes at the customer; the drop-off happens half-way through. */
+  dropoffMinutes: Minutes;
+};
+
+export type NearestParams = {
+  radiusMeters: number;
+  /** Orders a courier may carry and still get offers. */
+  maxActive: number;
+};
+
+export type BatchedParams = {
+  /** Minutes between planning rounds (the rolling horizon's step). */
+  intervalMinutes: Minutes;
+  /** Orders expected ready within this many minutes are planned this round. */
+  horizonMinutes: Minutes;
+  /** Most orders in one bundle (and on one courier at once). */
+  maxBundle: number;
+  /** Orders of one restaurant are bundled when planned orders per free courier exceed this. */
+  bundleFromOrdersPerCourier: number;
+  /** An order joins a bundle only when that adds at most this many minutes of click-to-door to the bundle. */
+  bundleMaxExtraMinutes: Minutes;
+  /** A courier still on a trip is planned too when it finishes within this many minutes (from its last drop-off). */
+  busyLookaheadMinutes: Minutes;
+  /** Click-to-door target: minutes past it cost `latePenalty` more per minute. */
+  targetMinutes: Minutes;
+  latePenalty: number;
+  /** Cost per minute a courier waits at the restaurant for food. */
+  waitWeight: number;
+  /** Cost per minute a courier drives to the restaurant (keeps far couriers for later). */
+  approachWeight: number;
+  /** A courier is sent when it would arrive at most one round plus this many minutes before the food. */
+  commitSlackMinutes: Minutes;
+};
+
+export type PlanInput<P> = {
+  now: Minutes;
+  orders: readonly PlanOrder<P>[];
+  couriers: readonly PlanCourier<P>[];
+  geometry: Geometry<P>;
+  service: ServiceTimes;
+};
+
+/** What a policy decides for one round; orders it does not name wait for a later round. */
+export type PlanDecision =
+  /** Offer these orders (one restaurant, dropped off in this sequence) to the courier as one bundle. */
+  { kind: "offer"; courierId: string; orderIds: string[] };
+
+export type PolicyName = "nearest" | "batched";

@@ -7,6 +7,7 @@ import { cast, orderIn, patch, placeOrder, type Cast } from "../modules/orders/f
 import { topics } from "../../src/events/topics";
 import { TimerStore, TimerSweeper, timerFields, type TimerDoc } from "../../src/db/timers";
 import { ObjectId } from "mongodb";
+import { isLocalRequest } from "../../src/http/client-ip";
 
 /**
  * GET /metrics scraped after real HTTP and WebSocket traffic: each check reads a value,
@@ -221,6 +222,24 @@ describe("GET /metrics: registries, hooks and access", () => {
     } finally {
       await guarded.stop();
     }
+  });
+
+  test("without METRICS_TOKEN only this machine may scrape: a relayed request (X-Forwarded-For, Forwarded) gets 403", async () => {
+    expect(await scrape(server)).toContain("dispatch_http_requests_total"); // loopback peer, nothing relayed
+    for (const relayed of [{ "x-forwarded-for": "203.0.113.9" }, { forwarded: "for=203.0.113.9" }] as Record<string, string>[]) {
+      const res = await fetch(`${server.url}/metrics`, { headers: relayed });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("content-type")).toContain("application/problem+json");
+      expect(((await res.json()) as { detail: string }).detail).toContain("METRICS_TOKEN");
+    }
+  });
+
+  test("a caller is local only when the socket's peer is a loopback address", () => {
+    const from = (address: string) => ({ requestIP: () => ({ address }) });
+    const plain = new Request("http://example.test/metrics");
+    for (const local of ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]) expect({ local, is: isLocalRequest(plain, from(local)) }).toEqual({ local, is: true });
+    for (const remote of ["192.0.2.2", "10.0.0.1", "::ffff:192.168.1.5", "fe80::1", "2001:db8::1"]) expect({ remote, is: isLocalRequest(plain, from(remote)) }).toEqual({ remote, is: false });
+    expect(isLocalRequest(plain, null)).toBe(false);
   });
 
   test("a database failure under a request is counted", async () => {

@@ -55,7 +55,7 @@ export class CommandDispatcher {
     }
     // Whatever was applied (also before an error in an ordered batch) is journaled before the reply.
     try {
-      this.engine.commit(ctx.journal);
+      await this.engine.commit(ctx.journal);
     } catch (err) {
       this.engine.log.error("journal append failed", { command: name, error: String(err) });
       reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();

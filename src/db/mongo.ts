@@ -21,6 +21,7 @@ export const COLLECTIONS = {
   couriers: "couriers",
   rateLimits: "rate_limits",
   idempotencyKeys: "idempotency_keys",
+  leases: "leases",
 } as const;
 
 export async function connectDatabase(

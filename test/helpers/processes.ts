@@ -175,6 +175,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
     JWT_SECRET: TEST_JWT_SECRET,
+    DISPATCH_POLICY: "nearest",
     ...env,
     INSTANCE_ID: instanceId,
   });

@@ -12,6 +12,9 @@ import type { RegistryDeps } from "../orders/registry";
 import { RestaurantRepository } from "../restaurants/repository";
 import type { DispatchPolicy } from "./dispatch";
 import { Dispatcher } from "./dispatcher";
+import { Planner } from "./planner";
+import { DEFAULT_BATCHED } from "./planning";
+import { Lease } from "../../db/leases";
 import { CourierLocations } from "./locations";
 import { CourierModel } from "./model";
 import { CourierRepository } from "./repository";
@@ -58,6 +61,8 @@ export type DispatchCore = {
   couriers: CourierRepository;
   locations: CourierLocations;
   dispatcher: Dispatcher;
+  /** The batched policy's planning rounds (null with DISPATCH_POLICY=nearest). */
+  planner: Planner | null;
   sweeper: TimerSweeper;
   service: CourierService;
   /** Stops the timer sweeper and waits for dispatch work in flight (other instances take over). */
@@ -78,7 +83,35 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
     clock: deps.clock,
     log,
     policy,
+    mode: deps.config.DISPATCH_POLICY,
   });
+  const planner =
+    deps.config.DISPATCH_POLICY === "batched"
+      ? new Planner({
+          registry: orders.registry,
+          orders: orders.repo,
+          couriers,
+          bus: deps.bus,
+          clock: deps.clock,
+          log,
+          lease: new Lease(deps.db.db, "dispatch-planner", deps.config.INSTANCE_ID),
+          intervalMs: deps.config.DISPATCH_INTERVAL_SECONDS * 1000,
+          offerTtlMs: policy.offerTtlMs,
+          seenWithinMs: policy.seenWithinMs,
+          maxActive: policy.maxActive,
+          speedMps: deps.config.COURIER_SPEED_MPS,
+          readyDefaultMinutes: deps.config.READY_DEFAULT_MINUTES,
+          params: { ...DEFAULT_BATCHED, intervalMinutes: deps.config.DISPATCH_INTERVAL_SECONDS / 60, radiusMeters: policy.radiusMeters },
+        })
+      : null;
+  const unlistenReady = planner
+    ? orders.registry.onCommit(({ prev, next, stored }) => {
+        if (statusOf(next) !== "ready_for_pickup" || statusOf(prev) === "ready_for_pickup") return;
+        const accepted = stored.order.history.find((h) => h.status === "accepted");
+        const ready = stored.order.history.find((h) => h.status === "ready_for_pickup");
+        if (accepted && ready) planner.observeReady(stored.order.restaurantId, new Date(accepted.at), new Date(ready.at));
+      })
+    : () => undefined;
   const sweeper = new TimerSweeper({
     store: orders.repo.timerStore(),
     owner: deps.config.INSTANCE_ID,
@@ -90,6 +123,7 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
     metrics: deps.metrics,
   });
   dispatcher.start();
+  planner?.start();
   sweeper.start();
   const service = new CourierService({ couriers, orders: orders.repo, locations, clock: deps.clock, policy });
   let stopping: Promise<void> | null = null;
@@ -97,9 +131,13 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
     couriers,
     locations,
     dispatcher,
+    planner,
     sweeper,
     service,
-    stop: () => (stopping ??= Promise.all([sweeper.stop(), dispatcher.stop()]).then(() => undefined)),
+    stop: () => {
+      unlistenReady();
+      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => undefined));
+    },
   };
 }
 

@@ -389,6 +389,33 @@ export class OrderRepository {
     }));
   }
 
+  /**
+   * Orders waiting for a courier (dispatch state searching: no courier, no offer out), oldest
+   * first, with what the planner needs; `carriedBy`'s shape, so one reader serves both.
+   */
+  async openForDispatch(limit: number): Promise<Array<CarriedOrder & { createdAt: Date }>> {
+    const docs = await this.orders
+      .find(
+        { "dispatch.state": "searching", courierId: null, status: { $in: ["accepted", "preparing", "ready_for_pickup"] } },
+        { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1, createdAt: 1 } },
+      )
+      .sort({ createdAt: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map((d) => ({
+      id: d._id.toHexString(),
+      status: d.status,
+      restaurantId: d.restaurantId,
+      pickup: d.pickup ?? null,
+      dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
+      prepTimeMinutes: d.prepTimeMinutes ?? null,
+      approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
+      etaRefreshedAt: d.etaRefreshedAt ?? null,
+      history: d.history.map((h) => ({ status: h.status, at: h.at })),
+      createdAt: d.createdAt,
+    }));
+  }
+
   /** How many orders each courier carries now (dispatch: couriers at COURIER_MAX_ACTIVE get no offers). */
   async countCarried(courierIds: string[]): Promise<Map<string, number>> {
     const counts = new Map<string, number>(courierIds.map((id) => [id, 0]));

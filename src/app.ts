@@ -1,26 +1,71 @@
 import { Elysia } from "elysia";
 import { openapi } from "@elysiajs/openapi";
 import type { AppDeps } from "./deps";
+import { changesFromOrder } from "./events/change";
+import { authPlugin } from "./http/auth";
+import { httpMetricsPlugin, metricsModule } from "./http/metrics";
 import { problemPlugin } from "./http/problem";
 import { requestPolicyPlugin, type RouteInfo } from "./http/request-policy";
-
-import { healthModule } from "./modules/health";
+import { demoModule } from "./demo";
 import { authModule } from "./modules/auth";
-import { restaurantsModule } from "./modules/restaurants";
+import { ensureUserIndexes, UserRepository } from "./modules/auth/repository";
+import { bootstrapAdmin } from "./modules/auth/service";
+import { courierCapacity, couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
+import { MAX_FIX_FUTURE_MS } from "./modules/couriers/locations";
+import { CourierRepository, ensureCourierIndexes } from "./modules/couriers/repository";
+import { healthModule } from "./modules/health";
 import { createOrders, ordersModule } from "./modules/orders";
-import { couriersModule, createDispatch, etaEstimator } from "./modules/couriers";
+import { ensureIdempotencyKeyIndexes, IdempotencyKeys } from "./modules/orders/idempotency-keys";
+import { ensureOrderIndexes, OrderRepository } from "./modules/orders/repository";
+import { restaurantsModule } from "./modules/restaurants";
+import { ensureRestaurantIndexes, RestaurantRepository } from "./modules/restaurants/repository";
+import { RealtimeHub } from "./realtime/hub";
+import type { RealtimeSources } from "./realtime/sources";
 import { realtimeModule, realtimeServerOptions } from "./realtime/ws";
 
-import { httpMetricsPlugin, metricsModule } from "./http/metrics";
-import { demoModule } from "./demo";
-import { OrderRepository } from "./modules/orders/repository";
+/**
+ * The composition root. Builds each repository, service and runtime once, makes sure the
+ * database has what they need (indexes, the bootstrap admin), composes the feature plugins,
+ * and says how to stop it all, each step once:
+ *
+ *   repositories ─▶ orders (registry, service) ─▶ dispatch (dispatcher, timers, positions)
+ *                                              ─▶ realtime hub (reads through RealtimeSources)
+ *
+ * Only the entry points (server.ts) and tests import this file; features never do.
+ */
+export async function createApp(deps: AppDeps) {
+  const { db } = deps;
+  const repos = {
+    users: new UserRepository(db.db),
+    restaurants: new RestaurantRepository(db.db),
+    orders: new OrderRepository(db.db),
+    idempotencyKeys: new IdempotencyKeys(db.db),
+    couriers: new CourierRepository(db.db),
+  };
+  // A relay gap (a change another instance published that never arrived) is read back here.
+  deps.bus.setGapFiller?.(async (orderId, afterSeq, beforeSeq) => {
+    const stored = await repos.orders.findById(orderId);
+    return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
+  });
+  for (const ensure of [ensureUserIndexes, ensureRestaurantIndexes, ensureOrderIndexes, ensureIdempotencyKeyIndexes, ensureCourierIndexes]) await ensure(db.db);
+  await bootstrapAdmin(repos.users, deps);
 
-export function createApp(deps: AppDeps) {
+  // One auth plugin: tokens are checked against the user's current role.
+  const auth = authPlugin({ config: deps.config, currentRole: (userId) => repos.users.roleOf(userId) });
+  // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
+  const capacity = courierCapacity(deps, repos);
+  const orders = createOrders(deps, repos, { estimate: etaEstimator(deps, repos.couriers), capacity });
+  const dispatch = createDispatch(deps, repos, orders, capacity);
+  const realtime = new RealtimeHub({
+    ...deps,
+    sources: realtimeSources(repos),
+    positions: { report: (courierId, fix) => dispatch.locations.report(courierId, fix), maxFutureMs: MAX_FIX_FUTURE_MS },
+    hooks: () => deps.realtimeHooks,
+  });
+  observeMetrics(deps, repos.orders, () => realtime.connectionCount);
+
   // The request policy reads each route's body schema; the routes exist once the app is built.
   let routes = (): readonly RouteInfo[] => [];
-  // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
-  const orders = createOrders(deps, { estimate: etaEstimator(deps) });
-  const dispatch = createDispatch(deps, orders);
   const app = new Elysia({ name: "dispatch", websocket: realtimeServerOptions(deps.config) })
     .use(httpMetricsPlugin(deps)) // first: its hooks time and count every request
     .use(problemPlugin(deps.log))
@@ -48,21 +93,48 @@ export function createApp(deps: AppDeps) {
     )
     .use(healthModule(deps))
     .use(metricsModule(deps))
-    .use(authModule(deps))
-    .use(restaurantsModule(deps))
-    .use(ordersModule(deps, orders))
-    .use(couriersModule(deps, dispatch))
-    .use(realtimeModule(deps, dispatch.locations))
+    .use(authModule(deps, repos.users, auth))
+    .use(restaurantsModule(deps, repos.restaurants, auth))
+    .use(ordersModule(orders, auth))
+    .use(couriersModule(dispatch, auth))
+    .use(realtimeModule(deps, realtime, auth))
     .use(demoModule());
   routes = () => app.routes as readonly RouteInfo[];
-  observeApp(deps, () => app.decorator.realtime.connectionCount);
-  return app;
+
+  let stopping: Promise<void> | null = null;
+  /**
+   * Stops in this order, once: sockets closed (open WebSockets would keep the server draining),
+   * dispatch stopped (timers and searches: other instances take over), the HTTP server drained
+   * when it listens (in-flight requests answered), then the order actors.
+   */
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await realtime.shutdown();
+      await dispatch.stop();
+      const server = app.server;
+      if (server) {
+        await server.stop(false); // resolves once in-flight requests are answered
+        await app.stop(true).catch(() => undefined); // idle keep-alive connections go too
+      }
+      await orders.registry.stop();
+    })());
+  return { app, stop };
+}
+
+/** What realtime reads of orders, restaurants and users, through the interfaces it declares. */
+function realtimeSources(repos: { orders: OrderRepository; restaurants: RestaurantRepository; users: UserRepository }): RealtimeSources {
+  return {
+    findOrder: (id) => repos.orders.findById(id),
+    findRestaurant: (id) => repos.restaurants.findById(id),
+    findUser: (id) => repos.users.findById(id),
+    ordersChangedSince: (scope, since, limit) => repos.orders.changedSince(scope, since, limit),
+    orderVersions: (ids) => repos.orders.versionsOf(ids),
+  };
 }
 
 /** Scrape-time sources and the committed-transition count for /metrics. */
-function observeApp(deps: AppDeps, wsConnections: () => number): void {
+function observeMetrics(deps: AppDeps, orders: OrderRepository, wsConnections: () => number): void {
   const { metrics } = deps;
-  const orders = new OrderRepository(deps.db.db);
   metrics.observe("wsConnections", wsConnections);
   metrics.observe("ordersByStatus", () => orders.countByStatus());
   deps.bus.onChange((change) => {
@@ -72,4 +144,4 @@ function observeApp(deps: AppDeps, wsConnections: () => number): void {
 }
 
 /** The app's type, for a typed client (Eden treaty). */
-export type App = ReturnType<typeof createApp>;
+export type App = Awaited<ReturnType<typeof createApp>>["app"];

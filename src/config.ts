@@ -8,7 +8,8 @@ import { Value } from "@sinclair/typebox/value";
 export const ConfigSchema = T.Object({
   NODE_ENV: T.Union([T.Literal("development"), T.Literal("production"), T.Literal("test")], { default: "development" }),
   PORT: T.Integer({ minimum: 0, maximum: 65535, default: 3000 }),
-  HOST: T.String({ minLength: 1, default: "0.0.0.0" }),
+  /** Loopback by default: a quick start is not reachable from the network until HOST says so. */
+  HOST: T.String({ minLength: 1, default: "127.0.0.1" }),
   MONGODB_URI: T.Optional(T.String({ pattern: "^mongodb(\\+srv)?://" })),
   MONGODB_DB: T.String({ minLength: 1, maxLength: 63, pattern: "^[^/\\\\. \"$]+$", default: "dispatch" }),
   DATA_DIR: T.String({ minLength: 1, default: "./data" }),
@@ -61,6 +62,8 @@ export const ConfigSchema = T.Object({
   /** Durable timers: how often each instance looks for due ones, and how long a claim holds. */
   TIMER_SWEEP_INTERVAL_MS: T.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
   TIMER_LEASE_MS: T.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+  /** A move that keeps losing the compare-and-set to other writers is retried this long, then answered 503. */
+  ORDER_CONTENTION_RETRY_MS: T.Integer({ minimum: 10, maximum: 60_000, default: 3_000 }),
   SHUTDOWN_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 60_000, default: 10_000 }),
   /** WebSocket: largest client frame answered normally; larger ones get an error frame (4× this closes with 1009). */
   WS_MAX_FRAME_BYTES: T.Integer({ minimum: 1024, maximum: 1024 * 1024, default: 16 * 1024 }),
@@ -99,16 +102,26 @@ export const ConfigSchema = T.Object({
   HSTS_MAX_AGE_SECONDS: T.Integer({ minimum: 0, maximum: 63_072_000, default: 0 }),
 });
 
-export type Config = Readonly<Static<typeof ConfigSchema> & { JWT_SECRET: string; INSTANCE_ID: string; jwtSecretIsDefault: boolean }>;
+/**
+ * The environment as loaded: JWT_SECRET may be absent (outside production), and then the server
+ * uses the deployment's generated key from the database (src/db/jwt-secret.ts).
+ */
+export type EnvConfig = Readonly<Static<typeof ConfigSchema> & { INSTANCE_ID: string }>;
+
+/** The configuration the running app sees: the token key is always known. */
+export type Config = Readonly<EnvConfig & { JWT_SECRET: string }>;
 
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
-const DEV_JWT_SECRET = "dispatch-dev-secret-do-not-use-in-production";
+/** The running configuration: the loaded one with the token key it will sign and verify with. */
+export function withJwtSecret(config: EnvConfig, secret: string): Config {
+  return Object.freeze({ ...config, JWT_SECRET: secret });
+}
 
 /** Parses an environment (process.env by default) into a Config, or throws a ConfigError naming the variable. */
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+export function loadConfig(env: Record<string, string | undefined> = process.env): EnvConfig {
   const known = Object.keys(ConfigSchema.properties);
   const raw: Record<string, unknown> = {};
   for (const key of known) {
@@ -144,8 +157,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   return Object.freeze({
     ...parsed,
-    JWT_SECRET: parsed.JWT_SECRET ?? DEV_JWT_SECRET,
-    jwtSecretIsDefault: parsed.JWT_SECRET === undefined,
     INSTANCE_ID: parsed.INSTANCE_ID ?? `i-${crypto.randomUUID().slice(0, 8)}`,
   });
 }

@@ -56,12 +56,6 @@ export class IllegalTransition extends DomainError {
   }
 }
 
-/** The compare-and-set on `version` lost: another writer committed first. */
-export class VersionConflict extends DomainError {
-  readonly status = 409;
-  readonly title = "Version conflict";
-}
-
 /** If-Match named a version that is not the current one. */
 export class PreconditionFailed extends DomainError {
   readonly status = 412;
@@ -114,4 +108,8 @@ export class RateLimited extends DomainError {
 export class ServiceUnavailable extends DomainError {
   readonly status = 503;
   readonly title = "Service unavailable";
+  /** Sent as `Retry-After` when set: the condition is transient. */
+  constructor(detail: string, readonly retryAfterSeconds?: number) {
+    super(detail);
+  }
 }

@@ -1,8 +1,8 @@
-import { ConfigError, loadConfig, type Config } from "./config";
+import { ConfigError, loadConfig, type EnvConfig } from "./config";
 import { createLogger } from "./log";
 import { startServer } from "./server";
 
-let config: Config;
+let config: EnvConfig;
 try {
   config = loadConfig();
 } catch (err) {

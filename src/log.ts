@@ -20,6 +20,11 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
+/** How a caught error goes into a log line's fields (an Error is logged with its name, message and stack). */
+export function errorField(err: unknown): Error | string {
+  return err instanceof Error ? err : String(err);
+}
+
 export function createLogger(level: LogLevel, base: LogFields = {}, sink: (line: string) => void = (l) => process.stdout.write(l + "\n")): Logger {
   const threshold = rank[level];
   const emit = (lvl: Exclude<LogLevel, "silent">, msg: string, fields?: LogFields) => {

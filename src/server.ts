@@ -1,20 +1,17 @@
 import type { Server } from "bun";
 import { createApp } from "./app";
 import { systemClock, type Clock } from "./clock";
+import { withJwtSecret, type Config, type EnvConfig } from "./config";
+import { deploymentJwtSecret } from "./db/jwt-secret";
+import { COLLECTIONS, connectDatabase, type Database } from "./db/mongo";
 import type { AppDeps } from "./deps";
-import type { Config } from "./config";
-import { connectDatabase, type Database } from "./db/mongo";
-import { ensureIndexes } from "./db/indexes";
-import { createLogger, type Logger } from "./log";
-import { MAX_BODY_BYTES } from "./http/problem";
-import { LocalEventBus } from "./realtime/bus";
 import type { EventBus, TopicPublisher } from "./events/bus";
-import { bootstrapAdmin } from "./modules/auth/service";
-import { RedisEventBus } from "./realtime/redis-relay";
+import { MAX_BODY_BYTES } from "./http/problem";
 import { RedisLimits } from "./http/redis-limits";
-import { changesFromOrder } from "./events/change";
-import { OrderRepository } from "./modules/orders/repository";
+import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
+import { LocalEventBus } from "./realtime/bus";
+import { RedisEventBus } from "./realtime/redis-relay";
 
 export type RunningServer = {
   url: string;
@@ -26,14 +23,20 @@ export type RunningServer = {
 
 export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: EventBus; metrics?: Metrics };
 
-/** Start-up in one place (config → connect → indexes → app → listen), exported so tests control it. */
-export async function startServer(config: Config, opts: StartOptions = {}): Promise<RunningServer> {
-  const log = opts.log ?? createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
-  if (config.jwtSecretIsDefault) log.warn("JWT_SECRET is not set: using the development secret; never do this in production");
-  const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: config.METRICS_ORDERS_CACHE_MS });
-  const db = opts.db ?? (await connectDatabase(config, log));
+/** Start-up in one place (config → connect → token key → bus → app (indexes, admin) → listen), exported so tests control it. */
+export async function startServer(envConfig: EnvConfig, opts: StartOptions = {}): Promise<RunningServer> {
+  const log = opts.log ?? createLogger(envConfig.LOG_LEVEL, { instance: envConfig.INSTANCE_ID });
+  const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: envConfig.METRICS_ORDERS_CACHE_MS });
+  const db = opts.db ?? (await connectDatabase(envConfig, log));
+  let config: Config;
+  try {
+    config = await resolveJwtSecret(envConfig, db, log, opts.clock ?? systemClock);
+  } catch (err) {
+    if (!opts.db) await db.close();
+    throw err;
+  }
   countDatabaseErrors(db, metrics);
-  const bus = opts.bus ?? createBus(config, db, log, metrics);
+  const bus = opts.bus ?? createBus(config, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
   if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
@@ -44,16 +47,16 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     deps.rateLimiters = limits.rateLimiters();
     deps.connectionLimiter = limits.connectionLimiter(config.WS_MAX_CONNECTIONS_PER_USER);
   }
+  let composed: Awaited<ReturnType<typeof createApp>>;
   try {
-    await ensureIndexes(db.db);
-    await bootstrapAdmin(deps);
+    composed = await createApp(deps);
   } catch (err) {
     await limits?.close();
     if (!opts.bus) await bus.close();
     if (!opts.db) await db.close();
     throw err;
   }
-  const app = createApp(deps).listen({
+  const app = composed.app.listen({
     port: config.PORT,
     hostname: config.HOST,
     // The request policy refuses bodies over MAX_BODY_BYTES with a problem+json 413, by
@@ -75,10 +78,7 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
     deps,
     stop() {
       stopping ??= (async () => {
-        await app.decorator.realtime.shutdown(); // open WebSockets would keep server.stop(false) waiting
-        await app.decorator.dispatch.stop(); // timers and searches: other instances take over from here
-        await server.stop(false); // resolves once in-flight requests are answered
-        await app.stop(true).catch(() => undefined); // runs onStop hooks (actors, timers)
+        await composed.stop(); // sockets, dispatch, in-flight requests, actors (see createApp)
         await bus.close();
         await limits?.close();
         if (!opts.db) await db.close();
@@ -89,8 +89,20 @@ export async function startServer(config: Config, opts: StartOptions = {}): Prom
   };
 }
 
+/** JWT_SECRET when set; otherwise the deployment's generated key, shared through the database. */
+async function resolveJwtSecret(config: EnvConfig, db: Database, log: Logger, clock: Clock): Promise<Config> {
+  if (config.JWT_SECRET !== undefined) return withJwtSecret(config, config.JWT_SECRET);
+  const { secret, created } = await deploymentJwtSecret(db.db, clock.now());
+  // Never the key itself: only where it lives.
+  log.info(created ? "JWT_SECRET is not set: generated a random token key and stored it in the database" : "JWT_SECRET is not set: using the token key stored in the database", {
+    collection: COLLECTIONS.secrets,
+    database: config.MONGODB_DB,
+  });
+  return withJwtSecret(config, secret);
+}
+
 /** The relay across instances when REDIS_URL is set; local topics only otherwise. */
-function createBus(config: Config, db: Database, log: Logger, metrics: Metrics): EventBus {
+function createBus(config: Config, log: Logger, metrics: Metrics): EventBus {
   if (!config.REDIS_URL) return new LocalEventBus(log);
   const bus = new RedisEventBus({
     url: config.REDIS_URL,
@@ -104,11 +116,6 @@ function createBus(config: Config, db: Database, log: Logger, metrics: Metrics):
       relayed: (direction) => metrics.relayMessages.inc({ direction }),
       lag: (seconds) => metrics.relayLag.observe(seconds),
     },
-  });
-  const orders = new OrderRepository(db.db);
-  bus.setGapFiller(async (orderId, afterSeq, beforeSeq) => {
-    const stored = await orders.findById(orderId);
-    return stored ? changesFromOrder(stored.order, afterSeq, beforeSeq) : [];
   });
   return bus;
 }

@@ -63,3 +63,6 @@ export const latitude = t.Number({ minimum: -90, maximum: 90, description: "lati
 export const longitude = t.Number({ minimum: -180, maximum: 180, description: "longitude, degrees" });
 export const latLng = t.Object({ lat: latitude, lng: longitude });
 export type LatLng = typeof latLng.static;
+
+/** One position fix as a courier reports it, its time already resolved. */
+export type PositionFix = LatLng & { heading?: number; speedMps?: number; at: Date };

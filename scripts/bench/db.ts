@@ -3,7 +3,7 @@
 //     GEOSEARCH ... BYRADIUS 3 km ASC COUNT 20 on the same points (a redis-server started here);
 // (b) insertOne / findOne by _id / findOneAndUpdate by _id+version, ops/s, in memory and with a
 //     data dir (fsync on every write). Sequential requests on one connection: this is latency, not throughput.
-// Options: --quick (1k queries per size), --sizes 10000,100000.
+// Options: --quick (1k queries per size), --sizes 10000,100000; BENCH_TINY=1 (the `bun test` smoke run).
 
 import fs from "node:fs";
 import net from "node:net";
@@ -14,14 +14,15 @@ import { MongoClient } from "mongodb";
 import { startEmbeddedMongo } from "../../src/embedded-mongo";
 import { EARTH_RADIUS_METERS, sphereDistanceMeters } from "../../src/embedded-mongo/geo";
 import { seededRandom } from "../lib/random";
+import { TINY } from "./lib";
 
 const args = process.argv.slice(2);
-const quick = args.includes("--quick");
+const quick = args.includes("--quick") || TINY;
 const sizesArg = args[args.indexOf("--sizes") + 1];
-const SIZES = args.includes("--sizes") && sizesArg ? sizesArg.split(",").map(Number) : [10_000, 100_000];
-const QUERIES = quick ? 1000 : 3000;
-const WARMUP = 300;
-const CRUD_SECONDS = quick ? 1 : 2;
+const SIZES = args.includes("--sizes") && sizesArg ? sizesArg.split(",").map(Number) : TINY ? [2_000] : [10_000, 100_000];
+const QUERIES = TINY ? 100 : quick ? 1000 : 3000;
+const WARMUP = TINY ? 20 : 300;
+const CRUD_SECONDS = TINY ? 0.3 : quick ? 1 : 2;
 
 // A 30 × 30 km square around central Berlin.
 const ORIGIN = { lng: 13.25, lat: 52.4 };

@@ -23,15 +23,16 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, spawnManaged, startServerProcess, stopAllProcesses, type ManagedProcess } from "../../test/helpers/processes";
 import { startRedis } from "../../test/helpers/redis";
+import { Failures, TINY, cpuMsOf, fmt, ratio as ratioOf, stats, table, type Stats } from "./lib";
 
-const QUICK = process.env.BENCH_WS_QUICK === "1";
-const CAP = Number(process.env.BENCH_WS_MAX_CONNECTIONS ?? (QUICK ? 2000 : 15_000));
+const QUICK = process.env.BENCH_WS_QUICK === "1" || TINY;
+const CAP = Number(process.env.BENCH_WS_MAX_CONNECTIONS ?? (TINY ? 50 : QUICK ? 2000 : 15_000));
 const RATE = Number(process.env.BENCH_WS_RATE ?? 200);
 const FSYNC = process.env.BENCH_WS_FSYNC ?? "always";
-const SYSTEMS = (process.env.BENCH_WS_SYSTEMS ?? "dispatch,reference").split(",") as SystemName[];
+const SYSTEMS = (process.env.BENCH_WS_SYSTEMS ?? (TINY ? "dispatch" : "dispatch,reference")).split(",") as SystemName[];
 /** Which parts run (for a focused run): "sequential", "many", "idle"; and which instance counts. */
 const PARTS = new Set((process.env.BENCH_WS_PARTS ?? "sequential,many,idle").split(","));
-const INSTANCES = (process.env.BENCH_WS_INSTANCES ?? "1,2").split(",").map(Number);
+const INSTANCES = (process.env.BENCH_WS_INSTANCES ?? (TINY ? "2" : "1,2")).split(",").map(Number);
 const JWT_SECRET = "bench-ws-secret-0123456789abcdef-0123";
 const ADMIN = { email: "admin@bench.test", password: "bench-admin-password" };
 const REFERENCE_DIR = join(REPO_ROOT, "scripts/bench/reference");
@@ -44,8 +45,11 @@ const REFERENCE_DIR = join(REPO_ROOT, "scripts/bench/reference");
  * per server (at most 100 orders a time: dispatch's subscriptions per connection), the servers
  * taking turns, and the runs are pooled.
  */
-const REPEAT = Number(process.env.BENCH_WS_REPEAT ?? 2);
-const LOADS = QUICK
+const REPEAT = Number(process.env.BENCH_WS_REPEAT ?? (TINY ? 1 : 2));
+const LOADS = TINY
+  ? [
+      { name: "100 subscribers, one order", subs: 10, orders: 2 }]
+  : QUICK
   ? [
       { name: "1 subscriber, one order", subs: 1, orders: 20 },
       { name: "100 subscribers, one order", subs: 100, orders: 10 },
@@ -56,7 +60,7 @@ const LOADS = QUICK
       { name: "100 subscribers, one order", subs: 100, orders: 25 },
       { name: "1,000 subscribers, one order", subs: 1000, orders: 10 },
     ];
-const MANY = { name: "1,000 orders × 3 subscribers", orders: QUICK ? 200 : 1000, subsPerOrder: 3 };
+const MANY = { name: "1,000 orders × 3 subscribers", orders: TINY ? 20 : QUICK ? 200 : 1000, subsPerOrder: 3 };
 
 type SystemName = "dispatch" | "reference";
 /** One delivery: [orderId, seq, receivedAt, index of the instance it came from, frame bytes]. */
@@ -67,6 +71,7 @@ type Json = Record<string, unknown>;
 const now = () => performance.timeOrigin + performance.now();
 const progress = (msg: string) => process.stderr.write(`[bench:ws ${((performance.now() - runStarted) / 1000).toFixed(0).padStart(3)} s] ${msg}\n`);
 const runStarted = performance.now();
+const failures = new Failures();
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -213,16 +218,6 @@ function rssOf(pid: number): number {
   };
   visit(pid);
   return total;
-}
-
-/** CPU time (user + system) a process has used, in ms (clock ticks are 10 ms on Linux). */
-function cpuMsOf(pid: number): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return NaN;
-  }
 }
 
 /** CPU ms the servers and the engine use while `work` runs. */
@@ -379,7 +374,6 @@ async function startReference(instances: number, db: string, engineUri: string, 
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-type Stats = { n: number; p50: number; p99: number; max: number };
 type FanoutResult = {
   load: string;
   instances: number;
@@ -397,13 +391,6 @@ type FanoutResult = {
   serverCpuMs: number;
   engineCpuMs: number;
 };
-
-function stats(values: number[]): Stats {
-  if (values.length === 0) return { n: 0, p50: NaN, p99: NaN, max: NaN };
-  const s = Float64Array.from(values).sort();
-  const at = (p: number) => s[Math.min(s.length - 1, Math.ceil(p * s.length) - 1)];
-  return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1] };
-}
 
 type Sent = { t0: number; instance: number };
 
@@ -479,9 +466,17 @@ async function cancel(cluster: Cluster, instance: number, orderId: string): Prom
     headers: { authorization: `Bearer ${cluster.tokens.customer}`, "content-type": "application/json" },
     body: JSON.stringify({ status: "cancelled" }),
   });
-  const body = (await res.json().catch(() => null)) as { version?: unknown } | null;
+  const text = await res.text().catch((err: unknown) => String(err));
   const ms = now() - t0;
-  return { t0, ms, seq: res.status === 200 && typeof body?.version === "number" ? body.version : null };
+  let version: unknown;
+  try {
+    version = (JSON.parse(text) as { version?: unknown }).version;
+  } catch {
+    version = undefined;
+  }
+  if (res.status === 200 && typeof version === "number") return { t0, ms, seq: version };
+  failures.add(`PATCH /orders/${orderId}: ${res.status} ${text.slice(0, 300)}`);
+  return { t0, ms, seq: null };
 }
 
 /**
@@ -519,7 +514,10 @@ async function sequentialFanout(cluster: Cluster, client: Subscribers, protocol:
       raw.sent.set(key, { t0: r.t0, instance: 0 });
       raw.patchMs.push(r.ms);
       raw.expected += load.subs;
-      if (!(await client.awaitKeys([[key, load.subs]]))) raw.stalls++;
+      if (!(await client.awaitKeys([[key, load.subs]]))) {
+        raw.stalls++;
+        failures.add(`${load.name}: event ${key} did not reach all ${load.subs} subscribers within 10 s`);
+      }
     }
   });
   raw.serverCpuMs = used.serverCpuMs;
@@ -570,6 +568,7 @@ async function manyOrders(cluster: Cluster, client: Subscribers, protocol: Proto
       [...sent.keys()].map((key) => [key, MANY.subsPerOrder]),
       15_000,
     );
+    if (!complete) failures.add(`${MANY.name}: not every event reached its ${MANY.subsPerOrder} subscribers within 15 s`);
   });
   const samples = await client.collect();
   await client.closeAll();
@@ -695,7 +694,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
           clusters.set(name, await startOf(name)(instances, `bench_${name}_${instances}`, engineUri, instances > 1 ? redisUrl : null));
         }
         // Warm-up (JIT, pools, first writes), not measured.
-        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: 20, orders: 20 });
+        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: TINY ? 2 : 20, orders: TINY ? 2 : 20 });
         let k = 0;
         for (const load of PARTS.has("sequential") ? LOADS : []) {
           const pooled = new Map<SystemName, Raw>();
@@ -724,7 +723,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
     progress(`${name}: idle connections (cap ${CAP})`);
     const cluster = await startOf(name)(1, `bench_${name}_idle`, engineUri, null);
     try {
-      results.get(name)!.capacity = await capacity(cluster, protocolOf(name), await cluster.createOrders(QUICK ? 100 : 1000));
+      results.get(name)!.capacity = await capacity(cluster, protocolOf(name), await cluster.createOrders(TINY ? 10 : QUICK ? 100 : 1000));
     } finally {
       await cluster.stop();
     }
@@ -732,15 +731,8 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
   return results;
 }
 
-const fmt = (v: number, digits = 2) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
 const kib = (b: number) => (b / 1024).toFixed(1);
 const mib = (b: number) => (b / 1024 / 1024).toFixed(0);
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(" | ")} |`;
-  return [line(header), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...rows.map(line)].join("\n");
-}
 
 async function main(): Promise<void> {
   ensureReferenceDeps();
@@ -796,7 +788,7 @@ async function main(): Promise<void> {
   out.push("");
   const keyOf = (f: FanoutResult) => `${f.instances}:${f.load}`;
   const refBy = new Map((r?.fanout ?? []).map((f) => [keyOf(f), f]));
-  const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b !== undefined && b > 0 ? `${fmt(a / b, 1)}×` : "–");
+  const ratio = (a: number | undefined, b: number | undefined) => ratioOf(a ?? NaN, b ?? NaN, 1);
   const rows: string[][] = [];
   for (const f of d?.fanout ?? r?.fanout ?? []) {
     const mine = d?.fanout.find((x) => keyOf(x) === keyOf(f));
@@ -910,6 +902,7 @@ async function main(): Promise<void> {
     }
   }
   console.log(`\n${out.join("\n")}`);
+  failures.exitIfAny("bench:ws");
 }
 
 await main();

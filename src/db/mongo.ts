@@ -22,6 +22,8 @@ export const COLLECTIONS = {
   rateLimits: "rate_limits",
   idempotencyKeys: "idempotency_keys",
   leases: "leases",
+  /** Keys the server generates for itself (src/db/jwt-secret.ts). */
+  secrets: "secrets",
 } as const;
 
 export async function connectDatabase(

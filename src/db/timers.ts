@@ -1,4 +1,4 @@
-import type { Collection, Document, ObjectId } from "mongodb";
+import type { Collection, ObjectId } from "mongodb";
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
@@ -26,7 +26,8 @@ export type TimerDocId = ObjectId | string;
 /** What a claim returns: the document's id and its earliest due timer. */
 export type ClaimedTimer = { id: TimerDocId; timer: StoredTimer };
 
-type TimerDoc = {
+/** The fields a document with durable timers has (any collection's documents may add them). */
+export type TimerDoc = {
   _id: TimerDocId;
   timers?: StoredTimer[];
   timerPending?: boolean;
@@ -41,13 +42,12 @@ export function timerFields(timers: StoredTimer[]): { timers: StoredTimer[]; tim
   return { timers, timerPending: timers.length > 0, nextTimerAt: next };
 }
 
-/** Claims and releases due timers in one collection (whose repository hands it over). */
+/**
+ * Claims and releases due timers in one collection, through a handle typed by the timer
+ * fields alone (`db.collection<TimerDoc>(name)`), whatever else its documents hold.
+ */
 export class TimerStore {
-  private readonly col: Collection<TimerDoc>;
-
-  constructor(col: Collection<Document>) {
-    this.col = col as unknown as Collection<TimerDoc>;
-  }
+  constructor(private readonly col: Collection<TimerDoc>) {}
 
   /**
    * Leases the document with the earliest due timer whose lease is free or expired; null when

@@ -33,6 +33,12 @@ export interface EventBus {
    * Only buses that relay between instances can miss changes, so only they implement it.
    */
   redeliver?(changes: OrderChange[]): void;
+  /**
+   * Buses that relay between instances read back from here the changes of an order that a
+   * relay gap lost (afterSeq < seq < beforeSeq); the composition root sets it once the orders
+   * repository exists.
+   */
+  setGapFiller?(filler: (orderId: string, afterSeq: number, beforeSeq: number) => Promise<OrderChange[]>): void;
   /** Binds the bus to the running server once it listens. */
   attach(server: TopicPublisher): void;
   close(): Promise<void>;

@@ -1,20 +1,24 @@
-import { Elysia, ValidationError } from "elysia";
+import { Elysia, t, ValidationError } from "elysia";
 import type { Logger } from "../log";
-import { DomainError, PayloadTooLarge, RateLimited, type FieldError } from "../errors";
+import { DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json";
 export const MAX_BODY_BYTES = 64 * 1024;
 
-export type Problem = {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  requestId?: string;
-  errors?: FieldError[];
-  [extra: string]: unknown;
-};
+/** An application/problem+json body (RFC 9457) as every error answer carries it; routes name it in their responses. */
+export const problemSchema = t.Object(
+  {
+    type: t.String(),
+    title: t.String(),
+    status: t.Integer(),
+    detail: t.String(),
+    requestId: t.Optional(t.String()),
+    errors: t.Optional(t.Array(t.Object({ path: t.String(), message: t.String() }))),
+  },
+  { additionalProperties: true },
+);
+export type Problem = typeof problemSchema.static & { [extra: string]: unknown };
 
 export function problemResponse(problem: Problem, headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify(problem), {
@@ -68,6 +72,7 @@ export function problemPlugin(log: Logger) {
       if (error instanceof DomainError) {
         body = problem(error.status, error.title, error.message, error.extra());
         if (error instanceof RateLimited) headers["retry-after"] = String(error.retryAfterSeconds);
+        if (error instanceof ServiceUnavailable && error.retryAfterSeconds !== undefined) headers["retry-after"] = String(error.retryAfterSeconds);
       } else if (code === "VALIDATION" && error instanceof ValidationError && error.type !== "response") {
         const where = error.type === "body" ? "request body" : error.type;
         body = problem(400, "Invalid input", `${where} is invalid`, { errors: validationErrors(error) });

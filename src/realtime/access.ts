@@ -1,16 +1,7 @@
-import { isParty, type Order, type OrderParties } from "../events/order";
+import { isParty, type Order } from "../events/order";
 import type { TopicKind } from "../events/topics";
-import type { Principal, Role } from "../vocabulary";
-
-/** An order with who takes part in it, as realtime reads it. */
-export type PartiedOrder = OrderParties & { order: Order };
-
-/** The reads topic authorisation needs; the composition root wires them to the repositories. */
-export type AccessSources = {
-  findOrder(id: string): Promise<PartiedOrder | null>;
-  findRestaurant(id: string): Promise<{ ownerId: string } | null>;
-  findUser(id: string): Promise<{ role: Role } | null>;
-};
+import type { Principal } from "../vocabulary";
+import type { AccessSources } from "./sources";
 
 export type Grant = { ok: true; order?: Order } | { ok: false; message: string };
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { ObjectId } from "mongodb";
-import { TimerStore, TimerSweeper, timerFields, type StoredTimer, type TimerDocId } from "../../src/db/timers";
+import { TimerStore, TimerSweeper, timerFields, type StoredTimer, type TimerDoc, type TimerDocId } from "../../src/db/timers";
 import { createLogger } from "../../src/log";
 import { startTestServer, type TestServer } from "../helpers/server";
 import { WsClient } from "../helpers/ws";
@@ -22,7 +22,7 @@ afterAll(async () => {
 
 /** A collection of its own with `n` documents whose one timer is due. */
 async function dueDocuments(name: string, n: number, dueAt = new Date(Date.now() - 1_000)) {
-  const col = server.deps.db.db.collection(name);
+  const col = server.deps.db.db.collection<TimerDoc>(name);
   await col.insertMany(Array.from({ length: n }, (_, i) => ({ _id: new ObjectId(), i, ...timerFields([{ kind: "test", dueAt, ref: i }]) })));
   return col;
 }

@@ -254,7 +254,7 @@ describe("docker-compose.yml", async () => {
       const config = loadConfig(env);
       expect(config.NODE_ENV).toBe("production");
       expect(config.PORT).toBe(3000);
-      expect(config.jwtSecretIsDefault).toBe(false);
+      expect(config.JWT_SECRET).toBeDefined();
     }
   });
 

@@ -39,6 +39,8 @@ export const QUIET_DISPATCH_ENV: Record<string, string> = {
   ACCEPT_TIMEOUT_SECONDS: "86400",
   DISPATCH_RETRY_SECONDS: "3600",
   OFFER_TTL_SECONDS: "3600",
+  // The worlds' one courier holds orders in every status at once.
+  COURIER_MAX_ACTIVE: "100",
 };
 
 export type World = {

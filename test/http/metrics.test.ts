@@ -5,7 +5,8 @@ import { WsClient } from "../helpers/ws";
 import { dropExternalDatabase, uniqueDatabaseName } from "../helpers/database";
 import { cast, orderIn, patch, placeOrder, type Cast } from "../modules/orders/fixtures";
 import { topics } from "../../src/events/topics";
-import { TimerStore, TimerSweeper, timerFields } from "../../src/db/timers";
+import { TimerStore, TimerSweeper, timerFields, type TimerDoc } from "../../src/db/timers";
+import { ObjectId } from "mongodb";
 
 /**
  * GET /metrics scraped after real HTTP and WebSocket traffic: each check reads a value,
@@ -176,9 +177,9 @@ describe("GET /metrics: registries, hooks and access", () => {
 
   test("a durable timer fired late is observed with its lag", async () => {
     // A timer two seconds overdue, in a scratch collection, fired by the real sweeper.
-    const col = server.deps.db.db.collection("metrics_timer_test");
+    const col = server.deps.db.db.collection<TimerDoc>("metrics_timer_test");
     const dueAt = new Date(server.deps.clock.now().getTime() - 2_000);
-    await col.insertOne(timerFields([{ kind: "test_timer", dueAt, ref: 1 }]));
+    await col.insertOne({ _id: new ObjectId(), ...timerFields([{ kind: "test_timer", dueAt, ref: 1 }]) });
     const fired: string[] = [];
     const sweeper = new TimerSweeper({
       store: new TimerStore(col),

@@ -82,6 +82,8 @@ beforeAll(async () => {
     PASSWORD_HASH_TIME_COST: "1",
     LOGIN_MAX_ATTEMPTS: "1000",
     RELAY_GAP_WAIT_MS: "100",
+    // One courier carries many of these orders at once.
+    COURIER_MAX_ACTIVE: "100",
   };
   A = await startServerProcess({ ...env, INSTANCE_ID: "A" }); // first alone: it creates the admin and the indexes
   [B, C] = await Promise.all([startServerProcess({ ...env, INSTANCE_ID: "B" }), startServerProcess({ ...env, INSTANCE_ID: "C" })]);

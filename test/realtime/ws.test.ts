@@ -29,6 +29,8 @@ beforeAll(async () => {
     WS_IDLE_TIMEOUT_SECONDS: "8",
     WS_MAX_SUBSCRIPTIONS: "4",
     COURIER_LOCATION_INTERVAL_MS: "300",
+    // The cast's one courier claims orders across tests without delivering them.
+    COURIER_MAX_ACTIVE: "100",
   });
   wsUrl = server.url.replace(/^http/, "ws") + "/ws";
   c = await cast(server);

@@ -1,20 +1,20 @@
 import { Elysia } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import { clientIp } from "../../http/client-ip";
 import { memoryRateLimiters } from "../../http/rate-limit";
 import { AuthModel } from "./model";
-import { UserRepository } from "./repository";
+import type { UserRepository } from "./repository";
 import { AuthService } from "./service";
 
 /** POST /auth/register, POST /auth/login, GET /auth/me. */
-export function authModule(deps: AppDeps) {
+export function authModule(deps: AppDeps, users: UserRepository, auth: AuthPlugin) {
   const limiters = deps.rateLimiters ?? memoryRateLimiters(() => deps.clock.now().getTime());
   const loginLimiter = limiters({ name: "login", max: deps.config.LOGIN_MAX_ATTEMPTS, windowSeconds: deps.config.LOGIN_WINDOW_SECONDS });
-  const service = new AuthService(new UserRepository(deps.db.db), deps.config, deps.clock, loginLimiter);
+  const service = new AuthService(users, deps.config, deps.clock, loginLimiter);
 
   return new Elysia({ name: "auth", prefix: "/auth" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .post(
       "/register",
       async ({ body, issueToken, status }) => {

@@ -1,4 +1,5 @@
-import { MongoServerError, ObjectId, type Collection, type Db } from "mongodb";
+import { ObjectId, type Collection, type Db } from "mongodb";
+import { isDuplicateKey, toObjectId } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
 import { normalizeEmail, type AuthModel } from "./model";
 
@@ -16,8 +17,6 @@ export type NewUser = { email: string; name: string; role: AuthModel.role; passw
 
 /** A user with its password hash: only the auth service sees this. */
 export type UserWithSecret = { user: AuthModel.user; passwordHash: string };
-
-const DUPLICATE_KEY = 11000;
 
 function toDomain(doc: UserDoc): AuthModel.user {
   return { id: doc._id.toHexString(), email: doc.email, name: doc.name, role: doc.role };
@@ -40,7 +39,7 @@ export class UserRepository {
     try {
       await this.col.insertOne(doc);
     } catch (err) {
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return null;
+      if (isDuplicateKey(err)) return null;
       throw err;
     }
     return toDomain(doc);
@@ -51,9 +50,18 @@ export class UserRepository {
     return doc ? { user: toDomain(doc), passwordHash: doc.passwordHash } : null;
   }
 
+  /** The user's role as stored now; null when there is no such user. */
+  async roleOf(id: string): Promise<AuthModel.role | null> {
+    const _id = toObjectId(id);
+    if (!_id) return null;
+    const doc = await this.col.findOne({ _id }, { projection: { _id: 0, role: 1 } });
+    return doc?.role ?? null;
+  }
+
   async findById(id: string): Promise<AuthModel.user | null> {
-    if (!/^[0-9a-f]{24}$/i.test(id)) return null;
-    const doc = await this.col.findOne({ _id: new ObjectId(id) }, { projection: { passwordHash: 0 } });
+    const _id = toObjectId(id);
+    if (!_id) return null;
+    const doc = await this.col.findOne({ _id }, { projection: { passwordHash: 0 } });
     return doc ? toDomain(doc) : null;
   }
 }

@@ -4,7 +4,7 @@ import type { Config } from "../../config";
 import { Conflict, RateLimited, Unauthorized } from "../../errors";
 import { consumeAll, type RateLimiter } from "../../http/rate-limit";
 import { normalizeEmail, type AuthModel } from "./model";
-import { UserRepository } from "./repository";
+import type { UserRepository } from "./repository";
 
 type HashCost = Pick<Config, "PASSWORD_HASH_MEMORY_KIB" | "PASSWORD_HASH_TIME_COST">;
 
@@ -56,10 +56,9 @@ export class AuthService {
 }
 
 /** Creates the ADMIN_EMAIL admin at start-up when no user has that email (API.md: no self-registered admins). */
-export async function bootstrapAdmin(deps: Pick<AppDeps, "config" | "db" | "log" | "clock">): Promise<void> {
+export async function bootstrapAdmin(users: UserRepository, deps: Pick<AppDeps, "config" | "log" | "clock">): Promise<void> {
   const { ADMIN_EMAIL: email, ADMIN_PASSWORD: password } = deps.config;
   if (!email || !password) return;
-  const users = new UserRepository(deps.db.db);
   const existing = await users.findByEmail(email);
   if (existing) {
     if (existing.user.role !== "admin") deps.log.warn("ADMIN_EMAIL belongs to a non-admin account; not changing it", { userId: existing.user.id });

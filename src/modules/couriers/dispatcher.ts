@@ -10,7 +10,9 @@ import type { OrderModel } from "../orders/model";
 import type { CommittedTransition, OrderActorRegistry } from "../orders/registry";
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
-import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch";
+import { CourierAtLimit } from "./capacity";
+import type { CourierCapacityPort } from "../orders/registry";
+import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 
 /** Who dispatch events are by, in history entries. */
@@ -30,6 +32,8 @@ export type DispatcherDeps = {
   policy: DispatchPolicy;
   /** `nearest`: a search per order as it starts; `batched`: the planner (planner.ts) makes the offers. */
   mode: "nearest" | "batched";
+  /** COURIER_MAX_ACTIVE across instances: a bundle's slots are taken all or none before it is accepted. */
+  capacity?: CourierCapacityPort;
 };
 
 function isRefusal(err: unknown): boolean {
@@ -38,7 +42,7 @@ function isRefusal(err: unknown): boolean {
 
 /**
  * Runs automatic dispatch. It follows the transitions this instance commits: when an order
- * starts a search it picks the nearest dispatchable courier (dispatch.ts), reserves that
+ * starts a search it picks the nearest dispatchable courier (dispatch-policy.ts), reserves that
  * courier atomically and reports OFFER to the order's actor (or NO_COURIER); when an offer is
  * made it tells the courier on `courier:<id>`; when an offer ends it frees the courier.
  * Everything it decides goes through the order's machine, so a stale search (another instance
@@ -71,12 +75,18 @@ export class Dispatcher {
     const actor = { role: courier.role, id: courier.id };
     // A bundle is accepted whole: its other orders with this one (each its own compare-and-set).
     const others = await this.otherBundleOrders(courier.id, orderId);
+    // The whole bundle counts against COURIER_MAX_ACTIVE: its slots all or none (409 when it does not fit).
+    if (others.length) await this.deps.capacity?.reserve(courier.id, [orderId, ...others]);
     let accepted: OrderModel.order;
     try {
       accepted = await this.deps.registry.send(orderId, { event: { type: "OFFER_ACCEPT", actor } });
     } catch (err) {
-      if (!isRefusal(err)) throw err;
+      if (!isRefusal(err) || err instanceof CourierAtLimit) {
+        if (others.length) await this.deps.capacity?.release(courier.id, [orderId, ...others]);
+        throw err;
+      }
       const { stored } = await this.deps.registry.inspect(orderId);
+      if (others.length) await this.deps.capacity?.release(courier.id, stored.order.courierId === courier.id ? others : [orderId, ...others]);
       // Accepting twice is a retry.
       if (stored.order.courierId === courier.id) return stored.order;
       throw await this.whyNoOffer(courier, orderId);
@@ -85,7 +95,9 @@ export class Dispatcher {
       try {
         await this.deps.registry.send(other, { event: { type: "OFFER_ACCEPT", actor } });
       } catch (err) {
-        // Cancelled or claimed meanwhile: it leaves the bundle (it has one courier, or none, never two).
+        // Cancelled or claimed meanwhile: it leaves the bundle (it has one courier, or none, never
+        // two) and frees its slot.
+        await this.deps.capacity?.release(courier.id, [other]);
         if (!isRefusal(err)) throw err;
       }
     }
@@ -199,7 +211,7 @@ export class Dispatcher {
         point: pickup,
         radiusMeters: policy.radiusMeters,
         limit: CANDIDATES_PER_SEARCH,
-        dispatchable: { now, seenSince: new Date(now.getTime() - policy.seenWithinMs), exclude: ctx.excluded },
+        dispatchable: { now, seenSince: new Date(now.getTime() - policy.seenWithinMs), exclude: ctx.excluded, maxActive: policy.maxActive },
       });
       const carried = await orders.countCarried(near.map((c) => c.id));
       candidates = near.map((c) => ({

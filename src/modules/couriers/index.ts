@@ -1,26 +1,28 @@
 import { Elysia, t } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import type { Config } from "../../config";
 import { TimerSweeper } from "../../db/timers";
+import { problemSchema } from "../../http/problem";
 import { numericQuery } from "../../http/query";
+import { isCarryingStatus } from "../../vocabulary";
 import { estimateEta, etaInputOf } from "../orders/eta";
-import type { OrdersCore } from "../orders";
+import type { OrdersRuntime } from "../orders";
+import type { OrderRepository } from "../orders/repository";
 import { statusOf } from "../orders/machine";
 import { OrderModel } from "../orders/model";
-import type { RegistryDeps } from "../orders/registry";
-import { RestaurantRepository } from "../restaurants/repository";
-import type { DispatchPolicy } from "./dispatch";
+import type { CourierCapacityPort, RegistryDeps } from "../orders/registry";
+import type { RestaurantRepository } from "../restaurants/repository";
+import type { DispatchPolicy } from "./dispatch-policy";
+import { CourierCapacity } from "./capacity";
 import { Dispatcher } from "./dispatcher";
 import { Planner } from "./planner";
 import { DEFAULT_BATCHED } from "./planning";
 import { Lease } from "../../db/leases";
 import { CourierLocations } from "./locations";
 import { CourierModel } from "./model";
-import { CourierRepository } from "./repository";
+import type { CourierRepository } from "./repository";
 import { CourierService } from "./service";
-
-const problemRef = t.Object({ type: t.String(), title: t.String(), status: t.Integer(), detail: t.String() }, { additionalProperties: true });
 
 export function dispatchPolicyOf(config: Config): DispatchPolicy {
   return {
@@ -33,15 +35,12 @@ export function dispatchPolicyOf(config: Config): DispatchPolicy {
   };
 }
 
-const CARRYING: readonly OrderModel.status[] = ["accepted", "preparing", "ready_for_pickup", "picked_up"];
-
 /** The ETA each order transition writes: prep time, the assigned courier's last position, COURIER_SPEED_MPS. */
-export function etaEstimator(deps: AppDeps): NonNullable<RegistryDeps["estimate"]> {
-  const couriers = new CourierRepository(deps.db.db);
+export function etaEstimator(deps: Pick<AppDeps, "config">, couriers: CourierRepository): NonNullable<RegistryDeps["estimate"]> {
   return async ({ stored, next, at }) => {
     const status = statusOf(next);
     const courierId = next.context.courierId;
-    const position = courierId !== null && CARRYING.includes(status) ? await couriers.findPosition(courierId) : null;
+    const position = courierId !== null && isCarryingStatus(status) ? await couriers.findPosition(courierId) : null;
     const eta = estimateEta(
       etaInputOf(stored.order, {
         status,
@@ -56,34 +55,49 @@ export function etaEstimator(deps: AppDeps): NonNullable<RegistryDeps["estimate"
   };
 }
 
-/** Dispatch's running parts: built once per app, started at once, stopped before the server stops. */
-export type DispatchCore = {
-  couriers: CourierRepository;
+/** COURIER_MAX_ACTIVE on every assignment (offer accept, claim, bundles), shared by all instances through the database. */
+export function courierCapacity(deps: AppDeps, repos: { couriers: CourierRepository; orders: OrderRepository }): CourierCapacity {
+  return new CourierCapacity({
+    couriers: repos.couriers,
+    orders: repos.orders,
+    clock: deps.clock,
+    log: deps.log.child({ module: "couriers" }),
+    maxActive: deps.config.COURIER_MAX_ACTIVE,
+  });
+}
+
+/** Dispatch's running parts: built once by the composition root, started at once, stopped before the server stops. */
+export type DispatchRuntime = {
   locations: CourierLocations;
   dispatcher: Dispatcher;
   /** The batched policy's planning rounds (null with DISPATCH_POLICY=nearest). */
   planner: Planner | null;
-  sweeper: TimerSweeper;
   service: CourierService;
-  /** Stops the timer sweeper and waits for dispatch work in flight (other instances take over). */
+  /** Stops the timer sweeper and the position stream, and waits for dispatch work in flight (other instances take over). */
   stop(): Promise<void>;
 };
 
-export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore {
+export function createDispatch(
+  deps: AppDeps,
+  repos: { couriers: CourierRepository; restaurants: RestaurantRepository },
+  orders: OrdersRuntime,
+  capacity?: CourierCapacityPort,
+): DispatchRuntime {
   const log = deps.log.child({ module: "dispatch" });
-  const couriers = new CourierRepository(deps.db.db);
+  const { couriers } = repos;
   const policy = dispatchPolicyOf(deps.config);
   const locations = new CourierLocations({ couriers, orders: orders.repo, bus: deps.bus, clock: deps.clock, log: deps.log.child({ module: "couriers" }), config: deps.config });
   const dispatcher = new Dispatcher({
     registry: orders.registry,
     orders: orders.repo,
     couriers,
-    restaurants: new RestaurantRepository(deps.db.db),
+    restaurants: repos.restaurants,
     bus: deps.bus,
     clock: deps.clock,
     log,
     policy,
     mode: deps.config.DISPATCH_POLICY,
+    ...(capacity ? { capacity } : {}),
   });
   const planner =
     deps.config.DISPATCH_POLICY === "batched"
@@ -128,15 +142,15 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
   const service = new CourierService({ couriers, orders: orders.repo, locations, clock: deps.clock, policy });
   let stopping: Promise<void> | null = null;
   return {
-    couriers,
     locations,
     dispatcher,
     planner,
-    sweeper,
     service,
     stop: () => {
       unlistenReady();
-      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => undefined));
+      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => {
+        locations.stop();
+      }));
     },
   };
 }
@@ -145,12 +159,12 @@ export function createDispatch(deps: AppDeps, orders: OrdersCore): DispatchCore 
  * Couriers (docs/dispatch.md): their availability, position and the admins' map, under
  * /couriers; answering an offer, under /orders/:id/offer.
  */
-export function couriersModule(deps: AppDeps, core: DispatchCore) {
-  const { service, dispatcher } = core;
+export function couriersModule(runtime: DispatchRuntime, auth: AuthPlugin) {
+  const { service, dispatcher } = runtime;
   const security = [{ bearer: [] }];
 
   const couriers = new Elysia({ name: "couriers", prefix: "/couriers" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .get("/me", ({ principal }) => service.me(principal.id), {
       auth: ["courier"],
       response: { 200: CourierModel.courier },
@@ -171,7 +185,7 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
       {
         auth: ["courier"],
         body: CourierModel.location,
-        response: { 202: CourierModel.locationAccepted, 409: problemRef, 422: problemRef },
+        response: { 202: CourierModel.locationAccepted, 409: problemSchema, 422: problemSchema },
         detail: {
           summary: "Report a position, like the WebSocket `location` op (same throttle; 409 for a fix older than a known one, 422 for one from the future)",
           tags: ["couriers"],
@@ -188,11 +202,11 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
     });
 
   const offers = new Elysia({ name: "offers", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .post("/:id/offer/accept", ({ principal, params }) => dispatcher.accept(principal, params.id), {
       auth: ["courier"],
       params: OrderModel.params,
-      response: { 200: OrderModel.order, 404: problemRef, 409: problemRef },
+      response: { 200: OrderModel.order, 404: problemSchema, 409: problemSchema },
       detail: {
         summary: "Accept the offer of this order (the offered courier only): the order is assigned to the caller. 409 when the offer is over",
         tags: ["orders", "couriers"],
@@ -208,10 +222,10 @@ export function couriersModule(deps: AppDeps, core: DispatchCore) {
       {
         auth: ["courier"],
         params: OrderModel.params,
-        response: { 204: t.Void(), 404: problemRef, 409: problemRef },
+        response: { 204: t.Void(), 404: problemSchema, 409: problemSchema },
         detail: { summary: "Decline the offer of this order (the offered courier only); it goes to the next courier", tags: ["orders", "couriers"], security },
       },
     );
 
-  return new Elysia({ name: "couriers-and-offers" }).use(couriers).use(offers).decorate("dispatch", core);
+  return new Elysia({ name: "couriers-and-offers" }).use(couriers).use(offers);
 }

@@ -1,4 +1,5 @@
-import { MongoServerError, type Collection, type Db, type Document, type Filter, type IndexDescription } from "mongodb";
+import { type Collection, type Db, type Document, type Filter, type IndexDescription } from "mongodb";
+import { isDuplicateKey } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
 import type { CourierModel } from "./model";
 
@@ -20,15 +21,27 @@ type CourierDoc = {
    * `orderIds`: every order of a bundle (the first is `orderId`); absent for a single order.
    */
   offer?: { orderId: string; orderIds?: string[]; expiresAt: Date } | null;
+  /**
+   * The orders this courier carries or is being given (capacity.ts): one slot per order, taken
+   * before the assignment is committed, so COURIER_MAX_ACTIVE is one conditional write. Absent
+   * until the courier first takes an order.
+   */
+  carrying?: CarrySlot[];
 };
+
+/** One order a courier holds a slot for, and when the slot was taken or last renewed. */
+export type CarrySlot = { orderId: string; at: Date };
+
+/** What taking slots did: all taken now, all already held (renewed), or refused: too many. */
+export type TakeSlots = "taken" | "held" | "full";
 
 /** Which couriers a nearest-first search returns. */
 export type NearbyCriteria = {
   point: { lat: number; lng: number };
   radiusMeters: number;
   limit: number;
-  /** Only couriers who could take an offer now: available, seen since `seenSince`, no live offer, not excluded. */
-  dispatchable?: { now: Date; seenSince: Date; exclude: string[] };
+  /** Only couriers who could take an offer now: available, seen since `seenSince`, no live offer, not excluded, fewer than `maxActive` slots. */
+  dispatchable?: { now: Date; seenSince: Date; exclude: string[]; maxActive?: number };
 };
 
 export const COURIER_INDEXES: IndexDescription[] = [{ name: "couriers_position_2dsphere", key: { position: "2dsphere" } }];
@@ -36,8 +49,6 @@ export const COURIER_INDEXES: IndexDescription[] = [{ name: "couriers_position_2
 export async function ensureCourierIndexes(db: Db): Promise<void> {
   await db.collection(COLLECTIONS.couriers).createIndexes(COURIER_INDEXES);
 }
-
-const DUPLICATE_KEY = 11000;
 
 function toPosition(doc: CourierDoc): CourierModel.position | null {
   if (!doc.position || !doc.fixAt || !doc.lastSeenAt) return null;
@@ -87,7 +98,7 @@ export class CourierRepository {
       return true;
     } catch (err) {
       // The document exists with a newer fix, so the upsert tried to insert a second one.
-      if (err instanceof MongoServerError && err.code === DUPLICATE_KEY) return false;
+      if (isDuplicateKey(err)) return false;
       throw err;
     }
   }
@@ -111,8 +122,9 @@ export class CourierRepository {
   async nearby(c: NearbyCriteria): Promise<Array<CourierModel.record & { distanceMeters: number }>> {
     const query: Filter<CourierDoc> = {};
     if (c.dispatchable) {
-      const { now, seenSince, exclude } = c.dispatchable;
+      const { now, seenSince, exclude, maxActive } = c.dispatchable;
       query.available = true;
+      if (maxActive !== undefined) query[`carrying.${maxActive - 1}`] = { $exists: false };
       query.lastSeenAt = { $gte: seenSince };
       if (exclude.length) query._id = { $nin: exclude };
       query.$or = [{ offer: null }, { "offer.expiresAt": { $lte: now } }];
@@ -146,6 +158,70 @@ export class CourierRepository {
       { projection: { _id: 1 } },
     );
     return doc !== null;
+  }
+
+  /** The courier's slots, or null when it never took any (the field is absent). */
+  async slots(courierId: string): Promise<CarrySlot[] | null> {
+    const doc = await this.couriers.findOne({ _id: courierId }, { projection: { carrying: 1 } });
+    return doc?.carrying ? doc.carrying.map((s) => ({ orderId: s.orderId, at: s.at })) : null;
+  }
+
+  /**
+   * Takes one slot per order in `orderIds` for the courier, all or none, only if it then holds
+   * at most `max`: one conditional write (no slot for any of them yet, and fewer than
+   * max − n + 1 slots), so concurrent takers on any instance can never together exceed `max`.
+   * Orders it already holds slots for are renewed (`at`), not counted twice.
+   */
+  async takeSlots(courierId: string, orderIds: string[], max: number, at: Date): Promise<TakeSlots> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const held = new Set((await this.slots(courierId))?.map((s) => s.orderId) ?? []);
+      const missing = orderIds.filter((id) => !held.has(id));
+      const renew = orderIds.filter((id) => held.has(id));
+      if (renew.length) {
+        await this.couriers.updateOne(
+          { _id: courierId },
+          { $set: { "carrying.$[s].at": at } },
+          { arrayFilters: [{ "s.orderId": { $in: renew } }] },
+        );
+      }
+      if (missing.length === 0) return "held";
+      if (held.size + missing.length > max) return "full";
+      try {
+        // Index max − n exists exactly when the courier already holds more than max − n slots.
+        const res = await this.couriers.updateOne(
+          { _id: courierId, "carrying.orderId": { $nin: missing }, [`carrying.${max - missing.length}`]: { $exists: false } },
+          { $push: { carrying: { $each: missing.map((orderId) => ({ orderId, at })) } } },
+          { upsert: true },
+        );
+        if (res.modifiedCount === 1 || res.upsertedCount === 1) return "taken";
+      } catch (err) {
+        // The document exists but did not match: the upsert tried to insert a second one.
+        if (!isDuplicateKey(err)) throw err;
+      }
+      // Another taker or releaser changed the slots between the read and the write: read again.
+    }
+    return "full";
+  }
+
+  /** Frees the courier's slots of these orders (no-op for slots it does not hold). */
+  async releaseSlots(courierId: string, orderIds: string[]): Promise<void> {
+    await this.couriers.updateOne({ _id: courierId }, { $pull: { carrying: { orderId: { $in: orderIds } } } });
+  }
+
+  /**
+   * Replaces the courier's slots with `next` only if they are still exactly `expected` (null:
+   * the field is absent): a reconciliation never overwrites a slot taken meanwhile. True when written.
+   */
+  async replaceSlots(courierId: string, expected: CarrySlot[] | null, next: CarrySlot[]): Promise<boolean> {
+    const filter: Filter<CourierDoc> =
+      expected === null ? { _id: courierId, carrying: { $exists: false } } : { _id: courierId, carrying: expected.map((s) => ({ orderId: s.orderId, at: s.at })) };
+    try {
+      const res = await this.couriers.updateOne(filter, { $set: { carrying: next } }, { upsert: expected === null });
+      return res.modifiedCount === 1 || res.upsertedCount === 1;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
   }
 
   /** Ends the courier's reservation for `orderId` or the bundle holding it (no-op if it holds another one, or none). */

@@ -1,7 +1,7 @@
 import type { Clock } from "../../clock";
 import { Conflict, InvalidInput, Unprocessable } from "../../errors";
 import type { OrderRepository } from "../orders/repository";
-import { isDispatchable, type DispatchPolicy } from "./dispatch";
+import { isDispatchable, type DispatchPolicy } from "./dispatch-policy";
 import type { CourierLocations } from "./locations";
 import { MAX_FIX_FUTURE_MS } from "./locations";
 import type { CourierModel } from "./model";

@@ -1,4 +1,5 @@
-import { MongoServerError, ObjectId, type Collection, type Db, type IndexDescription } from "mongodb";
+import { ObjectId, type Collection, type Db, type IndexDescription } from "mongodb";
+import { isDuplicateKey } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
 import type { KeyClaim } from "./idempotency";
 
@@ -25,8 +26,6 @@ export const IDEMPOTENCY_KEY_INDEXES: IndexDescription[] = [
 export async function ensureIdempotencyKeyIndexes(db: Db): Promise<void> {
   await db.collection(COLLECTIONS.idempotencyKeys).createIndexes(IDEMPOTENCY_KEY_INDEXES);
 }
-
-const DUPLICATE_KEY = 11000;
 
 export type ClaimRequest = { customerId: string; key: string; fingerprint: string; now: Date; ttlMs: number; lockMs: number };
 
@@ -61,7 +60,7 @@ export class IdempotencyKeys {
         await this.keys.insertOne(doc);
         return { kind: "run", token: doc._id.toHexString() };
       } catch (err) {
-        if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+        if (!isDuplicateKey(err)) throw err;
       }
     }
     return { kind: "inFlight" };

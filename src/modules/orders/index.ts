@@ -1,18 +1,17 @@
 import { Elysia, t } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import type { Principal } from "../../vocabulary";
 import { Unauthorized } from "../../errors";
+import { problemSchema } from "../../http/problem";
 import { numericQuery } from "../../http/query";
-import { RestaurantRepository } from "../restaurants/repository";
+import type { RestaurantRepository } from "../restaurants/repository";
 import { OrderModel } from "./model";
 import { OrderActorRegistry, type RegistryDeps } from "./registry";
 import { parseIdempotencyKey } from "./idempotency";
-import { IdempotencyKeys } from "./idempotency-keys";
-import { OrderRepository } from "./repository";
+import type { IdempotencyKeys } from "./idempotency-keys";
+import type { OrderRepository } from "./repository";
 import { OrderService } from "./service";
-
-const problemRef = t.Object({ type: t.String(), title: t.String(), status: t.Integer(), detail: t.String() }, { additionalProperties: true });
 
 /** `If-Match: 3`, `"3"` or `W/"3"` → 3. */
 function parseIfMatch(header: string | undefined): number | undefined {
@@ -20,12 +19,19 @@ function parseIfMatch(header: string | undefined): number | undefined {
   return Number(header.replace(/^W\//, "").replaceAll('"', ""));
 }
 
-/** The orders' domain objects, built once per app and shared with dispatch (modules/couriers). */
-export type OrdersCore = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
+/** The orders' running parts, built once by the composition root and shared with dispatch (modules/couriers). */
+export type OrdersRuntime = { repo: OrderRepository; registry: OrderActorRegistry; service: OrderService };
 
-/** `estimate`: the ETA written with each transition (modules/couriers provides it). */
-export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"> = {}): OrdersCore {
-  const repo = new OrderRepository(deps.db.db);
+/**
+ * Builds and starts the orders' actor registry and service on repositories built once.
+ * `estimate`: the ETA written with each transition; `capacity`: COURIER_MAX_ACTIVE (modules/couriers provides both).
+ */
+export function createOrders(
+  deps: AppDeps,
+  repos: { orders: OrderRepository; idempotencyKeys: IdempotencyKeys; restaurants: RestaurantRepository },
+  hooks: Pick<RegistryDeps, "estimate" | "capacity"> = {},
+): OrdersRuntime {
+  const repo = repos.orders;
   const registry = new OrderActorRegistry({
     repo,
     bus: deps.bus,
@@ -34,6 +40,7 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
     instanceId: deps.config.INSTANCE_ID,
     idleSeconds: deps.config.ACTOR_IDLE_SECONDS,
     timing: { searchTimeoutMs: deps.config.DISPATCH_RETRY_SECONDS * 1000 },
+    contentionRetryMs: deps.config.ORDER_CONTENTION_RETRY_MS,
     beforePublish: (committed) => deps.realtimeHooks?.beforePublish?.(committed),
     ...hooks,
     metrics: deps.metrics,
@@ -42,8 +49,8 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
   deps.metrics.observe("orderActors", () => registry.size);
   const orders = new OrderService({
     repo,
-    keys: new IdempotencyKeys(deps.db.db),
-    restaurants: new RestaurantRepository(deps.db.db),
+    keys: repos.idempotencyKeys,
+    restaurants: repos.restaurants,
     registry,
     bus: deps.bus,
     clock: deps.clock,
@@ -54,10 +61,10 @@ export function createOrders(deps: AppDeps, hooks: Pick<RegistryDeps, "estimate"
 }
 
 /** Orders (API.md, Orders): placing, seeing, listing, moving and claiming them. */
-export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps)) {
-  const { registry, service: orders } = core;
+export function ordersModule(runtime: OrdersRuntime, auth: AuthPlugin) {
+  const { service: orders } = runtime;
   return new Elysia({ name: "orders", prefix: "/orders" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     .macro({
       /**
        * Only a party of order `:id` (its customer, its restaurant's owner, its courier, an admin)
@@ -75,7 +82,6 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         },
       }),
     })
-    .onStop(() => registry.stop())
     .post(
       "",
       async ({ body, headers, principal, status }) => {
@@ -87,7 +93,7 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         auth: ["customer"],
         body: OrderModel.create,
         headers: OrderModel.createHeaders,
-        response: { 200: OrderModel.order, 201: OrderModel.order, 409: problemRef, 422: problemRef },
+        response: { 200: OrderModel.order, 201: OrderModel.order, 409: problemSchema, 422: problemSchema },
         detail: {
           summary:
             "Place an order (customer); prices come from the menu. Idempotency-Key (IETF draft): a repeat with the same body returns the same order with 200; another body with the same key is 422; a repeat while the first is in flight is 409",
@@ -121,9 +127,10 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
         orderParty: "write",
         body: OrderModel.patch,
         headers: OrderModel.patchHeaders,
-        response: { 200: OrderModel.order, 409: problemRef, 412: problemRef },
+        response: { 200: OrderModel.order, 409: problemSchema, 412: problemSchema, 503: problemSchema },
         detail: {
-          summary: "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch)",
+          summary:
+            "Move an order to another status (409 with `allowed` when this caller may not; 412 on an If-Match mismatch; 503 with Retry-After when other writers kept it busy past ORDER_CONTENTION_RETRY_MS)",
           tags: ["orders"],
           security: [{ bearer: [] }],
         },
@@ -132,7 +139,7 @@ export function ordersModule(deps: AppDeps, core: OrdersCore = createOrders(deps
     .post("/:id/claim", ({ params, principal }) => orders.claim(principal, params.id), {
       params: OrderModel.params,
       auth: ["courier"],
-      response: { 200: OrderModel.order, 409: problemRef },
+      response: { 200: OrderModel.order, 409: problemSchema },
       detail: {
         summary: "Claim an accepted, preparing or ready_for_pickup order that has no courier (courier)",
         tags: ["orders"],

@@ -1,6 +1,6 @@
 import { createActor, transition, type Actor } from "xstate";
 import type { Clock } from "../../clock";
-import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable, VersionConflict } from "../../errors";
+import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
 import type { Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
@@ -40,7 +40,33 @@ export type CommittedTransition = {
 
 export type CommitListener = (committed: CommittedTransition) => void;
 
+/**
+ * COURIER_MAX_ACTIVE across instances (modules/couriers/capacity.ts implements it): a courier's
+ * slot for an order is reserved before an assignment is committed, and released when the order
+ * ends or the assignment is not committed. `reserve` throws a 409 when the courier is full.
+ */
+export type CourierCapacityPort = {
+  reserve(courierId: string, orderIds: string[]): Promise<void>;
+  release(courierId: string, orderIds: string[]): Promise<void>;
+};
+
+/** A held slot is renewed before a compare-and-set attempt when older than this (the grace to free one is 30 s). */
+const SLOT_RENEW_MS = 5_000;
+
 const DEFAULT_TIMING: TimerTiming = { searchTimeoutMs: 30_000 };
+const DEFAULT_CONTENTION_RETRY_MS = 3_000;
+
+/**
+ * Pause before the next attempt after `lostRaces` lost compare-and-sets: full jitter on an
+ * exponential step (2, 4, 8 … up to 64 ms), never past the time left.
+ */
+export function contentionBackoffMs(lostRaces: number, leftMs: number): number {
+  const ceiling = Math.min(64, 2 ** Math.min(lostRaces, 6));
+  return Math.max(0, Math.min(leftMs, Math.random() * ceiling));
+}
+
+/** The courier slot one move took (capacity), and whether its assignment was committed. */
+type HeldSlot = { courierId: string | null; atMs: number; committed: boolean };
 
 type LiveOrder = {
   actor: Actor<typeof orderMachine>;
@@ -64,6 +90,13 @@ export type RegistryDeps = {
   estimate?: (draft: { stored: StoredOrder; next: OrderSnapshot; at: Date }) => Promise<EtaDates | null | undefined>;
   /** Times each event (queue wait included) for /metrics. */
   metrics?: Pick<Metrics, "orderTransitionDuration">;
+  /** Courier slots (COURIER_MAX_ACTIVE); without it assignments are not limited here. */
+  capacity?: CourierCapacityPort;
+  /**
+   * How long a move that keeps losing the compare-and-set (other instances' dispatch and timer
+   * writes, other callers) is retried before it is answered 503 (default 3000 ms).
+   */
+  contentionRetryMs?: number;
   /** Test seam: runs between the commit of a visible change and its publish; a promise holds the publish (and the order's queue). */
   beforePublish?: (committed: { orderId: string; seq: number }) => Promise<void> | undefined;
 };
@@ -183,6 +216,16 @@ export class OrderActorRegistry {
   }
 
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
+    const slot: HeldSlot = { courierId: null, atMs: 0, committed: false };
+    try {
+      return await this.decideAndCommit(orderId, command, slot);
+    } finally {
+      // A slot taken for an assignment that was not committed goes back at once.
+      if (slot.courierId !== null && !slot.committed) await this.releaseSlot(slot.courierId, orderId);
+    }
+  }
+
+  private async decideAndCommit(orderId: string, command: OrderCommand, slot: HeldSlot): Promise<OrderModel.order> {
     let live = this.live.get(orderId);
     // A cached actor may be behind another instance's write: before refusing anything, reload once.
     let fresh = false;
@@ -190,6 +233,8 @@ export class OrderActorRegistry {
       live = await this.load(orderId);
       fresh = true;
     }
+    // Set at the first lost compare-and-set: retries stop there and the caller gets 503.
+    let giveUpAt: number | null = null;
     let lostRaces = 0;
     for (;;) {
       const at = this.deps.clock.now();
@@ -222,6 +267,20 @@ export class OrderActorRegistry {
       }
 
       const [next] = transition(orderMachine, snapshot, event);
+      // A courier gets this order: its slot first (one conditional write; 409 when it is full),
+      // renewed before later attempts so no reconciliation takes it from an assignment in flight.
+      const taker = snapshot.context.courierId === null ? next.context.courierId : null;
+      const capacity = this.deps.capacity;
+      if (capacity && taker !== null && (slot.courierId !== taker || Date.now() - slot.atMs > SLOT_RENEW_MS)) {
+        if (slot.courierId !== null && slot.courierId !== taker) await this.releaseSlot(slot.courierId, orderId);
+        slot.courierId = null;
+        await capacity.reserve(taker, [orderId]);
+        slot.courierId = taker;
+        slot.atMs = Date.now();
+        // Decide again with a time taken after the slot: the history never shows the assignment
+        // before the courier's previous order ended.
+        continue;
+      }
       const visible = isVisibleTransition(snapshot, next);
       const eta = await this.estimate(live.stored, next, at);
       const committed = await this.deps.repo.commitTransition({
@@ -241,10 +300,20 @@ export class OrderActorRegistry {
         ...(eta !== undefined ? { eta } : {}),
       });
       if (!committed) {
-        // Another writer won the compare-and-set: reload and re-apply once.
-        if (++lostRaces > 1) {
+        // Another writer won the compare-and-set. Contention is no answer to a legal move: decide
+        // it again against the order as now committed (a 409 or 412 comes from that, never from
+        // losing), after a short randomized backoff so competing writers spread out.
+        const nowMs = Date.now();
+        giveUpAt ??= nowMs + (this.deps.contentionRetryMs ?? DEFAULT_CONTENTION_RETRY_MS);
+        if (lostRaces > 0) {
+          const pause = contentionBackoffMs(lostRaces, giveUpAt - nowMs);
+          if (pause > 0) await Bun.sleep(pause);
+        }
+        lostRaces++;
+        if (Date.now() >= giveUpAt || this.stopped) {
           this.drop(orderId);
-          throw new VersionConflict(`order ${orderId} changed concurrently; retry`);
+          this.deps.log.warn("order move kept losing the compare-and-set; answering 503", { orderId, event: event.type, lostRaces });
+          throw new ServiceUnavailable(`order ${orderId} is being changed by other writers; retry shortly`, 1);
         }
         live = await this.reload(orderId);
         fresh = true;
@@ -252,6 +321,9 @@ export class OrderActorRegistry {
       }
 
       // Committed: now the live actor takes the event (effects, if any, run after the commit).
+      if (slot.courierId !== null && committed.order.courierId === slot.courierId) slot.committed = true;
+      const carrier = snapshot.context.courierId;
+      if (carrier !== null && isFinalStatus(committed.order.status)) await this.releaseSlot(carrier, orderId);
       live.actor.send(event);
       live.stored = committed;
       if (statusOf(live.actor.getSnapshot()) !== committed.order.status) {
@@ -267,6 +339,15 @@ export class OrderActorRegistry {
       if (isFinalStatus(committed.order.status)) this.drop(orderId);
       else this.live.set(orderId, live);
       return committed.order;
+    }
+  }
+
+  /** Frees a courier's slot; a failure is left to the next reconciliation (capacity.ts) rather than failing the move. */
+  private async releaseSlot(courierId: string, orderId: string): Promise<void> {
+    try {
+      await this.deps.capacity?.release(courierId, [orderId]);
+    } catch (err) {
+      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: err instanceof Error ? err : String(err) });
     }
   }
 
@@ -369,7 +450,8 @@ export class OrderActorRegistry {
 /** A refused or failed event's metric label. */
 function outcomeOf(err: Error): string {
   if (err instanceof IllegalTransition || err instanceof Conflict) return "refused";
-  if (err instanceof PreconditionFailed || err instanceof VersionConflict) return "conflict";
+  if (err instanceof PreconditionFailed) return "conflict";
+  if (err instanceof ServiceUnavailable) return "unavailable";
   if (err instanceof NotFound) return "not_found";
   return "error";
 }

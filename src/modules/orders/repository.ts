@@ -1,62 +1,14 @@
-import { MongoServerError, ObjectId, type Collection, type Db, type Filter, type IndexDescription } from "mongodb";
+import { ObjectId, type Collection, type Db, type Filter, type IndexDescription } from "mongodb";
+import { isDuplicateKey, toObjectId } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
-import { InvalidInput } from "../../errors";
-import { TimerStore, timerFields, type StoredTimer } from "../../db/timers";
+import { CARRYING_STATUSES } from "../../vocabulary";
+import { decodeCursor, encodeCursor } from "./cursor";
+import { TimerStore, type TimerDoc } from "../../db/timers";
+import { toOrder, toStored, toStoredDispatch, toStoredTimers, type EtaDates, type HistoryDoc, type OrderDoc, type StoredOrder } from "./documents";
 import type { DispatchView, OrderTimer, PersistedOrderMachine } from "./machine";
 import type { OrderModel } from "./model";
 
-/** How an order is stored. Only this file knows it. */
-type HistoryDoc = {
-  seq: number;
-  status: OrderModel.status;
-  event: string;
-  at: Date;
-  by: OrderModel.actor;
-  reason?: string;
-};
-
-type OrderDoc = {
-  _id: ObjectId;
-  status: OrderModel.status;
-  version: number;
-  /**
-   * Bumped by every committed transition, also those parties do not see (a dispatch retry):
-   * the compare-and-set is on version and rev. Absent on older orders (read as 0).
-   */
-  rev?: number;
-  customerId: string;
-  restaurantId: string;
-  /** Copied from the restaurant at creation: the machine's guards and the owner's order list read it. */
-  restaurantOwnerId: string;
-  courierId: string | null;
-  items: OrderModel.order["items"];
-  subtotalCents: number;
-  deliveryFeeCents: number;
-  totalCents: number;
-  deliveryLocation: OrderModel.latLng;
-  notes?: string;
-  createdAt: Date;
-  updatedAt: Date;
-  history: HistoryDoc[];
-  machine: PersistedOrderMachine;
-  idempotencyKey?: string;
-  /** Copied from the restaurant at creation (dispatch, ETA and the geofence read them). Absent on older orders. */
-  pickup?: OrderModel.latLng;
-  prepTimeMinutes?: number;
-  dispatch?: { state: DispatchView["state"]; attempts: number };
-  eta?: EtaDates | null;
-  /** Last ETA write (transitions and, at most every ETA_REFRESH_SECONDS, courier positions). */
-  etaRefreshedAt?: Date;
-  /** Durable timers (db/timers.ts): written with the transition that sets them. */
-  timers?: StoredTimer[];
-  timerPending?: boolean;
-  nextTimerAt?: Date | null;
-  timerLease?: { owner: string; until: Date };
-  /** Targets the assigned courier was announced as approaching (once each). */
-  approached?: { pickup?: boolean; dropoff?: boolean };
-};
-
-export type EtaDates = { pickupAt: Date; deliveryAt: Date };
+export type { EtaDates, StoredOrder };
 
 export type ApproachTarget = "pickup" | "dropoff";
 
@@ -71,16 +23,6 @@ export type CarriedOrder = {
   approached: { pickup: boolean; dropoff: boolean };
   etaRefreshedAt: Date | null;
   history: Array<{ status: OrderModel.status; at: Date }>;
-};
-
-/** An order with what the server keeps beside its API shape. */
-export type StoredOrder = {
-  order: OrderModel.order;
-  rev: number;
-  restaurantOwnerId: string;
-  machine: PersistedOrderMachine;
-  pickup: OrderModel.latLng | null;
-  prepTimeMinutes: number | null;
 };
 
 export type NewOrder = Omit<OrderModel.order, "id" | "version" | "status" | "courierId" | "createdAt" | "updatedAt" | "history" | "dispatch" | "eta"> & {
@@ -153,85 +95,10 @@ export async function ensureOrderIndexes(db: Db): Promise<void> {
   await db.collection(COLLECTIONS.orders).createIndexes(ORDER_INDEXES);
 }
 
-const DUPLICATE_KEY = 11000;
-
-function toObjectId(id: string): ObjectId | null {
-  return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null;
-}
-
-function toStoredTimers(timers: OrderTimer[]) {
-  return timerFields(timers.map((t) => ({ kind: t.kind, dueAt: new Date(t.dueAt), ref: t.ref })));
-}
-
-function toStoredDispatch(view: DispatchView): NonNullable<OrderDoc["dispatch"]> {
-  return { state: view.state, attempts: view.attempts };
-}
-
-function toOrder(doc: OrderDoc): OrderModel.order {
-  const order: OrderModel.order = {
-    id: doc._id.toHexString(),
-    status: doc.status,
-    version: doc.version,
-    customerId: doc.customerId,
-    restaurantId: doc.restaurantId,
-    courierId: doc.courierId,
-    items: doc.items.map((i) => ({ menuItemId: i.menuItemId, name: i.name, quantity: i.quantity, unitPriceCents: i.unitPriceCents })),
-    subtotalCents: doc.subtotalCents,
-    deliveryFeeCents: doc.deliveryFeeCents,
-    totalCents: doc.totalCents,
-    deliveryLocation: { lat: doc.deliveryLocation.lat, lng: doc.deliveryLocation.lng },
-    createdAt: doc.createdAt.toISOString(),
-    updatedAt: doc.updatedAt.toISOString(),
-    history: doc.history.map((h) => ({
-      seq: h.seq,
-      status: h.status,
-      event: h.event,
-      at: h.at.toISOString(),
-      by: { role: h.by.role, id: h.by.id },
-      ...(h.reason !== undefined ? { reason: h.reason } : {}),
-    })),
-  };
-  if (doc.notes !== undefined) order.notes = doc.notes;
-  const dispatch = doc.dispatch ?? { state: doc.courierId !== null ? "assigned" : "idle", attempts: 0 };
-  order.dispatch = { state: dispatch.state, attempts: dispatch.attempts };
-  order.eta = doc.eta ? { pickupAt: doc.eta.pickupAt.toISOString(), deliveryAt: doc.eta.deliveryAt.toISOString() } : null;
-  return order;
-}
-
-function toStored(doc: OrderDoc): StoredOrder {
-  return {
-    order: toOrder(doc),
-    rev: doc.rev ?? 0,
-    restaurantOwnerId: doc.restaurantOwnerId,
-    machine: doc.machine,
-    pickup: doc.pickup ?? null,
-    prepTimeMinutes: doc.prepTimeMinutes ?? null,
-  };
-}
-
-/** Keyset cursor over (createdAt desc, _id desc); opaque to clients. */
-function encodeCursor(doc: Pick<OrderDoc, "createdAt" | "_id">): string {
-  return Buffer.from(JSON.stringify([doc.createdAt.getTime(), doc._id.toHexString()])).toString("base64url");
-}
-
-function decodeCursor(cursor: string): { createdAt: Date; id: ObjectId } {
-  const bad = () => new InvalidInput("cursor is invalid", [{ path: "/cursor", message: "not a cursor this server issued" }]);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-  } catch {
-    throw bad();
-  }
-  if (!Array.isArray(parsed) || parsed.length !== 2 || !Number.isSafeInteger(parsed[0]) || typeof parsed[1] !== "string") throw bad();
-  const id = toObjectId(parsed[1]);
-  if (!id) throw bad();
-  return { createdAt: new Date(parsed[0]), id };
-}
-
 export class OrderRepository {
   private readonly orders: Collection<OrderDoc>;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.orders = db.collection<OrderDoc>(COLLECTIONS.orders);
   }
 
@@ -273,7 +140,7 @@ export class OrderRepository {
       await this.orders.insertOne(doc);
       return { created: true, stored: toStored(doc) };
     } catch (err) {
-      if (idempotencyKey !== undefined && err instanceof MongoServerError && err.code === DUPLICATE_KEY) {
+      if (idempotencyKey !== undefined && isDuplicateKey(err)) {
         const existing = await this.findByIdempotencyKey(rest.customerId, idempotencyKey);
         if (existing) return { created: false, stored: existing };
       }
@@ -293,6 +160,13 @@ export class OrderRepository {
     const oids = ids.flatMap((id) => toObjectId(id) ?? []);
     const docs = await this.orders.find({ _id: { $in: oids } }, { projection: { version: 1 } }).toArray();
     return new Map(docs.map((d) => [d._id.toHexString(), d.version]));
+  }
+
+  /** Who holds each of these orders and in which status (missing ones are absent), in one read. */
+  async holdersOf(ids: string[]): Promise<Map<string, { courierId: string | null; status: OrderModel.status }>> {
+    const oids = ids.flatMap((id) => toObjectId(id) ?? []);
+    const docs = await this.orders.find({ _id: { $in: oids } }, { projection: { courierId: 1, status: 1 } }).toArray();
+    return new Map(docs.map((d) => [d._id.toHexString(), { courierId: d.courierId, status: d.status }]));
   }
 
   async findByIdempotencyKey(customerId: string, idempotencyKey: string): Promise<StoredOrder | null> {
@@ -352,11 +226,9 @@ export class OrderRepository {
     return docs.map(toOrder);
   }
 
-  /** The orders a courier carries now: assigned to it and not final (courier.location forwarding). */
+  /** The orders a courier carries now: assigned to it and not final (the courier-limit reconciliation). */
   async activeForCourier(courierId: string): Promise<Array<{ id: string; status: OrderModel.status }>> {
-    const docs = await this.orders
-      .find({ courierId, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } }, { projection: { _id: 1, status: 1 } })
-      .toArray();
+    const docs = await this.orders.find({ courierId, status: { $in: [...CARRYING_STATUSES] } }, { projection: { _id: 1, status: 1 } }).toArray();
     return docs.map((d) => ({ id: d._id.toHexString(), status: d.status }));
   }
 
@@ -372,7 +244,7 @@ export class OrderRepository {
   async carriedBy(courierId: string): Promise<CarriedOrder[]> {
     const docs = await this.orders
       .find(
-        { courierId, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } },
+        { courierId, status: { $in: [...CARRYING_STATUSES] } },
         { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1 } },
       )
       .toArray();
@@ -422,7 +294,7 @@ export class OrderRepository {
     if (courierIds.length === 0) return counts;
     const rows = await this.orders
       .aggregate<{ _id: string; n: number }>([
-        { $match: { courierId: { $in: courierIds }, status: { $in: ["accepted", "preparing", "ready_for_pickup", "picked_up"] } } },
+        { $match: { courierId: { $in: courierIds }, status: { $in: [...CARRYING_STATUSES] } } },
         { $group: { _id: "$courierId", n: { $sum: 1 } } },
       ])
       .toArray();
@@ -459,12 +331,12 @@ export class OrderRepository {
 
   /** The durable timers kept on orders, for the sweeper. */
   timerStore(): TimerStore {
-    return new TimerStore(this.orders as unknown as Collection);
+    return new TimerStore(this.db.collection<TimerDoc>(COLLECTIONS.orders));
   }
 
   /** The scope's orders, newest first, keyset-paginated. */
   async list(scope: OrderScope, opts: ListOptions): Promise<OrderPage> {
-    const filter = this.listFilter(scope, opts);
+    const filter = orderListFilter(scope, opts);
     if (opts.cursor !== undefined) {
       const after = decodeCursor(opts.cursor);
       filter.$or = [{ createdAt: { $lt: after.createdAt } }, { createdAt: after.createdAt, _id: { $lt: after.id } }];
@@ -476,65 +348,27 @@ export class OrderRepository {
       .toArray();
     const page = docs.slice(0, opts.limit);
     const last = page[page.length - 1];
-    return { items: page.map(toOrder), nextCursor: docs.length > opts.limit && last ? encodeCursor(last) : null };
+    return { items: page.map(toOrder), nextCursor: docs.length > opts.limit && last ? encodeCursor(last.createdAt, last._id) : null };
   }
+}
 
-  /**
-   * The plan of every query this repository makes, run with the same filters and sorts on
-   * sample values (for tests and operators: which index answers each one).
-   */
-  async explainQueries(sample: {
-    orderId: string;
-    customerId: string;
-    ownerId: string;
-    courierId: string;
-    restaurantId: string;
-    idempotencyKey: string;
-  }): Promise<Array<{ query: string; plan: Record<string, unknown> }>> {
-    const _id = toObjectId(sample.orderId) ?? new ObjectId();
-    const newestFirst = { createdAt: -1, _id: -1 } as const;
-    const page = (scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor"> = {}) =>
-      this.orders.find(this.listFilter(scope, opts)).sort(newestFirst).limit(21).explain("queryPlanner");
-    const queries: Array<[string, Promise<Record<string, unknown>>]> = [
-      ["findById", this.orders.find({ _id }).explain("queryPlanner")],
-      ["commitTransition (compare-and-set)", this.orders.find({ _id, version: 1 }).explain("queryPlanner")],
-      [
-        "findByIdempotencyKey",
-        this.orders.find({ customerId: sample.customerId, idempotencyKey: sample.idempotencyKey }).explain("queryPlanner"),
-      ],
-      ["list: customer", page({ kind: "customer", id: sample.customerId })],
-      ["list: restaurant owner", page({ kind: "restaurantOwner", id: sample.ownerId })],
-      ["list: restaurant owner, one restaurant", page({ kind: "restaurantOwner", id: sample.ownerId }, { restaurantId: sample.restaurantId })],
-      ["list: courier", page({ kind: "courier", id: sample.courierId })],
-      ["list: admin", page({ kind: "all" })],
-      ["list: admin by status", page({ kind: "all" }, { status: "placed" })],
-      ["changedSince: restaurant", this.orders.find({ restaurantId: sample.restaurantId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
-      ["changedSince: courier", this.orders.find({ courierId: sample.courierId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
-      ["activeForCourier", this.orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
-      ["carriedBy", this.orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
-      ["timers: claim due", this.orders.find({ timerPending: true, nextTimerAt: { $lte: new Date() } }).sort({ nextTimerAt: 1 }).explain("queryPlanner")],
-    ];
-    const plans = await Promise.all(queries.map(([, p]) => p));
-    return queries.map(([query], i) => ({ query, plan: plans[i] }));
-  }
+/** The filter of a list of `scope`'s orders (also what test/helpers/order-query-plans.ts explains). */
+export function orderListFilter(scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor">): Filter<OrderDoc> {
+  const filter = scopeFilter(scope);
+  if (opts.status !== undefined) filter.status = opts.status;
+  if (opts.restaurantId !== undefined) filter.restaurantId = opts.restaurantId;
+  return filter;
+}
 
-  private listFilter(scope: OrderScope, opts: Omit<ListOptions, "limit" | "cursor">): Filter<OrderDoc> {
-    const filter = this.scopeFilter(scope);
-    if (opts.status !== undefined) filter.status = opts.status;
-    if (opts.restaurantId !== undefined) filter.restaurantId = opts.restaurantId;
-    return filter;
-  }
-
-  private scopeFilter(scope: OrderScope): Filter<OrderDoc> {
-    switch (scope.kind) {
-      case "customer":
-        return { customerId: scope.id };
-      case "restaurantOwner":
-        return { restaurantOwnerId: scope.id };
-      case "courier":
-        return { courierId: scope.id };
-      case "all":
-        return {};
-    }
+function scopeFilter(scope: OrderScope): Filter<OrderDoc> {
+  switch (scope.kind) {
+    case "customer":
+      return { customerId: scope.id };
+    case "restaurantOwner":
+      return { restaurantOwnerId: scope.id };
+    case "courier":
+      return { courierId: scope.id };
+    case "all":
+      return {};
   }
 }

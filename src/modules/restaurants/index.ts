@@ -1,18 +1,18 @@
 import { Elysia } from "elysia";
-import { authPlugin } from "../../http/auth";
+import type { AuthPlugin } from "../../http/auth";
 import type { AppDeps } from "../../deps";
 import { Forbidden } from "../../errors";
 import { numericQuery } from "../../http/query";
 import { RestaurantModel } from "./model";
-import { RestaurantRepository } from "./repository";
+import type { RestaurantRepository } from "./repository";
 import { RestaurantService } from "./service";
 
 /** Restaurants: public reads and discovery, owner-or-admin writes. */
-export function restaurantsModule(deps: AppDeps) {
-  const service = new RestaurantService(new RestaurantRepository(deps.db.db), deps.clock);
+export function restaurantsModule(deps: AppDeps, restaurants: RestaurantRepository, auth: AuthPlugin) {
+  const service = new RestaurantService(restaurants, deps.clock);
 
   return new Elysia({ name: "restaurants", prefix: "/restaurants" })
-    .use(authPlugin(deps.config))
+    .use(auth)
     /** The caller owns the restaurant in `:id` (or is an admin); gives the handler `restaurant`. 404 before 403. */
     .macro("ownsRestaurant", {
       auth: ["restaurant", "admin"],

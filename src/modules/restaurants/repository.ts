@@ -1,4 +1,5 @@
 import { ObjectId, type Collection, type Db, type Document, type Filter } from "mongodb";
+import { toObjectId } from "../../db/keys";
 import { COLLECTIONS } from "../../db/mongo";
 import type { LatLng } from "../../geo";
 import { localTime, openIntervals, type OpenInterval } from "./hours";
@@ -48,10 +49,6 @@ export type NearbyCriteria = {
 export type NearbyHit = { restaurant: RestaurantModel.restaurant; distanceMeters: number };
 
 const DISTANCE_FIELD = "dist";
-
-function toObjectId(id: string): ObjectId | null {
-  return /^[0-9a-f]{24}$/i.test(id) ? new ObjectId(id) : null;
-}
 
 function toDomain(doc: RestaurantDoc): RestaurantModel.restaurant {
   const r: RestaurantModel.restaurant = {

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { UserRepository } from "../../../src/modules/auth/repository";
 import { bootstrapAdmin } from "../../../src/modules/auth/service";
 import { startTestServer, TEST_ADMIN, TestClock, type TestServer } from "../../helpers/server";
 
@@ -118,7 +119,7 @@ describe("admin bootstrap", () => {
   });
 
   test("when the admin exists then running the bootstrap again creates nothing, and nobody can register that email", async () => {
-    await bootstrapAdmin(srv.deps);
+    await bootstrapAdmin(new UserRepository(srv.deps.db.db), srv.deps);
     expect(await srv.deps.db.db.collection("users").countDocuments({ email: TEST_ADMIN.email })).toBe(1);
     const res = await srv.request("POST", "/auth/register", { body: { email: TEST_ADMIN.email, password: "password-1", name: "X", role: "customer" } });
     expect(res.status).toBe(409);

@@ -2,6 +2,7 @@ import { ObjectId } from "mongodb";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { COLLECTIONS } from "../../../src/db/mongo";
 import { ORDER_INDEXES, OrderRepository } from "../../../src/modules/orders/repository";
+import { explainOrderQueries } from "../../helpers/order-query-plans";
 import { startTestServer, type TestServer } from "../../helpers/server";
 import { cast, orderIn, placeOrder, type Cast } from "./fixtures";
 
@@ -86,8 +87,7 @@ describe("order indexes", () => {
   test("every query the repository makes is answered by an index (explain)", async () => {
     const order = await orderIn(server, c, "accepted", { claim: true });
     await placeOrder(server, c, { "idempotency-key": "explain-me" });
-    const repo = new OrderRepository(server.deps.db.db);
-    const plans = await repo.explainQueries({
+    const plans = await explainOrderQueries(server.deps.db.db, {
       orderId: order.id,
       customerId: c.customer.user.id,
       ownerId: c.owner.user.id,

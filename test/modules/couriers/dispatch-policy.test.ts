@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { decide, isDispatchable, offerMessage, type Candidate, type DispatchPolicy } from "../../../src/modules/couriers/dispatch";
+import { decide, isDispatchable, offerMessage, type Candidate, type DispatchPolicy } from "../../../src/modules/couriers/dispatch-policy";
 
 const now = new Date("2030-01-01T12:00:00Z");
 const policy: DispatchPolicy = { maxAttempts: 3, radiusMeters: 8000, maxActive: 1, seenWithinMs: 60_000, offerTtlMs: 30_000, retryMs: 30_000 };

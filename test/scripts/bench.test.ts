@@ -1,0 +1,83 @@
+import { describe, expect, test } from "bun:test";
+import { Failures, ratio, stats } from "../../scripts/bench/lib";
+import { REPO_ROOT } from "../helpers/processes";
+
+/**
+ * Every benchmark runs here in its tiny mode (BENCH_TINY=1: a few requests each), so a change
+ * that breaks one breaks the build; a benchmark whose requests fail exits non-zero.
+ */
+async function runBench(name: string, timeoutMs: number): Promise<{ code: number | null; out: string; err: string }> {
+  const proc = Bun.spawn(["bun", "run", `scripts/bench/${name}.ts`], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, BENCH_TINY: "1" },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { code, out, err };
+}
+
+describe("benchmarks in tiny mode", () => {
+  test(
+    "bench:api: transitions, /health and the raw commit side by side, no failed request",
+    async () => {
+      const r = await runBench("api", 100_000);
+      expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
+      expect(r.out).toContain("p50 ÷ (health + commit)");
+      // Every row measured something: no "–" where a rate or a ratio belongs.
+      const rows = r.out.split("\n").filter((l) => /^\| [12] +\|/.test(l));
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+      for (const row of rows.slice(0, 2)) expect(row).not.toContain("–");
+    },
+    110_000,
+  );
+
+  test(
+    "bench:db: geo and single-document tables",
+    async () => {
+      const r = await runBench("db", 100_000);
+      expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
+      expect(r.out).toContain("findOneAndUpdate _id+version");
+    },
+    110_000,
+  );
+
+  test(
+    "bench:ws: fan-out on two instances with Redis, every event delivered",
+    async () => {
+      const r = await runBench("ws", 140_000);
+      expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
+      expect(r.out).toContain("### Fan-out latency");
+      expect(r.out).not.toMatch(/\| (\d+)\/(?!\1 )\d+ +\|/); // received / expected differ nowhere
+    },
+    150_000,
+  );
+});
+
+describe("what the benchmarks share", () => {
+  test("an empty sample has no percentiles and gives no ratio", () => {
+    expect(stats([]).n).toBe(0);
+    expect(Number.isNaN(stats([]).p50)).toBe(true);
+    expect(ratio(stats([]).p50, 3)).toBe("–");
+    expect(ratio(3, stats([]).p50)).toBe("–");
+    expect(ratio(3, 0)).toBe("–");
+    expect(ratio(3, 2)).toBe("1.50×");
+    expect(stats([5, 1, 3])).toEqual({ n: 3, p50: 3, p99: 5, max: 5 });
+  });
+
+  test("failed requests make a benchmark exit non-zero, printing the first ones", async () => {
+    const script = `import { Failures } from "./scripts/bench/lib"; const f = new Failures(2); f.add("PATCH /orders/1: 429 slow down"); f.add("second"); f.add("third"); f.exitIfAny("bench:x"); console.log("not reached");`;
+    const proc = Bun.spawn(["bun", "-e", script], { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" });
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    expect(code).toBe(1);
+    expect(out).not.toContain("not reached");
+    expect(err).toContain("3 request(s) failed");
+    expect(err).toContain("PATCH /orders/1: 429 slow down");
+    expect(err).not.toContain("third");
+    const none = new Failures();
+    none.exitIfAny("bench:y"); // returns: nothing failed
+    expect(none.count).toBe(0);
+  });
+});

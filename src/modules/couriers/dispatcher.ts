@@ -106,6 +106,8 @@ export class Dispatcher {
 
   /** The other orders of the bundle the courier holds with `orderId` ([] for a single order). */
   private async otherBundleOrders(courierId: string, orderId: string): Promise<string[]> {
+    // Only the planner makes bundles: the per-order flow pays no extra read.
+    if (this.deps.mode !== "batched") return [];
     const bundle = await this.deps.couriers.offeredOrders(courierId, this.deps.clock.now());
     return bundle.includes(orderId) ? bundle.filter((id) => id !== orderId) : [];
   }

@@ -125,6 +125,7 @@ export class Planner {
       },
       { nearest: { radiusMeters: 0, maxActive: this.deps.maxActive }, batched: { ...this.deps.params, maxBundle: Math.min(this.deps.params.maxBundle, this.deps.maxActive) } },
     );
+    this.deps.log.debug("planning round", { orders: planOrders.length, couriers: planCouriers.length, decisions: decisions.length });
     let offers = 0;
     const byId = new Map(planOrders.map((o) => [o.id, o]));
     const courierAt = new Map(planCouriers.map((c) => [c.id, c.position]));

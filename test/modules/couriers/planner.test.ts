@@ -53,9 +53,10 @@ async function readyOrder(s: Scene, dropoffMeters: number): Promise<string> {
 
 async function courierAt(s: Scene, meters: number): Promise<{ who: Registered; ws: WsClient }> {
   const who = await server.register("courier");
-  await onDuty(server, who, north(s.at, meters));
+  // Listening before going on duty: offers are transient frames, and a round may come at once.
   const ws = await courierSocket(server, who);
   sockets.push(ws);
+  await onDuty(server, who, north(s.at, meters));
   return { who, ws };
 }
 

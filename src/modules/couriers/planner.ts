@@ -101,7 +101,11 @@ export class Planner {
         pickup: o.pickup,
         dropoff: o.dropoff,
         placedAt: o.createdAt.getTime() / MINUTE,
-        readyAt: readyAt ? readyAt.getTime() / MINUTE : this.expectedReady(o.restaurantId, acceptedAt, o.prepTimeMinutes, nowMin),
+        readyAt: readyAt
+          ? readyAt.getTime() / MINUTE
+          : o.expectedReadyAt
+            ? Math.max(o.expectedReadyAt.getTime() / MINUTE, nowMin)
+            : this.expectedReady(o.restaurantId, acceptedAt, o.prepTimeMinutes, nowMin),
         excluded: snapshot.context.dispatch.excluded,
       });
     }

@@ -261,15 +261,21 @@ export class OrderRepository {
     }));
   }
 
+  /** Records when the restaurant expects the food to be ready (a planning hint). */
+  async setExpectedReady(orderId: string, at: Date): Promise<void> {
+    const _id = toObjectId(orderId);
+    if (_id) await this.orders.updateOne({ _id }, { $set: { expectedReadyAt: at } });
+  }
+
   /**
    * Orders waiting for a courier (dispatch state searching: no courier, no offer out), oldest
    * first, with what the planner needs; `carriedBy`'s shape, so one reader serves both.
    */
-  async openForDispatch(limit: number): Promise<Array<CarriedOrder & { createdAt: Date }>> {
+  async openForDispatch(limit: number): Promise<Array<CarriedOrder & { createdAt: Date; expectedReadyAt: Date | null }>> {
     const docs = await this.orders
       .find(
         { "dispatch.state": "searching", courierId: null, status: { $in: ["accepted", "preparing", "ready_for_pickup"] } },
-        { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1, createdAt: 1 } },
+        { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1, createdAt: 1, expectedReadyAt: 1 } },
       )
       .sort({ createdAt: 1 })
       .limit(limit)
@@ -285,6 +291,7 @@ export class OrderRepository {
       etaRefreshedAt: d.etaRefreshedAt ?? null,
       history: d.history.map((h) => ({ status: h.status, at: h.at })),
       createdAt: d.createdAt,
+      expectedReadyAt: d.expectedReadyAt ?? null,
     }));
   }
 

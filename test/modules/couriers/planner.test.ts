@@ -31,10 +31,10 @@ afterAll(async () => {
 
 type Scene = { owner: Registered; customer: Registered; restaurantId: string; at: LatLng };
 
-async function scene(): Promise<Scene> {
+async function scene(overrides: Record<string, unknown> = {}): Promise<Scene> {
   const at = north(RESTAURANT_AT, 30_000 * ++scenes);
   const [owner, customer] = await Promise.all([server.register("restaurant"), server.register("customer")]);
-  const r = await createRestaurant(server, owner, { location: at });
+  const r = await createRestaurant(server, owner, { location: at, ...overrides });
   return { owner, customer, restaurantId: r.id, at };
 }
 
@@ -66,7 +66,7 @@ describe("DISPATCH_POLICY=batched", () => {
     const a = await readyOrder(s, 800);
     const b = await readyOrder(s, 1_000);
     const k = await courierAt(s, 300);
-    const offer = await k.ws.next((f) => f.type === "offer", 10_000);
+    const offer = await k.ws.next((f) => f.type === "offer", 20_000);
     expect([...(offer.orderIds as string[])].sort()).toEqual([a, b].sort());
     expect(offer.orders).toHaveLength(2);
     expect(offer.orderId).toBe((offer.orderIds as string[])[0]);
@@ -80,14 +80,14 @@ describe("DISPATCH_POLICY=batched", () => {
       expect(o.body.courierId).toBe(k.who.user.id);
       expect(o.body.dispatch.state).toBe("assigned");
     }
-  }, 30_000);
+  }, 60_000);
 
   test("declining a bundle declines every order of it: neither is offered to that courier again, another courier gets them", async () => {
     const s = await scene();
     const a = await readyOrder(s, 800);
     const b = await readyOrder(s, 900);
     const first = await courierAt(s, 200);
-    const offer = await first.ws.next((f) => f.type === "offer", 10_000);
+    const offer = await first.ws.next((f) => f.type === "offer", 20_000);
     expect([...(offer.orderIds as string[])].sort()).toEqual([a, b].sort());
     expect((await server.request("POST", `/orders/${offer.orderId}/offer/decline`, { token: first.who.token })).status).toBe(204);
     const second = await courierAt(s, 2_000);
@@ -95,13 +95,51 @@ describe("DISPATCH_POLICY=batched", () => {
     // bundling: the second courier may get them one at a time.
     const got = new Set<string>();
     while (got.size < 2) {
-      const next = await second.ws.next((f) => f.type === "offer", 10_000);
+      const next = await second.ws.next((f) => f.type === "offer", 20_000);
       for (const id of next.orderIds as string[]) got.add(id);
       expect((await server.request("POST", `/orders/${next.orderId}/offer/accept`, { token: second.who.token })).status).toBe(200);
     }
     expect([...got].sort()).toEqual([a, b].sort());
     expect(first.ws.frames.filter((f) => f.type === "offer")).toHaveLength(1);
-  }, 30_000);
+  }, 60_000);
+});
+
+describe("ready times: readyInMinutes (PATCH accepted|preparing)", () => {
+  async function acceptedOrder(s: Scene, body: Record<string, unknown>) {
+    const placed = await server.request("POST", "/orders", {
+      token: s.customer.token,
+      body: { restaurantId: s.restaurantId, items: [{ menuItemId: "pizza", quantity: 1 }], deliveryLocation: north(s.at, 1_000) },
+    });
+    expect(placed.status).toBe(201);
+    const res = await server.request("PATCH", `/orders/${placed.body.id}`, { token: s.owner.token, body: { status: "accepted", ...body } });
+    return { id: placed.body.id as string, res };
+  }
+
+  test("a courier is not sent 30 minutes before the food (the restaurant's prepTimeMinutes), but is at once for food ready now (readyInMinutes: 0)", async () => {
+    const slow = await scene({ prepTimeMinutes: 30 });
+    const fast = await scene({ prepTimeMinutes: 30 });
+    const a = await acceptedOrder(slow, {});
+    const b = await acceptedOrder(fast, { readyInMinutes: 0 });
+    expect([a.res.status, b.res.status]).toEqual([200, 200]);
+    const k1 = await courierAt(slow, 300);
+    const k2 = await courierAt(fast, 300);
+    const offer = await k2.ws.next((f) => f.type === "offer", 20_000);
+    expect(offer.orderIds).toEqual([b.id]);
+    // Several rounds later the courier near the slow kitchen has still not been sent.
+    await Bun.sleep(3_000);
+    expect(k1.ws.frames.filter((f) => f.type === "offer")).toHaveLength(0);
+  }, 60_000);
+
+  test("readyInMinutes with another status is refused (422) and changes nothing; out of range is a 400", async () => {
+    const s = await scene();
+    const { id } = await acceptedOrder(s, {});
+    const bad = await server.request("PATCH", `/orders/${id}`, { token: s.owner.token, body: { status: "cancelled", readyInMinutes: 5 } });
+    expect(bad.status).toBe(422);
+    expect((await server.request("GET", `/orders/${id}`, { token: s.owner.token })).body.status).toBe("accepted");
+    const range = await server.request("PATCH", `/orders/${id}`, { token: s.owner.token, body: { status: "preparing", readyInMinutes: -1 } });
+    expect(range.status).toBe(400);
+    expect((await server.request("PATCH", `/orders/${id}`, { token: s.owner.token, body: { status: "preparing", readyInMinutes: 12 } })).status).toBe(200);
+  });
 });
 
 describe("the planning lease", () => {

@@ -1,6 +1,9 @@
 // Runs the embedded engine standalone so several server instances can share it over TCP:
 //   bun run embedded-mongo -- --port 27017 [--host 127.0.0.1] [--advertise-host NAME] [--data-dir DIR]
 //                             [--fsync always|batch|never] [--compact-after-bytes N] [--log-level info]
+//                             [--allow-remote]
+// The engine has no authentication: it listens on loopback only, and a non-loopback --host is
+// refused unless --allow-remote says the network is a private one you control.
 // Prints {"msg":"embedded-mongo listening","port":N,...} as one JSON line on stdout once it accepts
 // connections (so tests can pass --port 0 and read the port); stops cleanly on SIGTERM/SIGINT.
 
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     fsync: { type: "string" },
     "compact-after-bytes": { type: "string" },
     "log-level": { type: "string" },
+    "allow-remote": { type: "boolean" },
   },
   strict: true,
 });
@@ -46,6 +50,7 @@ try {
   engine = await startEmbeddedMongo({
     port: integer(values.port, "port", 27017),
     host: values.host,
+    allowRemote: values["allow-remote"] === true,
     advertiseHost: values["advertise-host"],
     dataDir: values["data-dir"],
     fsync,

@@ -98,7 +98,7 @@ export async function createApp(deps: AppDeps) {
     .use(ordersModule(orders, auth))
     .use(couriersModule(dispatch, auth))
     .use(realtimeModule(deps, realtime, auth))
-    .use(demoModule());
+    .use(demoModule(deps.config));
   routes = () => app.routes as readonly RouteInfo[];
 
   let stopping: Promise<void> | null = null;

@@ -14,6 +14,14 @@ export const ConfigSchema = T.Object({
   MONGODB_DB: T.String({ minLength: 1, maxLength: 63, pattern: "^[^/\\\\. \"$]+$", default: "dispatch" }),
   DATA_DIR: T.String({ minLength: 1, default: "./data" }),
   REDIS_URL: T.Optional(T.String({ pattern: "^rediss?://" })),
+  /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,host:port (the rest are discovered). */
+  REDIS_CLUSTER_NODES: T.Optional(T.String({ pattern: "^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$", maxLength: 4096 })),
+  /** interest: one channel per topic, an instance receives only the topics its sockets watch; broadcast: one channel, every instance receives every message. */
+  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "interest" }),
+  /** Interest relay: how long a topic's channel stays subscribed after its last local watcher left (a quick re-subscribe costs nothing). */
+  RELAY_UNSUBSCRIBE_GRACE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
+  /** Interest relay: how often a probe message goes through each Redis shard to find a subscriber connection that silently stopped receiving. */
+  RELAY_PROBE_INTERVAL_MS: T.Integer({ minimum: 100, maximum: 600_000, default: 2_000 }),
   JWT_SECRET: T.Optional(T.String({ minLength: 16 })),
   JWT_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 24 * 3600, default: 12 * 3600 }),
   INSTANCE_ID: T.Optional(T.String({ minLength: 1, maxLength: 64, pattern: "^[A-Za-z0-9._-]+$" })),
@@ -80,7 +88,7 @@ export const ConfigSchema = T.Object({
   COURIER_LOCATION_INTERVAL_MS: T.Integer({ minimum: 0, maximum: 60_000, default: 1000 }),
   /** Relay: how long a change waits for a missing earlier seq of its order before the gap is read from the database. */
   RELAY_GAP_WAIT_MS: T.Integer({ minimum: 1, maximum: 10_000, default: 250 }),
-  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, it is open (keep it off the public proxy). */
+  /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback callers get it. */
   METRICS_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 256 })),
   /** How long the orders-per-status counts of /metrics are reused (each refresh is one aggregation). */
   METRICS_ORDERS_CACHE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
@@ -94,6 +102,10 @@ export const ConfigSchema = T.Object({
   REQUEST_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 300_000, default: 15_000 }),
   /** Idempotency-Key: how long a customer's key is remembered (TTL index on idempotency_keys); after it the same key places a new order. */
   IDEMPOTENCY_KEY_TTL_SECONDS: T.Integer({ minimum: 60, maximum: 30 * 86_400, default: 86_400 }),
+  /** Live tracking page: map tile URL template ({z}/{x}/{y}, optional {s}); when its tiles do not load, the page shows a plain grid. */
+  MAP_TILE_URL: T.String({ pattern: "^https?://[^\\s]*\\{z\\}[^\\s]*$", maxLength: 2048, default: "https://tile.openstreetmap.org/{z}/{x}/{y}.png" }),
+  /** Attribution the tile provider requires, shown on the map (HTML). */
+  MAP_TILE_ATTRIBUTION: T.String({ minLength: 1, maxLength: 1024, default: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors' }),
   /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
   CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
   /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */
@@ -144,9 +156,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (parsed.NODE_ENV === "production" && parsed.PASSWORD_HASH_MEMORY_KIB < 19_456) {
     throw new ConfigError("PASSWORD_HASH_MEMORY_KIB: at least 19456 when NODE_ENV=production");
   }
+  if (parsed.REDIS_URL !== undefined && parsed.REDIS_CLUSTER_NODES !== undefined) {
+    throw new ConfigError("REDIS_URL and REDIS_CLUSTER_NODES: set one or the other (a single Redis, or a Redis Cluster)");
+  }
   if ((parsed.ADMIN_EMAIL === undefined) !== (parsed.ADMIN_PASSWORD === undefined)) {
     throw new ConfigError("ADMIN_EMAIL and ADMIN_PASSWORD: set both or neither");
   }
+  const missing = ["{x}", "{y}", "{z}"].filter((p) => !parsed.MAP_TILE_URL.includes(p));
+  if (missing.length > 0) throw new ConfigError(`MAP_TILE_URL: the template needs ${missing.join(", ")} (e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png)`);
   if (parsed.CORS_ORIGINS !== undefined) {
     const origins = parsed.CORS_ORIGINS.split(",").map((o) => o.trim());
     const wildcard = origins.includes("*");

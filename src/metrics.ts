@@ -90,6 +90,32 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly relayReceived = new Counter({
+    name: "dispatch_relay_received_total",
+    help: "Messages from other instances received through Redis (probes excluded)",
+    registers: [this.registry],
+  });
+  readonly relayReceivedWatched = new Counter({
+    name: "dispatch_relay_received_watched_total",
+    help: "Messages from other instances received through Redis for a topic a local socket watches (broadcast relay: every message counts as watched)",
+    registers: [this.registry],
+  });
+  readonly relayChannels = new Gauge({
+    name: "dispatch_relay_channels",
+    help: "Redis channels this instance is subscribed to (interest relay: topics watched here, or in their grace period; broadcast: 1)",
+    registers: [this.registry],
+  });
+  readonly relayResubscriptions = new Counter({
+    name: "dispatch_relay_resubscriptions_total",
+    help: "Channels subscribed again after the probe of their shard stopped coming back (a subscriber left deaf by a failover)",
+    registers: [this.registry],
+  });
+  readonly relayProbeFailures = new Counter({
+    name: "dispatch_relay_probe_failures_total",
+    help: "Relay probes (one per shard per RELAY_PROBE_INTERVAL_MS) that did not come back before the next",
+    registers: [this.registry],
+  });
+
   /** For durable timers (dispatch offers, timeouts): observe how late each one fired. */
   readonly timerLag = new Histogram({
     name: "dispatch_timer_lag_seconds",

@@ -11,7 +11,10 @@ import { RedisLimits } from "./http/redis-limits";
 import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
 import { LocalEventBus } from "./realtime/bus";
+import { InterestEventBus } from "./realtime/interest-relay";
 import { RedisEventBus } from "./realtime/redis-relay";
+import { RelayEventBus, type RelayOptions } from "./realtime/relay";
+import { redisTarget } from "./redis";
 
 export type RunningServer = {
   url: string;
@@ -38,11 +41,10 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
   countDatabaseErrors(db, metrics);
   const bus = opts.bus ?? createBus(config, log, metrics);
   const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
-  if (bus instanceof RedisEventBus) deps.redisReady = () => bus.ready();
+  if (bus instanceof RelayEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
-  const limits = config.REDIS_URL
-    ? new RedisLimits({ url: config.REDIS_URL, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log })
-    : null;
+  const redis = redisTarget(config);
+  const limits = redis ? new RedisLimits({ target: redis, prefix: `dispatch:${config.MONGODB_DB}:`, instanceId: config.INSTANCE_ID, log }) : null;
   if (limits) {
     deps.rateLimiters = limits.rateLimiters();
     deps.connectionLimiter = limits.connectionLimiter(config.WS_MAX_CONNECTIONS_PER_USER);
@@ -101,23 +103,35 @@ async function resolveJwtSecret(config: EnvConfig, db: Database, log: Logger, cl
   return withJwtSecret(config, secret);
 }
 
-/** The relay across instances when REDIS_URL is set; local topics only otherwise. */
+/**
+ * The relay across instances when Redis is configured (one server or a cluster): by interest
+ * or broadcast (RELAY_MODE); local topics only otherwise.
+ */
 function createBus(config: Config, log: Logger, metrics: Metrics): EventBus {
-  if (!config.REDIS_URL) return new LocalEventBus(log);
-  const bus = new RedisEventBus({
-    url: config.REDIS_URL,
+  const redis = redisTarget(config);
+  if (!redis) return new LocalEventBus(log);
+  const relay: RelayOptions = {
     instanceId: config.INSTANCE_ID,
-    // Instances sharing a database share a channel.
-    channel: `dispatch:${config.MONGODB_DB}:changes`,
     log,
     gapWaitMs: config.RELAY_GAP_WAIT_MS,
     metrics: {
       redisError: (connection) => metrics.redisErrors.inc({ connection }),
       relayed: (direction) => metrics.relayMessages.inc({ direction }),
       lag: (seconds) => metrics.relayLag.observe(seconds),
+      received: (watched) => {
+        metrics.relayReceived.inc();
+        if (watched) metrics.relayReceivedWatched.inc();
+      },
+      channels: (count) => metrics.relayChannels.set(count),
+      resubscribed: (channels) => metrics.relayResubscriptions.inc(channels),
+      probeFailed: () => metrics.relayProbeFailures.inc(),
     },
-  });
-  return bus;
+  };
+  // Instances sharing a database share channels.
+  const namespace = `dispatch:${config.MONGODB_DB}:`;
+  return config.RELAY_MODE === "broadcast"
+    ? new RedisEventBus({ ...relay, redis, channel: `${namespace}changes` })
+    : new InterestEventBus({ ...relay, redis, namespace, unsubscribeGraceMs: config.RELAY_UNSUBSCRIBE_GRACE_MS, probeIntervalMs: config.RELAY_PROBE_INTERVAL_MS });
 }
 
 /** Topic messages counted once per subscriber that receives them on this instance. */

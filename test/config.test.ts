@@ -27,6 +27,10 @@ describe("configuration", () => {
     expect(() => loadConfig({ PORT: "70000" })).toThrow(/PORT/);
     expect(() => loadConfig({ REDIS_URL: "http://x" })).toThrow(/REDIS_URL/);
     expect(() => loadConfig({ ADMIN_EMAIL: "admin@example.com" })).toThrow(/ADMIN_PASSWORD/);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: "redis://a:7000" })).toThrow(/REDIS_CLUSTER_NODES/);
+    expect(() => loadConfig({ REDIS_URL: "redis://a:6379", REDIS_CLUSTER_NODES: "a:7000,b:7001" })).toThrow(/REDIS_URL and REDIS_CLUSTER_NODES/);
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "a:7000,b:7001" }).REDIS_CLUSTER_NODES).toBe("a:7000,b:7001");
+    expect(() => loadConfig({ RELAY_MODE: "everything" })).toThrow(/RELAY_MODE/);
   });
 
   test("production refuses to start without JWT_SECRET", () => {

@@ -1,6 +1,6 @@
 import type { Collection, ObjectId } from "mongodb";
 import type { Clock } from "../clock";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
 import type { Metrics } from "../metrics";
 
 /**
@@ -156,7 +156,7 @@ export class TimerSweeper {
       this.deps.log.warn("firing a timer failed; it is retried when its lease expires", {
         id: String(id),
         kind: timer.kind,
-        err: err instanceof Error ? err : String(err),
+        err: errorField(err),
       });
       return false;
     }
@@ -167,7 +167,7 @@ export class TimerSweeper {
     this.timer = setTimeout(() => {
       this.running = this.sweep()
         .then(() => undefined)
-        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: err instanceof Error ? err : String(err) }))
+        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: errorField(err) }))
         .finally(() => {
           this.running = null;
           this.schedule();

@@ -287,6 +287,7 @@ function drawMap() {
     pts.push(o.deliveryLocation);
     const r = state.restaurants.get(o.restaurantId);
     if (r) pts.push(r.location);
+    if (r?.deliveryArea) for (const rings of areaPolygons(r.deliveryArea)) for (const [lng, lat] of rings[0]) pts.push({ lat, lng });
   }
   for (const c of state.couriers.values()) if (state.watching === "all" || c.orderId === state.watching) pts.push(c);
   fit(pts);
@@ -314,6 +315,13 @@ function drawMap() {
       routes.append(el("line", { x1: rx, y1: ry, x2: cx, y2: cy, class: FINAL.has(o.status) ? "" : "active" }));
       if (!drawn.has(r.id)) {
         drawn.add(r.id);
+        // The delivery area under everything else (GeoJSON rings, [lng, lat] positions).
+        if (r.deliveryArea) {
+          const d = areaPolygons(r.deliveryArea)
+            .flatMap((rings) => rings.map((ring) => "M" + ring.map(([lng, lat]) => project({ lat, lng }).map((n) => n.toFixed(1)).join(",")).join("L") + "Z"))
+            .join("");
+          routes.prepend(el("path", { d, class: "area", "fill-rule": "evenodd", "data-area-of": r.id }));
+        }
         points.append(el("rect", { x: rx - 7, y: ry - 7, width: 14, height: 14, rx: 3, class: "restaurant", "data-restaurant-id": r.id }));
         points.append(el("text", { x: rx + 10, y: ry - 8 }, r.name));
       }
@@ -322,7 +330,10 @@ function drawMap() {
     points.append(el("text", { x: cx + 9, y: cy + 4 }, `#${short(o.id)} ${label(o.status)}`));
   }
   drawCouriers();
+  drawStreets(orders, pts);
 }
+
+const areaPolygons = (area) => (area.type === "Polygon" ? [area.coordinates] : area.coordinates);
 
 function drawCouriers() {
   if (!frame) return;
@@ -347,6 +358,128 @@ function drawCouriers() {
     name.setAttribute("y", y - 9);
   }
   for (const node of [...layer.children]) if (!keep.has(node.dataset.courierId)) node.remove();
+  drawStreetCouriers(keep);
+}
+
+// ---------- street map (Leaflet, served by the server from the npm package) ----------
+// Shown only when the server says MAP_TILE_URL's tiles load; otherwise the grid above stays, and
+// the browser never requests a tile (a failed one would be an error in its console).
+
+const streets = { map: null, groups: null, couriers: new Map(), fitted: "" };
+
+function setMapMode(mode, text) {
+  const badge = $("#map-mode");
+  badge.dataset.mode = mode;
+  badge.textContent = text;
+}
+
+async function setupStreetMap() {
+  if (streets.map || typeof L === "undefined") return;
+  let settings;
+  try {
+    const res = await fetch("/demo/map.json");
+    settings = await res.json();
+  } catch {
+    settings = null;
+  }
+  if (!settings || settings.tiles !== "online") {
+    setMapMode("grid", "grid (map tiles unavailable)");
+    return;
+  }
+  const host = $("#streets");
+  host.hidden = false;
+  $("#map").toggleAttribute("hidden", true); // an SVG element: no `hidden` property
+  const map = L.map(host, { zoomControl: true, attributionControl: true }).setView([48.8566, 2.3522], 13);
+  const tiles = L.tileLayer(settings.tileUrl, { attribution: settings.attribution, maxZoom: 19, subdomains: "abc" });
+  let loaded = false;
+  tiles.on("tileload", () => {
+    loaded = true;
+    setMapMode("streets", "street map");
+  });
+  // Reachable from the server but not from this browser: back to the grid.
+  tiles.on("tileerror", () => {
+    if (!loaded) leaveStreetMap();
+  });
+  tiles.addTo(map);
+  streets.map = map;
+  streets.groups = { areas: L.layerGroup().addTo(map), routes: L.layerGroup().addTo(map), points: L.layerGroup().addTo(map), couriers: L.layerGroup().addTo(map) };
+  setMapMode("loading", "street map (loading tiles)");
+  drawMap();
+}
+
+function leaveStreetMap() {
+  streets.map?.remove();
+  streets.map = null;
+  streets.couriers.clear();
+  streets.fitted = "";
+  $("#streets").hidden = true;
+  $("#map").toggleAttribute("hidden", false);
+  setMapMode("grid", "grid (map tiles unavailable)");
+}
+
+/** Sets data attributes on a vector layer's SVG element (tests and styling find markers by them). */
+function tag(layer, attrs) {
+  const node = layer.getElement?.();
+  if (node) for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+  return layer;
+}
+
+const css = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+
+function drawStreets(orders, pts) {
+  if (!streets.map) return;
+  const { areas, routes, points } = streets.groups;
+  areas.clearLayers();
+  routes.clearLayers();
+  points.clearLayers();
+  const drawn = new Set();
+  for (const o of orders) {
+    const r = state.restaurants.get(o.restaurantId);
+    const to = [o.deliveryLocation.lat, o.deliveryLocation.lng];
+    if (r) {
+      const from = [r.location.lat, r.location.lng];
+      L.polyline([from, to], { color: FINAL.has(o.status) ? "#3d4b5c" : "#58a6ff", weight: 2, dashArray: "6 6" }).addTo(routes);
+      if (!drawn.has(r.id)) {
+        drawn.add(r.id);
+        if (r.deliveryArea) {
+          L.geoJSON(r.deliveryArea, { style: { color: css("--restaurant"), weight: 1.5, dashArray: "5 4", fillOpacity: 0.12 } })
+            .eachLayer((layer) => layer.once("add", () => tag(layer, { "data-area-of": r.id })))
+            .addTo(areas);
+        }
+        const marker = L.circleMarker(from, { radius: 8, color: "#0b1016", weight: 2, fillColor: css("--restaurant"), fillOpacity: 1 }).addTo(points);
+        tag(marker, { "data-restaurant-id": r.id }).bindTooltip(r.name, { permanent: true, direction: "right", className: "marker-label" });
+      }
+    }
+    const customer = L.circleMarker(to, { radius: 6, color: "#0b1016", weight: 2, fillColor: css("--customer"), fillOpacity: 1 }).addTo(points);
+    tag(customer, { "data-customer-of": o.id }).bindTooltip(`#${short(o.id)} ${label(o.status)}`, { direction: "right", className: "marker-label" });
+  }
+  // Refit when what is shown changes (an order, a restaurant loaded, a courier appearing), not on every move.
+  const key = `${state.watching}|${orders.map((o) => o.id).join()}|${pts.length}`;
+  if (key !== streets.fitted && pts.length > 0) {
+    streets.fitted = key;
+    streets.map.fitBounds(L.latLngBounds(pts.map((p) => [p.lat, p.lng])), { padding: [40, 40], maxZoom: 16, animate: false });
+  }
+}
+
+function drawStreetCouriers(keep) {
+  if (!streets.map) return;
+  for (const [id, c] of state.couriers) {
+    if (!keep.has(id)) continue;
+    let marker = streets.couriers.get(id);
+    if (!marker) {
+      marker = L.circleMarker([c.lat, c.lng], { radius: 8, color: "#0b1016", weight: 2, fillColor: css("--courier"), fillOpacity: 1 }).addTo(streets.groups.couriers);
+      marker.bindTooltip(`courier ${short(id)}`, { permanent: true, direction: "top", className: "marker-label" });
+      streets.couriers.set(id, marker);
+    } else {
+      marker.setLatLng([c.lat, c.lng]);
+    }
+    tag(marker, { "data-courier-id": id, "data-lat": c.lat, "data-lng": c.lng });
+  }
+  for (const [id, marker] of streets.couriers) {
+    if (keep.has(id)) continue;
+    marker.remove();
+    streets.couriers.delete(id);
+  }
 }
 
 // ---------- session ----------
@@ -359,6 +492,7 @@ async function start(token) {
   $("#login").hidden = true;
   $("#app").hidden = false;
   state.stopped = false;
+  await setupStreetMap();
   await loadOrders();
   const wanted = new URLSearchParams(location.search).get("order");
   if (wanted && state.orders.has(wanted)) state.watching = wanted;

@@ -14,8 +14,14 @@ export type { Logger, LogLevel } from "./log";
 export interface EmbeddedMongoOptions {
   /** TCP port; 0 (default) picks a free one. */
   port?: number;
-  /** Interface to listen on (default 127.0.0.1). */
+  /** Interface to listen on (default 127.0.0.1); a non-loopback one needs `allowRemote`. */
   host?: string;
+  /**
+   * Listen on a non-loopback interface. The engine has no authentication (and takes
+   * configureFailPoint): whoever reaches the port reads and writes everything, so this is for a
+   * private network you control only. Without it a non-loopback `host` is refused.
+   */
+  allowRemote?: boolean;
   /**
    * The host hello advertises as the replica set's member (default: `host`, or 127.0.0.1 when
    * listening on all interfaces). Drivers connect to it after the handshake, so remote clients
@@ -42,8 +48,26 @@ export interface EmbeddedMongo {
   close(): Promise<void>;
 }
 
+/** A non-loopback listen address without `allowRemote`. */
+export class UnsafeBindError extends Error {
+  override name = "UnsafeBindError";
+  constructor(readonly host: string) {
+    super(
+      `refusing to listen on ${host}: the embedded engine has no authentication, so it listens on loopback only (127.0.0.1, ::1, localhost); ` +
+        "allow another interface (--allow-remote) only on a private network you control",
+    );
+  }
+}
+
+/** 127.0.0.0/8, ::1 and localhost: reachable from this machine only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, "$1");
+  return h === "localhost" || h === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || /^::ffff:127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
 export async function startEmbeddedMongo(options: EmbeddedMongoOptions = {}): Promise<EmbeddedMongo> {
   const host = options.host ?? "127.0.0.1";
+  if (!options.allowRemote && !isLoopbackHost(host)) throw new UnsafeBindError(host);
   const log = typeof options.log === "object" ? options.log : createLogger(options.log ?? "warn");
   const engine = new Engine({
     dataDir: options.dataDir,

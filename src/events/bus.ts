@@ -9,6 +9,12 @@ export type ChangeListener = (change: OrderChange) => void;
 export type TransientListener = (topic: string, data: string) => void;
 
 /**
+ * This instance's interest in a topic (a socket subscribed to it). `ready` resolves once
+ * messages of the topic published from now on reach this instance; `release` ends the interest.
+ */
+export type TopicWatch = { ready: Promise<void>; release(): void };
+
+/**
  * Publishes committed changes to WebSocket topics and to in-process listeners. Features
  * publish through it; realtime/ implements it (in-process, and across instances through Redis).
  */
@@ -33,6 +39,12 @@ export interface EventBus {
    * Only buses that relay between instances can miss changes, so only they implement it.
    */
   redeliver?(changes: OrderChange[]): void;
+  /**
+   * Declares interest in a topic. Buses that route by interest (realtime/interest-relay.ts)
+   * receive a topic's messages from other instances only while someone here watches it; a
+   * subscriber awaits `ready` before reading the database, so no change falls between read and relay.
+   */
+  watch(topic: string): TopicWatch;
   /**
    * Buses that relay between instances read back from here the changes of an order that a
    * relay gap lost (afterSeq < seq < beforeSeq); the composition root sets it once the orders

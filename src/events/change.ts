@@ -58,13 +58,19 @@ export function changesFromOrder(order: Order, afterSeq: number, beforeSeq = Num
 /** A message as it goes to one topic. */
 export type TopicMessage = { topic: string; message: Record<string, unknown> };
 
+/** The topics a change goes to: its order's, its restaurant's, and its courier's once it has one. */
+export function topicsOf(change: OrderChange): string[] {
+  const { order } = change;
+  const targets = [topics.order(order.id), topics.restaurant(order.restaurantId)];
+  if (order.courierId) targets.push(topics.courier(order.courierId));
+  return targets;
+}
+
 /** The topics a change goes to, each with its message. */
 export function messagesFor(change: OrderChange): TopicMessage[] {
   const { order } = change;
   const out: TopicMessage[] = [];
-  const targets = [topics.order(order.id), topics.restaurant(order.restaurantId)];
-  if (order.courierId) targets.push(topics.courier(order.courierId));
-  for (const topic of targets) {
+  for (const topic of topicsOf(change)) {
     const message =
       change.type === "order.created" && topic !== topics.order(order.id)
         ? { type: "order.created", topic, orderId: change.orderId, seq: change.seq, order }

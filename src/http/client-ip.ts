@@ -22,3 +22,18 @@ export function clientIp(request: Request, server: PeerAddressSource, trustProxy
 function normalizeIp(ip: string): string {
   return ip.toLowerCase().replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, "$1");
 }
+
+/**
+ * Whether the request comes from this machine: the socket's peer is a loopback address and no
+ * proxy says it relays someone else (a local reverse proxy adds X-Forwarded-For or Forwarded).
+ * The peer is the socket's, never a header's: X-Forwarded-For cannot make a caller local.
+ */
+export function isLocalRequest(request: Request, server: PeerAddressSource): boolean {
+  if (request.headers.has("x-forwarded-for") || request.headers.has("forwarded")) return false;
+  const peer = server?.requestIP(originalRequest(request))?.address;
+  return peer !== undefined && isLoopback(normalizeIp(peer));
+}
+
+function isLoopback(ip: string): boolean {
+  return ip === "::1" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(ip);
+}

@@ -3,7 +3,8 @@ import { MongoError } from "mongodb";
 import { timingSafeEqual } from "node:crypto";
 import type { Config } from "../config";
 import type { Metrics } from "../metrics";
-import { Unauthorized } from "../errors";
+import { Forbidden, Unauthorized } from "../errors";
+import { isLocalRequest } from "./client-ip";
 
 /** Requests no route matched share one label, so stray paths cannot grow the series count. */
 export const UNMATCHED_ROUTE = "(unmatched)";
@@ -57,10 +58,13 @@ export function metricsModule(deps: { metrics: Metrics; config: Pick<Config, "ME
   return new Elysia({ name: "metrics" })
     .get(
       "/metrics",
-      async ({ headers, set }) => {
+      async ({ headers, set, request, server }) => {
         if (token !== undefined) {
           const match = /^Bearer\s+(\S+)$/i.exec(headers.authorization ?? "");
           if (!match || !sameToken(match[1], token)) throw new Unauthorized("GET /metrics needs Authorization: Bearer <METRICS_TOKEN>");
+        } else if (!isLocalRequest(request, server)) {
+          // No token configured: only this machine may scrape, so a reachable server does not publish its counters.
+          throw new Forbidden("GET /metrics without METRICS_TOKEN answers loopback callers only; set METRICS_TOKEN to scrape from elsewhere");
         }
         set.headers["content-type"] = metrics.contentType;
         set.headers["cache-control"] = "no-store";
@@ -68,7 +72,7 @@ export function metricsModule(deps: { metrics: Metrics; config: Pick<Config, "ME
       },
       {
         detail: {
-          summary: "Prometheus metrics (text format); needs Bearer METRICS_TOKEN when that is set",
+          summary: "Prometheus metrics (text format); needs Bearer METRICS_TOKEN when that is set, else loopback callers only",
           tags: ["monitoring"],
         },
       },

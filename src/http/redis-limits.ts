@@ -1,33 +1,36 @@
-import { Redis } from "ioredis";
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
 import type { Logger } from "../log";
+import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
 import { MemoryConnectionLimiter, type ConnectionLimiter } from "./connection-limit";
-import { MemoryRateLimiter, type RateDecision, type RateLimiter, type RateLimiterFactory, type RatePolicy } from "./rate-limit";
+import type { RateDecision, RateLimiter, RateLimiterFactory, RatePolicy } from "./rate-limit";
 
 /**
- * Rate limits and WebSocket connection counts shared by every instance through Redis. Each
- * check is one Lua script, so concurrent instances cannot both take the last slot. When Redis
- * does not answer, each instance falls back to its own counters (limits then hold per
- * instance) and says so once per outage; it goes back to the shared ones when Redis answers.
+ * Rate limits and WebSocket connection counts shared by every instance through Redis (one
+ * server or a Redis Cluster: every call touches one key, so no call spans slots).
+ *
+ * Rate limits are rate-limiter-flexible's RateLimiterRedis with its in-memory insurance limiter:
+ * when Redis does not answer, each instance counts on its own (limits then hold per instance)
+ * and says so once per outage; it goes back to the shared counters when Redis answers. Its
+ * increment script is replaced by one that does not count a refused attempt (as
+ * MemoryRateLimiter), so a client hammering past its limit does not push its window's count
+ * further and a refund after a refusal gives back a usable attempt.
+ *
+ * Connection slots stay hand-written: a slot belongs to one connection and must lapse on its own
+ * when the instance holding it dies, while the others' are refreshed; that is a sorted set of
+ * members scored by expiry, which no rate-limiter-flexible limiter (points per key and window)
+ * can express.
  */
 
-// Fixed window: the first counted attempt starts it. A refused attempt is not counted (as in MemoryRateLimiter).
-const CONSUME = `
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ttl
-if count >= tonumber(ARGV[1]) then
-  ttl = redis.call('PTTL', KEYS[1])
-  if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
-  return {0, count, ttl}
-end
-count = redis.call('INCR', KEYS[1])
-ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]); ttl = tonumber(ARGV[2]) end
-return {1, count, ttl}`;
-
-const REFUND = `
-local count = tonumber(redis.call('GET', KEYS[1]) or '0')
-if count > 0 then redis.call('DECR', KEYS[1]) end
-return 0`;
+// rate-limiter-flexible passes ARGV = points (negative for a reward), window seconds, limit, window seconds.
+const CONSUME_UNLESS_OVER = `redis.call('set', KEYS[1], 0, 'EX', ARGV[2], 'NX')
+local consumed = tonumber(redis.call('get', KEYS[1]))
+local change = tonumber(ARGV[1])
+local ttl = redis.call('pttl', KEYS[1])
+if ttl == -1 then redis.call('expire', KEYS[1], ARGV[2]); ttl = 1000 * ARGV[2] end
+if change > 0 and consumed + change > tonumber(ARGV[3]) then return {consumed + change, ttl} end
+if consumed + change < 0 then change = -consumed end
+consumed = redis.call('incrby', KEYS[1], change)
+return {consumed, ttl}`;
 
 // A user's open connections: a sorted set of members scored by when they expire. Each instance
 // refreshes its own members; those of an instance that died expire on their own.
@@ -45,14 +48,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 0`;
 
 type LimitCommands = {
-  dispatchConsume(key: string, max: number, windowMs: number): Promise<[number, number, number]>;
-  dispatchRefund(key: string): Promise<number>;
   dispatchAcquire(key: string, member: string, max: number, ttlMs: number): Promise<number>;
   dispatchRefresh(key: string, ttlMs: number, ...members: string[]): Promise<number>;
 };
 
 export type RedisLimitsOptions = {
-  url: string;
+  /** One Redis, or a cluster. */
+  target: RedisTarget;
   /** Key prefix; instances that share limits share it. */
   prefix: string;
   instanceId: string;
@@ -64,7 +66,7 @@ export type RedisLimitsOptions = {
 };
 
 export class RedisLimits {
-  private readonly redis: Redis & LimitCommands;
+  private readonly redis: RedisClient & LimitCommands;
   private readonly log: Logger;
   private shared: boolean | null = null;
   private closing = false;
@@ -79,17 +81,13 @@ export class RedisLimits {
   constructor(private readonly opts: RedisLimitsOptions) {
     this.log = opts.log.child({ component: "redis-limits" });
     this.connectionTtlMs = opts.connectionTtlMs ?? 30_000;
-    const redis = new Redis(opts.url, {
+    const redis = connectRedis(opts.target, {
       connectionName: `dispatch-limits:${opts.instanceId}`,
       // No queue while disconnected: a check fails at once and the local counters answer.
-      enableOfflineQueue: false,
+      offlineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: opts.commandTimeoutMs ?? 500,
-      connectTimeout: 2_000,
-      retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+      commandTimeoutMs: opts.commandTimeoutMs ?? 500,
     });
-    redis.defineCommand("dispatchConsume", { numberOfKeys: 1, lua: CONSUME });
-    redis.defineCommand("dispatchRefund", { numberOfKeys: 1, lua: REFUND });
     redis.defineCommand("dispatchAcquire", { numberOfKeys: 1, lua: ACQUIRE });
     redis.defineCommand("dispatchRefresh", { numberOfKeys: 1, lua: REFRESH });
     redis.on("error", (err: Error) => this.markDown(err));
@@ -97,7 +95,7 @@ export class RedisLimits {
       this.everReady = true;
       void this.refreshConnections();
     });
-    this.redis = redis as Redis & LimitCommands;
+    this.redis = redis as RedisClient & LimitCommands;
     this.refresher = setInterval(() => void this.refreshConnections(), Math.max(1_000, Math.floor(this.connectionTtlMs / 3)));
     this.refresher.unref?.();
   }
@@ -117,14 +115,8 @@ export class RedisLimits {
   }
 
   /** Runs one Redis call; undefined (and the outage noted) when Redis does not answer. */
-  async attempt<T>(op: (redis: Redis & LimitCommands) => Promise<T>): Promise<T | undefined> {
-    if (this.closing) return undefined;
-    if (this.redis.status !== "ready") {
-      // Still making the first connection at start-up: count locally, but it is no outage yet.
-      if (!this.everReady && Date.now() - this.startedAt < 5_000) return undefined;
-      this.markDown(new Error(`connection ${this.redis.status}`));
-      return undefined;
-    }
+  async attempt<T>(op: (redis: RedisClient & LimitCommands) => Promise<T>): Promise<T | undefined> {
+    if (!this.usable()) return undefined;
     try {
       const result = await op(this.redis);
       this.markUp();
@@ -133,6 +125,28 @@ export class RedisLimits {
       this.markDown(err instanceof Error ? err : new Error(String(err)));
       return undefined;
     }
+  }
+
+  /**
+   * Whether to ask Redis now; false (and the outage noted) while it is not connected. The rate
+   * limiters' insurance takes over on its own; this only keeps the log and the connection
+   * counts in step.
+   */
+  usable(): boolean {
+    if (this.closing) return false;
+    if (this.redis.status !== "ready") {
+      // Still making the first connection at start-up: count locally, but it is no outage yet.
+      if (!this.everReady && Date.now() - this.startedAt < 5_000) return false;
+      this.markDown(new Error(`connection ${this.redis.status}`));
+      return false;
+    }
+    this.markUp();
+    return true;
+  }
+
+  /** The client rate-limiter-flexible counts on. */
+  get client(): RedisClient {
+    return this.redis;
   }
 
   async close(): Promise<void> {
@@ -162,28 +176,37 @@ export class RedisLimits {
 }
 
 class SharedRateLimiter implements RateLimiter {
-  private readonly local: MemoryRateLimiter;
+  private readonly limiter: RateLimiterRedis;
 
   constructor(
     private readonly store: RedisLimits,
-    private readonly policy: RatePolicy,
+    policy: RatePolicy,
   ) {
-    this.local = new MemoryRateLimiter(policy);
+    this.limiter = new RateLimiterRedis({
+      storeClient: store.client,
+      keyPrefix: store.key("rl", policy.name),
+      points: policy.max,
+      duration: policy.windowSeconds,
+      customIncrTtlLuaScript: CONSUME_UNLESS_OVER,
+      // Not connected: straight to the insurance, no waiting on a dead socket.
+      rejectIfRedisNotReady: true,
+      insuranceLimiter: new RateLimiterMemory({ points: policy.max, duration: policy.windowSeconds }),
+    });
   }
 
   async consume(key: string): Promise<RateDecision> {
-    const windowMs = this.policy.windowSeconds * 1000;
-    const answer = await this.store.attempt((r) => r.dispatchConsume(this.store.key("rl", this.policy.name, key), this.policy.max, windowMs));
-    if (!answer) return this.local.consume(key);
-    const [allowed, count, ttlMs] = answer;
-    return allowed === 1
-      ? { allowed: true, remaining: Math.max(0, this.policy.max - count) }
-      : { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };
+    this.store.usable(); // logs an outage (or its end) once
+    try {
+      const res = await this.limiter.consume(key);
+      return { allowed: true, remaining: res.remainingPoints };
+    } catch (refusal) {
+      if (!(refusal instanceof RateLimiterRes)) throw refusal;
+      return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(refusal.msBeforeNext / 1000)) };
+    }
   }
 
   async refund(key: string): Promise<void> {
-    const done = await this.store.attempt((r) => r.dispatchRefund(this.store.key("rl", this.policy.name, key)));
-    if (done === undefined) await this.local.refund(key);
+    await this.limiter.reward(key, 1);
   }
 }
 

@@ -1,6 +1,8 @@
-import type { ChangeListener, EventBus, TopicPublisher, TransientListener } from "../events/bus";
+import type { ChangeListener, EventBus, TopicPublisher, TopicWatch, TransientListener } from "../events/bus";
 import { messagesFor, type OrderChange } from "../events/change";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
+
+const NO_RELAY_WATCH: TopicWatch = { ready: Promise.resolve(), release() {} };
 
 export type LocalEventBusOptions = {
   /** Orders whose delivered seq is remembered (least recently delivered are forgotten first). */
@@ -44,13 +46,18 @@ export class LocalEventBus implements EventBus {
       try {
         listener(topic, data);
       } catch (err) {
-        this.log.error("transient listener failed", { topic, err: err instanceof Error ? err : String(err) });
+        this.log.error("transient listener failed", { topic, err: errorField(err) });
       }
     }
   }
 
   deliveredSeq(orderId: string): number | undefined {
     return this.delivered.get(orderId);
+  }
+
+  /** Every local message reaches this instance already; relays that route by interest override it. */
+  watch(_topic: string): TopicWatch {
+    return NO_RELAY_WATCH;
   }
 
   /**
@@ -73,7 +80,7 @@ export class LocalEventBus implements EventBus {
       try {
         listener(change);
       } catch (err) {
-        this.log.error("change listener failed", { orderId: change.orderId, err: err instanceof Error ? err : String(err) });
+        this.log.error("change listener failed", { orderId: change.orderId, err: errorField(err) });
       }
     }
   }

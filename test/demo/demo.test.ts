@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromiumPath } from "../helpers/prerequisites";
+import { startTileServer, type TileServer } from "../../scripts/lib/tile-server";
 import { startTestServer, type TestServer } from "../helpers/server";
 import { WsClient } from "../helpers/ws";
 import { cast, orderIn, patch, type Cast } from "../modules/orders/fixtures";
@@ -34,13 +35,24 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-async function openPage(): Promise<Page> {
+/** A page on `on` whose uncaught errors and console errors (failed loads among them) fail the test at close. */
+async function openPage(on: TestServer = server, expectedConsoleError?: RegExp): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1400, height: 820 } });
   const errors: string[] = [];
   page.on("pageerror", (err) => errors.push(err.message));
+  page.on("console", (msg) => {
+    if (msg.type() === "error" && !expectedConsoleError?.test(msg.text())) errors.push(`console: ${msg.text()}`);
+  });
   page.on("close", () => expect(errors).toEqual([]));
-  await page.goto(`${server.url}/demo`);
+  await page.goto(`${on.url}/demo`);
   return page;
+}
+
+async function signInAdmin(page: Page, cast: Cast): Promise<void> {
+  await page.fill("#login-form input[name=email]", cast.admin.email);
+  await page.fill("#login-form input[name=password]", cast.admin.password);
+  await page.click("#login-form button");
+  await page.waitForSelector('[data-testid=conn]:text("live")', { timeout: 5_000 });
 }
 
 const badge = (orderId: string) => `#orders li[data-order-id="${orderId}"] .badge`;
@@ -58,17 +70,40 @@ describe("GET /demo", () => {
     expect(missing.status).toBe(404);
     expect((await fetch(`${server.url}/demo/secret.txt`)).status).toBe(404);
   });
+
+  test("serves Leaflet from the installed package (no CDN); other vendor files are 404", async () => {
+    expect(await (await fetch(`${server.url}/demo`)).text()).toContain('<script src="/demo/vendor/leaflet.js"></script>');
+    const js = await fetch(`${server.url}/demo/vendor/leaflet.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get("content-type")).toContain("javascript");
+    expect(await js.text()).toContain("Leaflet 1.9");
+    const css = await fetch(`${server.url}/demo/vendor/leaflet.css`);
+    expect(css.headers.get("content-type")).toContain("text/css");
+    expect((await fetch(`${server.url}/demo/vendor/images/layers.png`)).headers.get("content-type")).toBe("image/png");
+    expect((await fetch(`${server.url}/demo/vendor/package.json`)).status).toBe(404);
+    expect((await fetch(`${server.url}/demo/vendor/images/..%2F..%2Fpackage.json`)).status).toBe(404);
+  });
+
+  test("GET /demo/map.json: the tile template, its attribution, and offline when the tiles do not load", async () => {
+    const res = await fetch(`${server.url}/demo/map.json`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ tileUrl: "http://127.0.0.1:9/{z}/{x}/{y}.png", attribution: expect.stringContaining("OpenStreetMap"), tiles: "offline" });
+  });
 });
 
 describe("the live tracking page in headless Chromium", () => {
-  test("an admin signs in, the page goes live, a PATCH appears within a second, couriers move, the timeline grows", async () => {
+  test("offline (tiles do not load): the grid, no tile requested, no console error; a PATCH appears within a second, couriers move, the timeline grows", async () => {
     const order = await orderIn(server, c, "accepted", { claim: true });
     const page = await openPage();
-    await page.fill("#login-form input[name=email]", c.admin.email);
-    await page.fill("#login-form input[name=password]", c.admin.password);
-    await page.click("#login-form button");
-    await page.waitForSelector('[data-testid=conn]:text("live")', { timeout: 5_000 });
+    const tileRequests: string[] = [];
+    page.on("request", (req) => {
+      if (req.url().startsWith("http://127.0.0.1:9/")) tileRequests.push(req.url());
+    });
+    await signInAdmin(page, c);
     expect(await page.textContent("[data-testid=who]")).toContain("(admin)");
+    await page.waitForSelector('[data-testid=map-mode][data-mode="grid"]', { timeout: 2_000 });
+    expect(await page.isHidden("#streets")).toBe(true);
+    expect(await page.isVisible("#map")).toBe(true);
     await page.waitForSelector(`${badge(order.id)}[data-status="accepted"]`, { timeout: 5_000 });
     // The row is marked live once the server acknowledged the page's subscribe to the order.
     await page.waitForSelector(`#orders li[data-order-id="${order.id}"][data-live="true"]`, { timeout: 2_000 });
@@ -95,7 +130,11 @@ describe("the live tracking page in headless Chromium", () => {
     } finally {
       courierWs.close();
     }
-    // Restaurant and customer points are on the map.
+    // Restaurant and customer points are on the map, and the delivery area set below is drawn.
+    const area = { type: "Polygon", coordinates: [[[2.34, 48.85], [2.375, 48.85], [2.375, 48.868], [2.34, 48.868], [2.34, 48.85]]] };
+    expect((await server.request("PATCH", `/restaurants/${c.restaurant.id}`, { token: c.owner.token, body: { deliveryArea: area } })).status).toBe(200);
+    await page.reload();
+    await page.waitForSelector(`#routes path.area[data-area-of="${c.restaurant.id}"]`, { timeout: 5_000 });
     expect(await page.locator(`#points [data-customer-of="${order.id}"]`).count()).toBe(1);
     expect(await page.locator(`#points [data-restaurant-id="${c.restaurant.id}"]`).count()).toBe(1);
 
@@ -103,6 +142,7 @@ describe("the live tracking page in headless Chromium", () => {
     const fresh = await orderIn(server, c, "placed");
     await page.waitForSelector(`${badge(fresh.id)}[data-status="placed"]`, { timeout: 2_000 });
 
+    expect(tileRequests).toEqual([]);
     const shot = join(dir, "demo.png");
     await page.screenshot({ path: shot });
     const png = await readFile(shot);
@@ -128,11 +168,70 @@ describe("the live tracking page in headless Chromium", () => {
   });
 
   test("a bad token is refused on the page", async () => {
-    const page = await openPage();
+    // The browser reports the refused /auth/me (401) in its console: the one error expected here.
+    const page = await openPage(server, /status of 401/);
     await page.fill("#token-form input[name=token]", "not-a-token");
     await page.click("#token-form button");
     await page.waitForSelector('#login-error:has-text("token refused")', { timeout: 2_000 });
     expect(await page.isHidden("#app")).toBe(true);
+    await page.close();
+  });
+});
+
+describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () => {
+  let tiles: TileServer;
+  let mapped: TestServer;
+  let mc: Cast;
+
+  beforeAll(async () => {
+    tiles = startTileServer();
+    mapped = await startTestServer({ COURIER_LOCATION_INTERVAL_MS: "0", MAP_TILE_URL: tiles.template, MAP_TILE_ATTRIBUTION: "&copy; OpenStreetMap contributors (test tiles)" });
+    mc = await cast(mapped);
+  });
+  afterAll(async () => {
+    await mapped?.stop();
+    await tiles?.stop();
+  });
+
+  test("tiles load with their attribution; restaurant, customer and courier markers; a PATCH and a courier move show within a second", async () => {
+    expect(await (await fetch(`${mapped.url}/demo/map.json`)).json()).toMatchObject({ tileUrl: tiles.template, tiles: "online" });
+    // A delivery area around the restaurant and the delivery point: drawn on the map.
+    const area = { type: "Polygon", coordinates: [[[2.34, 48.85], [2.375, 48.85], [2.375, 48.868], [2.34, 48.868], [2.34, 48.85]]] };
+    expect((await mapped.request("PATCH", `/restaurants/${mc.restaurant.id}`, { token: mc.owner.token, body: { deliveryArea: area } })).status).toBe(200);
+    const order = await orderIn(mapped, mc, "accepted", { claim: true });
+    const page = await openPage(mapped);
+    await signInAdmin(page, mc);
+    await page.waitForSelector('[data-testid=map-mode][data-mode="streets"]', { timeout: 5_000 });
+    expect(await page.isHidden("#map")).toBe(true);
+    expect(await page.locator("#streets img.leaflet-tile-loaded").count()).toBeGreaterThan(0);
+    expect(tiles.requests()).toBeGreaterThan(1);
+    expect(await page.textContent("#streets .leaflet-control-attribution")).toContain("OpenStreetMap contributors (test tiles)");
+    await page.waitForSelector(`#streets [data-restaurant-id="${mc.restaurant.id}"]`, { timeout: 2_000 });
+    await page.waitForSelector(`#streets [data-customer-of="${order.id}"]`, { timeout: 2_000 });
+    await page.waitForSelector(`#streets path[data-area-of="${mc.restaurant.id}"]`, { timeout: 2_000 });
+
+    // A status change through the API reaches the page within a second.
+    await page.waitForSelector(`#orders li[data-order-id="${order.id}"][data-live="true"]`, { timeout: 2_000 });
+    const sent = performance.now();
+    expect((await patch(mapped, mc.owner, order.id, "preparing")).status).toBe(200);
+    await page.waitForSelector(`${badge(order.id)}[data-status="preparing"]`, { timeout: 1_000 });
+    expect(performance.now() - sent).toBeLessThan(1_000);
+
+    // The courier's marker appears on the map, then moves within a second of the next position.
+    const courierWs = await WsClient.open(mapped.url.replace(/^http/, "ws") + "/ws", mc.courier.token);
+    try {
+      courierWs.send({ op: "location", lat: 48.858, lng: 2.355 });
+      const marker = `#streets [data-courier-id="${mc.courier.user.id}"]`;
+      await page.waitForSelector(marker, { timeout: 2_000 });
+      const before = await page.locator(marker).getAttribute("d");
+      const moved = performance.now();
+      courierWs.send({ op: "location", lat: 48.8595, lng: 2.36 });
+      await page.waitForSelector(`${marker}[data-lat="48.8595"]`, { timeout: 1_000 });
+      expect(performance.now() - moved).toBeLessThan(1_000);
+      expect(await page.locator(marker).getAttribute("d")).not.toBe(before);
+    } finally {
+      courierWs.close();
+    }
     await page.close();
   });
 });

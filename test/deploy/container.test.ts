@@ -192,9 +192,12 @@ type Service = {
 };
 type Compose = { services: Record<string, Service>; volumes?: Record<string, unknown> };
 
-/** `${VAR:-default}` / `${VAR}` as `docker compose` resolves them with an empty environment. */
+/** A value `${VAR:?message}` demands, as an operator would give it. */
+const REQUIRED_VALUE = "operator-supplied-value-0123456789";
+
+/** `${VAR:-default}` / `${VAR}` as `docker compose` resolves them with an empty environment; `${VAR:?…}` as given by the operator. */
 function withDefaults(value: string): string {
-  return value.replace(/\$\{(\w+)(?::?-([^}]*))?\}/g, (_, _name: string, fallback?: string) => fallback ?? "");
+  return value.replace(/\$\{(\w+)(?:(:?[-?])([^}]*))?\}/g, (_, _name: string, op?: string, fallback?: string) => (op?.endsWith("?") ? REQUIRED_VALUE : (fallback ?? "")));
 }
 
 describe("docker-compose.yml", async () => {
@@ -246,6 +249,14 @@ describe("docker-compose.yml", async () => {
     expect(secrets.size).toBe(1); // tokens must verify on either instance
   });
 
+  test("no secret has a default: JWT_SECRET must be given, the admin and METRICS_TOKEN are empty unless given", () => {
+    for (const [, api] of apis) {
+      const env = api.environment ?? {};
+      expect(env.JWT_SECRET).toMatch(/^\$\{JWT_SECRET:\?[^}]+\}$/);
+      for (const name of ["ADMIN_EMAIL", "ADMIN_PASSWORD", "METRICS_TOKEN"]) expect({ name, value: env[name] }).toEqual({ name, value: `\${${name}:-}` });
+    }
+  });
+
   test("every variable the servers get is one the server knows, and the whole environment passes its config loader", () => {
     const known = new Set(Object.keys(ConfigSchema.properties));
     for (const [, api] of apis) {
@@ -284,9 +295,17 @@ describe("docker-compose.yml", async () => {
   test("Prometheus (monitoring profile) scrapes every instance's /metrics", async () => {
     const prometheus = services.prometheus;
     expect(prometheus.profiles).toEqual(["monitoring"]);
-    const config = parseYaml(await read("deploy/prometheus.yml")) as { scrape_configs: Array<{ metrics_path?: string; static_configs: Array<{ targets: string[] }> }> };
+    const config = parseYaml(await read("deploy/prometheus.yml")) as {
+      scrape_configs: Array<{ metrics_path?: string; authorization?: { type?: string; credentials_file?: string }; static_configs: Array<{ targets: string[] }> }>;
+    };
     const job = config.scrape_configs[0];
     expect(job.metrics_path ?? "/metrics").toBe("/metrics");
+    // /metrics answers other hosts only with METRICS_TOKEN: Prometheus sends it from the mounted config.
+    expect(job.authorization?.type ?? "Bearer").toBe("Bearer");
+    const mounted = (prometheus as Service & { configs?: Array<{ source: string; target: string }> }).configs ?? [];
+    expect(mounted.map((c) => c.target)).toContain(job.authorization?.credentials_file ?? "(none)");
+    const source = mounted.find((c) => c.target === job.authorization?.credentials_file)!.source;
+    expect((compose as Compose & { configs?: Record<string, { content?: string }> }).configs?.[source]?.content).toBe("${METRICS_TOKEN:-}");
     expect(job.static_configs.flatMap((c) => c.targets).sort()).toEqual(apis.map(([name, s]) => `${name}:${s.environment?.PORT}`).sort());
   });
 });

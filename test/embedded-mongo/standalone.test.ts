@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Document, MongoClient } from "mongodb";
 import { type ManagedProcess, spawnManaged, stopAllProcesses } from "../helpers/processes";
+import { isLoopbackHost, startEmbeddedMongo, UnsafeBindError } from "../../src/embedded-mongo";
 
 const dirs: string[] = [];
 afterAll(async () => {
@@ -27,6 +28,28 @@ async function withClient<T>(port: number, fn: (c: MongoClient) => Promise<T>): 
     await client.close();
   }
 }
+
+describe("bind address: the engine has no authentication, so loopback only", () => {
+  test("a non-loopback --host is refused at start (exit 1, a JSON error naming --allow-remote); nothing listens", async () => {
+    for (const host of ["0.0.0.0", "::", "192.0.2.2"]) {
+      const proc = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--host", host]);
+      expect({ host, code: await proc.exited }).toEqual({ host, code: 1 });
+      const error = JSON.parse(proc.stderr().trim().split("\n").pop()!) as { msg: string; error: string };
+      expect(error.error).toBe("UnsafeBindError");
+      expect(error.msg).toContain("no authentication");
+      expect(error.msg).toContain("--allow-remote");
+      expect(proc.lines.some((l) => l.msg === "embedded-mongo listening")).toBe(false);
+    }
+  }, 30_000);
+
+  test("in process: a non-loopback host without allowRemote is refused; loopback names are accepted", async () => {
+    await expect(startEmbeddedMongo({ host: "0.0.0.0" })).rejects.toBeInstanceOf(UnsafeBindError);
+    for (const host of ["127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "LOCALHOST"]) expect({ host, loopback: isLoopbackHost(host) }).toEqual({ host, loopback: true });
+    for (const host of ["0.0.0.0", "::", "192.0.2.2", "10.0.0.1", "example.com", "128.0.0.1"]) expect({ host, loopback: isLoopbackHost(host) }).toEqual({ host, loopback: false });
+    const engine = await startEmbeddedMongo({ host: "localhost" });
+    await engine.close();
+  });
+});
 
 describe("bun run embedded-mongo", () => {
   test("--port 0 logs the chosen port as one JSON line, serves the driver and exits cleanly on SIGTERM", async () => {
@@ -59,7 +82,7 @@ describe("bun run embedded-mongo", () => {
     expect(count).toBe(2);
     expect(indexes).toEqual(["_id_", "k_1"]);
     expect(await second.proc.stop("SIGTERM")).toBe(0);
-  });
+  }, 30_000);
 
   test("bad arguments exit non-zero with a message", async () => {
     const proc = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--fsync", "sometimes"]);

@@ -221,3 +221,25 @@ export async function startSharedDatabase(): Promise<SharedDatabase> {
     },
   };
 }
+
+/** A user signed in on a server process. */
+export type ProcessUser = { token: string; id: string };
+// Response bodies are loose on purpose: tests assert on their shape field by field.
+export type ProcessResponse = { status: number; body: any };
+
+/** One JSON request to a server process, as `who` (bearer token) when given. */
+export async function processHttp(instance: ServerProcess, method: string, path: string, who?: ProcessUser, body?: unknown): Promise<ProcessResponse> {
+  const headers: Record<string, string> = {};
+  if (who) headers.authorization = `Bearer ${who.token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(instance.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Registers a fresh user of `role` through `via` (emails under `domain`); fails the test unless it is 201. */
+export async function registerOn(via: ServerProcess, role: string, domain: string): Promise<ProcessUser> {
+  const res = await processHttp(via, "POST", "/auth/register", undefined, { email: `${role}-${crypto.randomUUID().slice(0, 8)}@${domain}`, password: "password-123", name: role, role });
+  if (res.status !== 201) throw new Error(`register ${role} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { token: res.body.token, id: res.body.user.id };
+}

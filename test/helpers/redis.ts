@@ -71,6 +71,11 @@ async function launch(port: number): Promise<ManagedProcess> {
     "--loglevel",
     "warning",
   ]);
+  return answering(proc, port);
+}
+
+/** The started redis-server once it answers PING; killed (and an error) if it does not within 5 s. */
+export async function answering(proc: ManagedProcess, port: number): Promise<ManagedProcess> {
   const deadline = Date.now() + 5_000;
   while (Date.now() < deadline) {
     if (proc.proc.exitCode !== null) break;
@@ -78,7 +83,7 @@ async function launch(port: number): Promise<ManagedProcess> {
     await Bun.sleep(20);
   }
   await proc.stop("SIGKILL");
-  throw new Error(`redis-server did not answer on port ${port}: ${proc.stderr()}`);
+  throw new Error(`${proc.name} did not answer on port ${port}: ${proc.stderr()}`);
 }
 
 export async function startRedis(): Promise<TestRedis> {

@@ -73,6 +73,8 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     PASSWORD_HASH_TIME_COST: "1",
     // The per-order flow most tests drive; the batched planner's tests set DISPATCH_POLICY=batched.
     DISPATCH_POLICY: "nearest",
+    // Tests never reach outside the machine: the page's map tiles point at a closed local port.
+    MAP_TILE_URL: "http://127.0.0.1:9/{z}/{x}/{y}.png",
     ...external,
     ...env,
   });

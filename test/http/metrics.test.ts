@@ -7,6 +7,7 @@ import { cast, orderIn, patch, placeOrder, type Cast } from "../modules/orders/f
 import { topics } from "../../src/events/topics";
 import { TimerStore, TimerSweeper, timerFields, type TimerDoc } from "../../src/db/timers";
 import { ObjectId } from "mongodb";
+import { isLocalRequest } from "../../src/http/client-ip";
 
 /**
  * GET /metrics scraped after real HTTP and WebSocket traffic: each check reads a value,
@@ -223,6 +224,24 @@ describe("GET /metrics: registries, hooks and access", () => {
     }
   });
 
+  test("without METRICS_TOKEN only this machine may scrape: a relayed request (X-Forwarded-For, Forwarded) gets 403", async () => {
+    expect(await scrape(server)).toContain("dispatch_http_requests_total"); // loopback peer, nothing relayed
+    for (const relayed of [{ "x-forwarded-for": "203.0.113.9" }, { forwarded: "for=203.0.113.9" }] as Record<string, string>[]) {
+      const res = await fetch(`${server.url}/metrics`, { headers: relayed });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("content-type")).toContain("application/problem+json");
+      expect(((await res.json()) as { detail: string }).detail).toContain("METRICS_TOKEN");
+    }
+  });
+
+  test("a caller is local only when the socket's peer is a loopback address", () => {
+    const from = (address: string) => ({ requestIP: () => ({ address }) });
+    const plain = new Request("http://example.test/metrics");
+    for (const local of ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]) expect({ local, is: isLocalRequest(plain, from(local)) }).toEqual({ local, is: true });
+    for (const remote of ["192.0.2.2", "10.0.0.1", "::ffff:192.168.1.5", "fe80::1", "2001:db8::1"]) expect({ remote, is: isLocalRequest(plain, from(remote)) }).toEqual({ remote, is: false });
+    expect(isLocalRequest(plain, null)).toBe(false);
+  });
+
   test("a database failure under a request is counted", async () => {
     const broken = await startTestServer();
     try {
@@ -265,8 +284,12 @@ describe("GET /metrics: Redis relay", () => {
     await dropExternalDatabase(shared);
   });
 
-  test("relayed changes are counted with their lag; a Redis outage counts errors and dropped envelopes", async () => {
+  test("relayed changes are counted with their lag, as received for watched topics, with b's channels; a Redis outage counts errors and dropped envelopes", async () => {
     const ca = await cast(a);
+    // b hears of the restaurant's orders because it watches the restaurant (as for a socket
+    // there; the two test apps have separate in-memory databases, so no socket of a's users can).
+    const watch = b.deps.bus.watch(topics.restaurant(ca.restaurant.id));
+    await watch.ready;
     const order = await placeOrder(a, ca);
     expect((await patch(a, ca.owner, order.id, "accepted")).status).toBe(200);
     let text = await scrape(b);
@@ -277,6 +300,12 @@ describe("GET /metrics: Redis relay", () => {
       text = await scrape(b);
     }
     expect(value(text, "dispatch_relay_messages_total", { direction: "received" })).toBeGreaterThanOrEqual(2);
+    expect(value(text, "dispatch_relay_received_total")).toBe(value(text, "dispatch_relay_received_watched_total"));
+    expect(value(text, "dispatch_relay_received_watched_total")).toBeGreaterThanOrEqual(2);
+    expect(value(text, "dispatch_relay_channels")).toBe(1);
+    expect(value(text, "dispatch_relay_resubscriptions_total")).toBe(0);
+    // a watches nothing: b's channel carries a's publishes, nothing comes back to a.
+    expect(value(await scrape(a), "dispatch_relay_received_total")).toBe(0);
     expect(value(text, "dispatch_relay_lag_seconds_sum")).toBeLessThan(5);
     expect(value(await scrape(a), "dispatch_relay_messages_total", { direction: "published" })).toBeGreaterThanOrEqual(2);
 
@@ -291,5 +320,6 @@ describe("GET /metrics: Redis relay", () => {
       after = await scrape(a);
     }
     expect(value(after, "dispatch_relay_messages_total", { direction: "dropped" })).toBeGreaterThanOrEqual(1);
+    watch.release();
   });
 });

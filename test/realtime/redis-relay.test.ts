@@ -19,7 +19,7 @@ afterAll(async () => {
 
 async function instance(instanceId: string, channel: string) {
   const { log, lines } = capturingLogger();
-  const bus = new RedisEventBus({ url: redis.url, instanceId, channel, log, gapWaitMs: 50 });
+  const bus = new RedisEventBus({ redis: { kind: "single", url: redis.url }, instanceId, channel, log, gapWaitMs: 50 });
   buses.push(bus);
   const server = new RecordingServer();
   bus.attach(server);

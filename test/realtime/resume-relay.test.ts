@@ -67,12 +67,14 @@ const ownerActor = () => ({ role: "restaurant" as const, id: c.owner.user.id });
 
 beforeAll(async () => {
   redis = await startRedis();
-  server = await startTestServer({ REDIS_URL: redis.url, RELAY_GAP_WAIT_MS: "20" });
+  // Broadcast: these cases need the server to hear C's changes of orders none of its sockets
+  // watches yet (the interest relay's own races are in interest-relay.test.ts).
+  server = await startTestServer({ REDIS_URL: redis.url, RELAY_GAP_WAIT_MS: "20", RELAY_MODE: "broadcast" });
   if (!(server.deps.bus instanceof RedisEventBus)) throw new Error("expected the Redis relay");
   relay = server.deps.bus;
   c = await cast(server);
   repo = new OrderRepository(server.deps.db.db);
-  busC = new RedisEventBus({ url: redis.url, instanceId: "C", channel: `dispatch:${server.deps.config.MONGODB_DB}:changes`, log });
+  busC = new RedisEventBus({ redis: { kind: "single", url: redis.url }, instanceId: "C", channel: `dispatch:${server.deps.config.MONGODB_DB}:changes`, log });
   // Both subscriptions are up once a message from C reaches the server (pub/sub keeps nothing for late subscribers).
   let seen = false;
   const off = relay.onTransient((topic) => (seen ||= topic === "order:warmup"));

@@ -154,7 +154,7 @@ describe("RedisLimits against a real redis-server", () => {
 
   test("a fixed window: exactly `max` of many concurrent attempts pass, refunds give one back, Retry-After is the window's rest", async () => {
     const { log } = capture();
-    const limits = new RedisLimits({ url: redis.url, prefix: `t-${crypto.randomUUID().slice(0, 6)}:`, instanceId: "a", log });
+    const limits = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix: `t-${crypto.randomUUID().slice(0, 6)}:`, instanceId: "a", log });
     try {
       const limiter = limits.rateLimiters()({ name: "burst", max: 5, windowSeconds: 30 });
       await waitForRedis(limits);
@@ -174,8 +174,8 @@ describe("RedisLimits against a real redis-server", () => {
   test("connection slots: concurrent acquires never exceed the limit; a dead instance's slots expire", async () => {
     const { log } = capture();
     const prefix = `t-${crypto.randomUUID().slice(0, 6)}:`;
-    const a = new RedisLimits({ url: redis.url, prefix, instanceId: "a", log, connectionTtlMs: 600 });
-    const b = new RedisLimits({ url: redis.url, prefix, instanceId: "b", log, connectionTtlMs: 600 });
+    const a = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix, instanceId: "a", log, connectionTtlMs: 600 });
+    const b = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix, instanceId: "b", log, connectionTtlMs: 600 });
     try {
       await Promise.all([waitForRedis(a), waitForRedis(b)]);
       const la = a.connectionLimiter(3);

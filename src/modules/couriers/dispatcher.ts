@@ -2,7 +2,7 @@ import type { Clock } from "../../clock";
 import type { TimerDocId, FireOutcome, StoredTimer } from "../../db/timers";
 import { isFinalStatus, type Principal } from "../../vocabulary";
 import { Conflict, IllegalTransition, NotFound } from "../../errors";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { topics } from "../../events/topics";
 import { dispatchStateOf, statusOf, timerEvent, type OrderActor, type TimerKind } from "../orders/machine";
@@ -63,11 +63,6 @@ export class Dispatcher {
     this.stopped = true;
     this.unlisten?.();
     await Promise.all([...this.inflight]);
-  }
-
-  /** Searches started and effects in flight (tests wait for them). */
-  async settled(): Promise<void> {
-    while (this.inflight.size) await Promise.all([...this.inflight]);
   }
 
   /** POST /orders/:id/offer/accept: the offered courier takes the order (200 order). */
@@ -154,7 +149,7 @@ export class Dispatcher {
   }
 
   private track(work: Promise<void>): void {
-    const p = work.catch((err: unknown) => this.deps.log.warn("dispatch step failed", { err: err instanceof Error ? err : String(err) }));
+    const p = work.catch((err: unknown) => this.deps.log.warn("dispatch step failed", { err: errorField(err) }));
     this.inflight.add(p);
     void p.finally(() => this.inflight.delete(p));
   }

@@ -121,7 +121,7 @@ export function ordersModule(runtime: OrdersRuntime, auth: AuthPlugin) {
     })
     .patch(
       "/:id",
-      ({ params, body, headers, principal }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"])),
+      ({ params, body, headers, principal, stored }) => orders.changeStatus(principal, params.id, body, parseIfMatch(headers["if-match"]), stored),
       {
         params: OrderModel.params,
         orderParty: "write",

@@ -1,5 +1,6 @@
 import { and, assign, initialTransition, not, or, setup, stateIn, type Snapshot, type SnapshotFrom } from "xstate";
 import { CLAIMABLE_STATUSES, FINAL_STATUSES, isFinalStatus, ORDER_STATUSES } from "../../vocabulary";
+import type { DispatchView } from "../../events/order";
 import type { OrderModel } from "./model";
 
 /**
@@ -337,9 +338,8 @@ export function allowedTargets(snapshot: OrderSnapshot, actor: OrderActor): Orde
   return out;
 }
 
-
 /** What parties see of the dispatch (API: `order.dispatch`). */
-export type DispatchView = { state: "idle" | "searching" | "offered" | "assigned"; attempts: number };
+export type { DispatchView };
 
 export function dispatchViewOf(snapshot: OrderSnapshot): DispatchView {
   const { dispatch, courierId } = snapshot.context;

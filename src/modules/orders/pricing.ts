@@ -1,5 +1,6 @@
 import { distanceMeters } from "../../geo";
 import { Unprocessable } from "../../errors";
+import { areaContains } from "../restaurants/area";
 import { isOpenAt } from "../restaurants/hours";
 import type { RestaurantModel } from "../restaurants/model";
 import type { OrderModel } from "./model";
@@ -31,7 +32,7 @@ export function deliveryFeeCents(distance: number, fees: FeeSchedule): number {
  * restaurant can take it now: open, delivering to that point, every item known and available.
  */
 export function priceOrder(
-  restaurant: Pick<RestaurantModel.restaurant, "isOpen" | "openingHours" | "location" | "deliveryRadiusMeters" | "menu">,
+  restaurant: Pick<RestaurantModel.restaurant, "isOpen" | "openingHours" | "location" | "deliveryRadiusMeters" | "deliveryArea" | "menu">,
   requested: readonly RequestedItem[],
   deliveryLocation: OrderModel.latLng,
   now: Date,
@@ -39,7 +40,12 @@ export function priceOrder(
 ): PricedOrder {
   if (!isOpenAt(restaurant, now)) throw new Unprocessable("the restaurant is closed now");
   const distance = distanceMeters(restaurant.location, deliveryLocation);
-  if (distance > restaurant.deliveryRadiusMeters) {
+  if (restaurant.deliveryArea) {
+    // The area decides (as discovery's $geoIntersects does); the radius is not used then.
+    if (!areaContains(restaurant.deliveryArea, deliveryLocation)) {
+      throw new Unprocessable(`the delivery point (${deliveryLocation.lat}, ${deliveryLocation.lng}) is outside the restaurant's delivery area`);
+    }
+  } else if (distance > restaurant.deliveryRadiusMeters) {
     throw new Unprocessable(
       `the delivery point is ${Math.round(distance)} m from the restaurant, outside its delivery radius of ${restaurant.deliveryRadiusMeters} m`,
     );

@@ -2,7 +2,7 @@ import { createActor, transition, type Actor } from "xstate";
 import type { Clock } from "../../clock";
 import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { latestChange } from "../../events/change";
 import {
@@ -27,6 +27,13 @@ export type OrderCommand = {
   reason?: string;
   /** The version the caller last saw (If-Match); the change applies only on that version. */
   ifMatch?: number;
+  /**
+   * The order as the caller read it for this request (the party check): with no live actor,
+   * the actor starts from it instead of reading the order again. Treated like a cached actor:
+   * if it is behind, the compare-and-set misses (or a refusal reloads once) and the order is
+   * read then.
+   */
+  loaded?: StoredOrder;
 };
 
 /** A committed transition, for effects that follow it on the committing instance (dispatch). */
@@ -227,9 +234,11 @@ export class OrderActorRegistry {
 
   private async decideAndCommit(orderId: string, command: OrderCommand, slot: HeldSlot): Promise<OrderModel.order> {
     let live = this.live.get(orderId);
-    // A cached actor may be behind another instance's write: before refusing anything, reload once.
     let fresh = false;
-    if (!live) {
+    if (!live && command.loaded?.order.id === orderId) {
+      live = this.restore(command.loaded);
+      if (!isFinalStatus(live.stored.order.status)) this.live.set(orderId, live);
+    } else if (!live) {
       live = await this.load(orderId);
       fresh = true;
     }
@@ -242,28 +251,21 @@ export class OrderActorRegistry {
       // The machine reads event times (deadlines are times in its context), never a clock.
       const event = { ...command.event, at: at.getTime() } as OrderEvent;
       const current = live.stored.order;
-      if (command.ifMatch !== undefined && command.ifMatch !== current.version) {
-        if (!fresh) {
-          live = await this.reload(orderId);
-          fresh = true;
-          continue;
-        }
-        this.forgetIfFinal(orderId, live);
-        throw new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version);
-      }
       const snapshot = live.actor.getSnapshot();
+      const mismatch = command.ifMatch !== undefined && command.ifMatch !== current.version;
       // Claiming an order one already holds is a retry, not a change.
-      if (event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
+      if (!mismatch && event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
         return current;
       }
-      if (!snapshot.can(event)) {
+      if (mismatch || !snapshot.can(event)) {
+        // The cached actor may be behind another instance's write: reload once before refusing.
         if (!fresh) {
           live = await this.reload(orderId);
           fresh = true;
           continue;
         }
         this.forgetIfFinal(orderId, live);
-        throw this.refusal(live, event);
+        throw mismatch ? new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version) : this.refusal(live, event);
       }
 
       const [next] = transition(orderMachine, snapshot, event);
@@ -347,7 +349,7 @@ export class OrderActorRegistry {
     try {
       await this.deps.capacity?.release(courierId, [orderId]);
     } catch (err) {
-      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: errorField(err) });
     }
   }
 
@@ -357,7 +359,7 @@ export class OrderActorRegistry {
     try {
       return await this.deps.estimate({ stored, next, at });
     } catch (err) {
-      this.deps.log.warn("estimating an ETA failed; keeping the previous one", { orderId: stored.order.id, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("estimating an ETA failed; keeping the previous one", { orderId: stored.order.id, err: errorField(err) });
       return undefined;
     }
   }
@@ -367,7 +369,7 @@ export class OrderActorRegistry {
       try {
         listener(committed);
       } catch (err) {
-        this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: err instanceof Error ? err : String(err) });
+        this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: errorField(err) });
       }
     }
   }
@@ -392,7 +394,7 @@ export class OrderActorRegistry {
       this.deps.bus.publish(change);
     } catch (err) {
       // The change is committed; a failed announcement must not turn it into an error for the caller.
-      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: change.seq, err: err instanceof Error ? err : String(err) });
+      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: change.seq, err: errorField(err) });
     }
   }
 

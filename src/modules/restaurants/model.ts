@@ -1,4 +1,6 @@
 import { t } from "elysia";
+import { latitude, latLng as latLngSchema, longitude, type LatLng } from "../../vocabulary";
+import { MAX_AREA_VERTICES } from "./area";
 
 /** Restaurant schemas, as in API.md (Restaurants). Types derive from them. */
 export namespace RestaurantModel {
@@ -10,11 +12,8 @@ export namespace RestaurantModel {
 
   export const id = t.String({ minLength: 1, maxLength: 64 });
 
-  export const latLng = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90, description: "latitude, degrees" }),
-    lng: t.Number({ minimum: -180, maximum: 180, description: "longitude, degrees" }),
-  });
-  export type latLng = typeof latLng.static;
+  export const latLng = latLngSchema;
+  export type latLng = LatLng;
 
   const clock = "([01][0-9]|2[0-3]):[0-5][0-9]";
   export const openingPeriod = t.Object(
@@ -57,6 +56,24 @@ export namespace RestaurantModel {
   );
   export type menuItemInput = typeof menuItemInput.static;
 
+  /** GeoJSON position: [longitude, latitude] (no altitude). */
+  const position = t.Tuple([t.Number({ minimum: -180, maximum: 180 }), t.Number({ minimum: -90, maximum: 90 })], { description: "[lng, lat]" });
+  // The schema only bounds the input; the 1,000-vertex limit is checked (with its reason) in area.ts.
+  const ring = t.Array(position, { minItems: 4, maxItems: 2 * MAX_AREA_VERTICES, description: "closed: the last position repeats the first" });
+  const polygonCoordinates = t.Array(ring, { minItems: 1, maxItems: 100, description: "the outer ring, then holes" });
+  /**
+   * Where the restaurant delivers, as GeoJSON; when set it decides instead of deliveryRadiusMeters.
+   * Checked beyond the schema (area.ts): closed rings, no self-intersection, holes inside their shell, ≤ 1,000 vertices.
+   */
+  export const deliveryArea = t.Union(
+    [
+      t.Object({ type: t.Literal("Polygon"), coordinates: polygonCoordinates }, { additionalProperties: false }),
+      t.Object({ type: t.Literal("MultiPolygon"), coordinates: t.Array(polygonCoordinates, { minItems: 1, maxItems: 100 }) }, { additionalProperties: false }),
+    ],
+    { description: "GeoJSON Polygon or MultiPolygon ([lng, lat] positions); when set, orders must be delivered inside it (deliveryRadiusMeters is then not used)" },
+  );
+  export type deliveryArea = typeof deliveryArea.static;
+
   const name = t.String({ minLength: 1, maxLength: 200 });
   const cuisines = t.Array(t.String({ minLength: 1, maxLength: 64 }), { maxItems: 20 });
   const address = t.String({ minLength: 1, maxLength: 500 });
@@ -72,6 +89,7 @@ export namespace RestaurantModel {
     location: latLng,
     address: t.Optional(t.String()),
     deliveryRadiusMeters: t.Integer({ minimum: 0 }),
+    deliveryArea: t.Optional(deliveryArea),
     prepTimeMinutes: t.Integer({ minimum: 0 }),
     isOpen: t.Boolean(),
     openingHours: t.Optional(openingHours),
@@ -88,6 +106,7 @@ export namespace RestaurantModel {
       location: latLng,
       address: t.Optional(address),
       deliveryRadiusMeters: t.Optional(deliveryRadiusMeters),
+      deliveryArea: t.Optional(deliveryArea),
       prepTimeMinutes: t.Optional(prepTimeMinutes),
       isOpen: t.Optional(t.Boolean()),
       openingHours: t.Optional(openingHours),
@@ -96,7 +115,7 @@ export namespace RestaurantModel {
   );
   export type create = typeof create.static;
 
-  /** Any subset; `null` removes `address` or `openingHours` (no hours: open whenever isOpen). Other fields are ignored. */
+  /** Any subset; `null` removes `address`, `openingHours` (no hours: open whenever isOpen) or `deliveryArea` (the radius decides again). Other fields are ignored. */
   export const patch = t.Object(
     {
       name: t.Optional(name),
@@ -105,6 +124,7 @@ export namespace RestaurantModel {
       isOpen: t.Optional(t.Boolean()),
       openingHours: t.Optional(t.Union([openingHours, t.Null()])),
       deliveryRadiusMeters: t.Optional(deliveryRadiusMeters),
+      deliveryArea: t.Optional(t.Union([deliveryArea, t.Null()])),
       prepTimeMinutes: t.Optional(prepTimeMinutes),
       menu: t.Optional(menu),
     }
@@ -114,12 +134,12 @@ export namespace RestaurantModel {
   export const params = t.Object({ id });
 
   export const nearbyQuery = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90, error: "lat must be a number from -90 to 90" }),
-    lng: t.Number({ minimum: -180, maximum: 180, error: "lng must be a number from -180 to 180" }),
+    lat: t.Number({ minimum: latitude.minimum, maximum: latitude.maximum, error: "lat must be a number from -90 to 90" }),
+    lng: t.Number({ minimum: longitude.minimum, maximum: longitude.maximum, error: "lng must be a number from -180 to 180" }),
     radius: t.Optional(t.Number({ minimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters", error: `radius must be a number of meters from 0 to ${MAX_RADIUS_METERS}` })),
     cuisine: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
     openNow: t.Optional(t.Boolean({ description: "true: only restaurants open now (isOpen and inside opening hours)", error: "openNow must be true or false" })),
-    delivers: t.Optional(t.Boolean({ description: "true: only restaurants whose delivery radius reaches the point", error: "delivers must be true or false" })),
+    delivers: t.Optional(t.Boolean({ description: "true: only restaurants that deliver to the point: its deliveryArea contains it ($geoIntersects), or, without an area, its delivery radius reaches it", error: "delivers must be true or false" })),
     limit: t.Optional(t.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, default: 20, error: `limit must be an integer from 1 to ${MAX_PAGE_SIZE}` })),
     cursor: t.Optional(t.String({ minLength: 1, maxLength: 512, description: "nextCursor of the previous page" })),
   });

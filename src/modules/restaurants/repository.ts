@@ -16,6 +16,8 @@ type RestaurantDoc = {
   location: { type: "Point"; coordinates: [lng: number, lat: number] };
   address?: string;
   deliveryRadiusMeters: number;
+  /** GeoJSON, under a 2dsphere index (discovery's `delivers` asks it with $geoIntersects). */
+  deliveryArea?: RestaurantModel.deliveryArea;
   prepTimeMinutes: number;
   isOpen: boolean;
   openingHours?: RestaurantModel.openingHours;
@@ -31,7 +33,7 @@ export type NewRestaurant = Omit<RestaurantModel.restaurant, "id" | "createdAt">
 /** Fields to change; `null` removes an optional field. */
 export type RestaurantChanges = Partial<
   Pick<RestaurantModel.restaurant, "name" | "cuisines" | "isOpen" | "deliveryRadiusMeters" | "prepTimeMinutes" | "menu">
-> & { address?: string | null; openingHours?: RestaurantModel.openingHours | null };
+> & { address?: string | null; openingHours?: RestaurantModel.openingHours | null; deliveryArea?: RestaurantModel.deliveryArea | null };
 
 export type NearbyCriteria = {
   point: LatLng;
@@ -64,6 +66,7 @@ function toDomain(doc: RestaurantDoc): RestaurantModel.restaurant {
     createdAt: doc.createdAt.toISOString(),
   };
   if (doc.address !== undefined) r.address = doc.address;
+  if (doc.deliveryArea) r.deliveryArea = doc.deliveryArea;
   if (doc.openingHours) r.openingHours = { tz: doc.openingHours.tz, weekly: doc.openingHours.weekly.map((p) => ({ day: p.day, open: p.open, close: p.close })) };
   if (typeof doc.rating === "number") r.rating = doc.rating;
   return r;
@@ -83,6 +86,8 @@ function storedFields(changes: RestaurantChanges & { location?: LatLng }): { set
   else if (changes.address !== undefined) set.address = changes.address;
   if (changes.isOpen !== undefined) set.isOpen = changes.isOpen;
   if (changes.deliveryRadiusMeters !== undefined) set.deliveryRadiusMeters = changes.deliveryRadiusMeters;
+  if (changes.deliveryArea === null) unset.push("deliveryArea");
+  else if (changes.deliveryArea !== undefined) set.deliveryArea = changes.deliveryArea;
   if (changes.prepTimeMinutes !== undefined) set.prepTimeMinutes = changes.prepTimeMinutes;
   if (changes.menu !== undefined) set.menu = changes.menu;
   if (changes.openingHours === null) unset.push("openingHours", "openIntervals");
@@ -95,8 +100,10 @@ function storedFields(changes: RestaurantChanges & { location?: LatLng }): { set
 
 export async function ensureRestaurantIndexes(db: Db): Promise<void> {
   const col = db.collection(COLLECTIONS.restaurants);
-  // Reads by _id use the default index; discovery needs the 2dsphere one.
+  // Reads by _id use the default index; discovery needs the 2dsphere ones (restaurants without
+  // an area are left out of the second: 2dsphere indexes are sparse).
   await col.createIndex({ location: "2dsphere" }, { name: "location_2dsphere" });
+  await col.createIndex({ deliveryArea: "2dsphere" }, { name: "deliveryArea_2dsphere" });
 }
 
 export class RestaurantRepository {
@@ -122,6 +129,7 @@ export class RestaurantRepository {
       createdAt: r.createdAt,
     };
     if (r.address !== undefined) doc.address = r.address;
+    if (r.deliveryArea) doc.deliveryArea = r.deliveryArea;
     if (r.openingHours) {
       doc.openingHours = r.openingHours;
       doc.openIntervals = set.openIntervals;
@@ -182,7 +190,16 @@ export class RestaurantRepository {
     // minDistance lets the index skip pages already served; the exact keyset cut is the $match below.
     if (c.after) geoNear.minDistance = Math.max(0, c.after.distance - 0.01);
     const pipeline: Document[] = [{ $geoNear: geoNear }];
-    if (c.delivers) pipeline.push({ $match: { $expr: { $lte: [`$${DISTANCE_FIELD}`, "$deliveryRadiusMeters"] } } });
+    if (c.delivers) {
+      // Restaurants with an area deliver where it contains the point (asked of the areas' own
+      // 2dsphere index); the others where their radius reaches it.
+      const reaching = await this.deliveringAreas(c.point);
+      pipeline.push({
+        $match: {
+          $or: [{ _id: { $in: reaching } }, { deliveryArea: { $exists: false }, $expr: { $lte: [`$${DISTANCE_FIELD}`, "$deliveryRadiusMeters"] } }],
+        },
+      });
+    }
     if (c.after) {
       const afterId = toObjectId(c.after.id) ?? new ObjectId("000000000000000000000000");
       pipeline.push({
@@ -191,6 +208,19 @@ export class RestaurantRepository {
     }
     pipeline.push({ $sort: { [DISTANCE_FIELD]: 1, _id: 1 } }, { $limit: c.limit });
     return pipeline;
+  }
+
+  /** Ids of the restaurants whose delivery area contains the point (boundary included). */
+  private async deliveringAreas(point: LatLng): Promise<ObjectId[]> {
+    const docs = await this.col
+      .find({ deliveryArea: { $geoIntersects: { $geometry: { type: "Point", coordinates: [point.lng, point.lat] } } } }, { projection: { _id: 1 } })
+      .toArray();
+    return docs.map((d) => d._id);
+  }
+
+  /** The plan of the area lookup behind `delivers=true` (to check it uses the deliveryArea index). */
+  explainDeliveringAreas(point: LatLng): Promise<Document> {
+    return this.col.find({ deliveryArea: { $geoIntersects: { $geometry: { type: "Point", coordinates: [point.lng, point.lat] } } } }).explain("queryPlanner");
   }
 
   /**

@@ -1,6 +1,7 @@
 import type { Clock } from "../../clock";
 import { InvalidInput, NotFound, type FieldError } from "../../errors";
 import { decodeCursor, encodeCursor, queryFingerprint } from "./cursor";
+import { validateDeliveryArea } from "./area";
 import { isValidTimeZone } from "./hours";
 import { RestaurantModel } from "./model";
 import type { RestaurantChanges, RestaurantRepository } from "./repository";
@@ -10,9 +11,13 @@ function menuFrom(items: readonly RestaurantModel.menuItemInput[]): RestaurantMo
   return items.map((m) => ({ id: m.id ?? crypto.randomUUID(), name: m.name, priceCents: m.priceCents, available: m.available ?? true }));
 }
 
-/** Checks what the schema cannot: a known time zone and unique menu item ids. */
-function checkRestaurantInput(input: { openingHours?: RestaurantModel.openingHours | null; menu?: readonly RestaurantModel.menuItemInput[] }): void {
-  const errors: FieldError[] = [];
+/** Checks what the schema cannot: a known time zone, unique menu item ids, a well-formed delivery area. */
+function checkRestaurantInput(input: {
+  openingHours?: RestaurantModel.openingHours | null;
+  menu?: readonly RestaurantModel.menuItemInput[];
+  deliveryArea?: RestaurantModel.deliveryArea | null;
+}): void {
+  const errors: FieldError[] = input.deliveryArea ? validateDeliveryArea(input.deliveryArea, "/deliveryArea") : [];
   if (input.openingHours && !isValidTimeZone(input.openingHours.tz)) {
     errors.push({ path: "/openingHours/tz", message: `unknown IANA time zone ${JSON.stringify(input.openingHours.tz)}` });
   }
@@ -40,6 +45,7 @@ export class RestaurantService {
       location: { lat: input.location.lat, lng: input.location.lng },
       ...(input.address !== undefined ? { address: input.address } : {}),
       deliveryRadiusMeters: input.deliveryRadiusMeters ?? RestaurantModel.DEFAULT_DELIVERY_RADIUS_METERS,
+      ...(input.deliveryArea ? { deliveryArea: input.deliveryArea } : {}),
       prepTimeMinutes: input.prepTimeMinutes ?? RestaurantModel.DEFAULT_PREP_TIME_MINUTES,
       isOpen: input.isOpen ?? true,
       ...(input.openingHours ? { openingHours: input.openingHours } : {}),

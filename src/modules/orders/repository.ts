@@ -248,17 +248,7 @@ export class OrderRepository {
         { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1 } },
       )
       .toArray();
-    return docs.map((d) => ({
-      id: d._id.toHexString(),
-      status: d.status,
-      restaurantId: d.restaurantId,
-      pickup: d.pickup ?? null,
-      dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
-      prepTimeMinutes: d.prepTimeMinutes ?? null,
-      approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
-      etaRefreshedAt: d.etaRefreshedAt ?? null,
-      history: d.history.map((h) => ({ status: h.status, at: h.at })),
-    }));
+    return docs.map(toCarried);
   }
 
   /** Records when the restaurant expects the food to be ready (a planning hint). */
@@ -280,19 +270,7 @@ export class OrderRepository {
       .sort({ createdAt: 1 })
       .limit(limit)
       .toArray();
-    return docs.map((d) => ({
-      id: d._id.toHexString(),
-      status: d.status,
-      restaurantId: d.restaurantId,
-      pickup: d.pickup ?? null,
-      dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
-      prepTimeMinutes: d.prepTimeMinutes ?? null,
-      approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
-      etaRefreshedAt: d.etaRefreshedAt ?? null,
-      history: d.history.map((h) => ({ status: h.status, at: h.at })),
-      createdAt: d.createdAt,
-      expectedReadyAt: d.expectedReadyAt ?? null,
-    }));
+    return docs.map((d) => ({ ...toCarried(d), createdAt: d.createdAt, expectedReadyAt: d.expectedReadyAt ?? null }));
   }
 
   /** How many orders each courier carries now (dispatch: couriers at COURIER_MAX_ACTIVE get no offers). */
@@ -378,4 +356,18 @@ function scopeFilter(scope: OrderScope): Filter<OrderDoc> {
     case "all":
       return {};
   }
+}
+
+function toCarried(d: Pick<OrderDoc, "_id" | "status" | "restaurantId" | "pickup" | "deliveryLocation" | "prepTimeMinutes" | "approached" | "etaRefreshedAt" | "history">): CarriedOrder {
+  return {
+    id: d._id.toHexString(),
+    status: d.status,
+    restaurantId: d.restaurantId,
+    pickup: d.pickup ?? null,
+    dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
+    prepTimeMinutes: d.prepTimeMinutes ?? null,
+    approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
+    etaRefreshedAt: d.etaRefreshedAt ?? null,
+    history: d.history.map((h) => ({ status: h.status, at: h.at })),
+  };
 }

@@ -129,6 +129,7 @@ function realtimeSources(repos: { orders: OrderRepository; restaurants: Restaura
     findUser: (id) => repos.users.findById(id),
     ordersChangedSince: (scope, since, limit) => repos.orders.changedSince(scope, since, limit),
     orderVersions: (ids) => repos.orders.versionsOf(ids),
+    versionsChangedSince: (scope, since, limit) => repos.orders.versionsChangedSince(scope, since, limit),
   };
 }
 

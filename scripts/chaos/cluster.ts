@@ -50,6 +50,9 @@ export function chaosServerEnv(overrides: Record<string, string> = {}): Record<s
   };
 }
 
+/** A (re)started instance must log "listening" by then (start-up is slow on a loaded 2-core machine). */
+const INSTANCE_START_TIMEOUT_MS = 60_000;
+
 export class Cluster {
   readonly events: ClusterEvent[] = [];
   readonly instances: Instance[];
@@ -114,7 +117,7 @@ export class Cluster {
       MONGODB_URI: this.mongoUri,
       REDIS_URL: this.redis!.url,
       INSTANCE_ID: `chaos-${inst.name}${inst.history.length}`,
-    });
+    }, INSTANCE_START_TIMEOUT_MS);
     inst.proc = proc;
     inst.history.push(proc);
     return proc;

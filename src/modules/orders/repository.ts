@@ -226,6 +226,14 @@ export class OrderRepository {
     return docs.map(toOrder);
   }
 
+  /** Id, version and last change of the orders a restaurant or courier changed at or after `since` (the hub's reconciliation; no history read). */
+  async versionsChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<Array<{ id: string; version: number; updatedAt: Date }>> {
+    const filter: Filter<OrderDoc> = "restaurantId" in scope ? { restaurantId: scope.restaurantId } : { courierId: scope.courierId };
+    filter.updatedAt = { $gte: since };
+    const docs = await this.orders.find(filter, { projection: { _id: 1, version: 1, updatedAt: 1 } }).sort({ updatedAt: 1 }).limit(limit).toArray();
+    return docs.map((d) => ({ id: d._id.toHexString(), version: d.version, updatedAt: d.updatedAt }));
+  }
+
   /** The orders a courier carries now: assigned to it and not final (the courier-limit reconciliation). */
   async activeForCourier(courierId: string): Promise<Array<{ id: string; status: OrderModel.status }>> {
     const docs = await this.orders.find({ courierId, status: { $in: [...CARRYING_STATUSES] } }, { projection: { _id: 1, status: 1 } }).toArray();

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, type EnvConfig } from "./config";
-import { createLogger } from "./log";
+import { errorField, createLogger } from "./log";
 import { startServer } from "./server";
 
 let config: EnvConfig;
@@ -14,7 +14,7 @@ try {
 }
 const log = createLogger(config.LOG_LEVEL, { instance: config.INSTANCE_ID });
 const server = await startServer(config, { log }).catch((err: unknown) => {
-  log.error("start-up failed", { err: err instanceof Error ? err : String(err) });
+  log.error("start-up failed", { err: errorField(err) });
   process.exit(1);
 });
 
@@ -32,7 +32,7 @@ async function shutdown(signal: string) {
     await server.stop();
     process.exit(0);
   } catch (err) {
-    log.error("shutdown failed", { err: err instanceof Error ? err : String(err) });
+    log.error("shutdown failed", { err: errorField(err) });
     process.exit(1);
   }
 }

@@ -3,6 +3,7 @@
 //     GEOSEARCH ... BYRADIUS 3 km ASC COUNT 20 on the same points (a redis-server started here);
 // (b) insertOne / findOne by _id / findOneAndUpdate by _id+version, ops/s, in memory and with a
 //     data dir (fsync on every write). Sequential requests on one connection: this is latency, not throughput.
+// (c) group commit: commit latency, fsyncs and commits per fsync under 1, 8 and 32 concurrent writers.
 // Options: --quick (1k queries per size), --sizes 10000,100000; BENCH_TINY=1 (the `bun test` smoke run).
 
 import fs from "node:fs";
@@ -23,6 +24,7 @@ const SIZES = args.includes("--sizes") && sizesArg ? sizesArg.split(",").map(Num
 const QUERIES = TINY ? 100 : quick ? 1000 : 3000;
 const WARMUP = TINY ? 20 : 300;
 const CRUD_SECONDS = TINY ? 0.3 : quick ? 1 : 2;
+const WRITERS = [1, 8, 32];
 
 // A 30 × 30 km square around central Berlin.
 const ORIGIN = { lng: 13.25, lat: 52.4 };
@@ -212,11 +214,65 @@ async function crudBench(label: string, uri: string): Promise<string[]> {
   }
 }
 
+/**
+ * Commit latency under 1, 8 and 32 concurrent writers on a data dir with fsync on every write:
+ * each writer compare-and-sets its own document in a loop. The engine's serverStatus.journal
+ * counts fsyncs and how many commits each covered (group commit).
+ */
+async function groupCommitBench(uri: string): Promise<string[][]> {
+  const rows: string[][] = [];
+  for (const writers of WRITERS) {
+    process.stderr.write(`group commit: ${writers} writer(s)…\n`);
+    const client = new MongoClient(uri, { maxPoolSize: writers + 1 });
+    await client.connect();
+    try {
+      const coll = client.db("bench").collection<{ _id: number; version: number; status: string }>(`commits_${writers}`);
+      await coll.insertMany(Array.from({ length: writers }, (_, i) => ({ _id: i, version: 0, status: "placed" })));
+      const journal = async () => (await client.db("admin").command({ serverStatus: 1 })).journal as { fsyncs: number; commits: number; groups: Record<string, number> };
+      const before = await journal();
+      const latencies: number[] = [];
+      const started = performance.now();
+      const until = started + CRUD_SECONDS * 1000;
+      await Promise.all(
+        Array.from({ length: writers }, async (_, w) => {
+          for (let v = 0; performance.now() < until; v++) {
+            const t0 = performance.now();
+            const res = await coll.findOneAndUpdate({ _id: w, version: v }, { $set: { status: v % 2 ? "accepted" : "placed" }, $inc: { version: 1 } });
+            latencies.push(performance.now() - t0);
+            if (!res) throw new Error("compare-and-set missed");
+          }
+        }),
+      );
+      const seconds = (performance.now() - started) / 1000;
+      const after = await journal();
+      const fsyncs = after.fsyncs - before.fsyncs;
+      const commits = after.commits - before.commits;
+      let largest = 0;
+      for (const [size, n] of Object.entries(after.groups)) if (n > (before.groups[size] ?? 0)) largest = Math.max(largest, Number(size));
+      latencies.sort((a, b) => a - b);
+      rows.push([
+        String(writers),
+        Math.round(latencies.length / seconds).toLocaleString("en-US"),
+        fmt(percentile(latencies, 50)),
+        fmt(percentile(latencies, 99)),
+        String(fsyncs),
+        fsyncs > 0 ? (commits / fsyncs).toFixed(1) : "–",
+        String(largest),
+      ]);
+      await coll.drop();
+    } finally {
+      await client.close();
+    }
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const started = performance.now();
   const redis = await startRedis();
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-db-"));
   let mem: Awaited<ReturnType<typeof startEmbeddedMongo>> | null = null;
+  let groupRows: string[][] = [];
   try {
     mem = await startEmbeddedMongo({ port: 0, dataDir: ":memory:" });
     const geoRows = await geoBench(mem.uri, redis.port);
@@ -225,6 +281,7 @@ async function main(): Promise<void> {
     const disk = await startEmbeddedMongo({ port: 0, dataDir });
     try {
       crudRows.push(await crudBench("data dir, fsync each write (default)", disk.uri));
+      groupRows = await groupCommitBench(disk.uri);
     } finally {
       await disk.close();
     }
@@ -239,6 +296,8 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`(b) single-document operations through the driver, ops/s (${CRUD_SECONDS} s each)\n`);
     process.stdout.write(`${table(["engine", "insertOne", "findOne by _id", "findOneAndUpdate _id+version"], crudRows)}\n\n`);
+    process.stdout.write(`(c) group commit: concurrent writers, each compare-and-setting its own document on the data dir (fsync before each acknowledgement), ${CRUD_SECONDS} s each\n`);
+    process.stdout.write(`${table(["writers", "commits/s", "commit p50", "commit p99", "fsyncs", "commits per fsync", "largest group"], groupRows)}\n\n`);
     process.stdout.write(`total ${((performance.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {
     await mem?.close().catch(() => undefined);

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { MongoServerError, type Db } from "mongodb";
+import type { Db } from "mongodb";
+import { isDuplicateKey } from "./keys";
 import { COLLECTIONS } from "./mongo";
 
 type SecretDoc = { _id: string; value: string; createdAt: Date };
@@ -7,7 +8,6 @@ type SecretDoc = { _id: string; value: string; createdAt: Date };
 const JWT_KEY_ID = "jwt-hs256";
 /** 512 bits: HMAC-SHA256's block size, well over the 256 a signing key needs. */
 const KEY_BYTES = 64;
-const DUPLICATE_KEY = 11000;
 
 /**
  * The deployment's own token key, for when JWT_SECRET is not set: read from the database, or
@@ -24,7 +24,7 @@ export async function deploymentJwtSecret(db: Db, now: Date): Promise<{ secret: 
     await col.insertOne({ _id: JWT_KEY_ID, value, createdAt: now }, { writeConcern: { w: "majority" } });
     return { secret: value, created: true };
   } catch (err) {
-    if (!(err instanceof MongoServerError && err.code === DUPLICATE_KEY)) throw err;
+    if (!isDuplicateKey(err)) throw err;
   }
   const winner = await col.findOne({ _id: JWT_KEY_ID });
   if (!winner) throw new Error(`${COLLECTIONS.secrets}.${JWT_KEY_ID}: insert reported a duplicate but the document is gone`);

@@ -1,7 +1,7 @@
 import type { Collection, ObjectId } from "mongodb";
 import { inSpan } from "../tracing";
 import type { Clock } from "../clock";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
 import type { Metrics } from "../metrics";
 
 /**
@@ -157,7 +157,7 @@ export class TimerSweeper {
       this.deps.log.warn("firing a timer failed; it is retried when its lease expires", {
         id: String(id),
         kind: timer.kind,
-        err: err instanceof Error ? err : String(err),
+        err: errorField(err),
       });
       return false;
     }
@@ -168,7 +168,7 @@ export class TimerSweeper {
     this.timer = setTimeout(() => {
       this.running = this.sweep()
         .then(() => undefined)
-        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: err instanceof Error ? err : String(err) }))
+        .catch((err: unknown) => this.deps.log.warn("timer sweep failed", { err: errorField(err) }))
         .finally(() => {
           this.running = null;
           this.schedule();

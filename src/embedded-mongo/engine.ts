@@ -187,13 +187,24 @@ export class Engine {
 
   // ---- durability --------------------------------------------------------------------------
 
-  /** Makes one command's writes durable before its reply; starts a compaction when the journal asks. */
-  commit(ops: JournalOp[]): void {
-    if (!this.journal || ops.length === 0) return;
-    this.journal.append(ops);
+  /** Group commit so far (serverStatus.journal): fsyncs, the commits they covered, fsyncs per group size. */
+  journalStats(): { fsyncs: number; commits: number; groups: Record<string, number> } | null {
+    if (!this.journal) return null;
+    const s = this.journal.groupCommitStats();
+    return { fsyncs: s.fsyncs, commits: s.appends, groups: Object.fromEntries([...s.sizes].map(([size, n]) => [String(size), n])) };
+  }
+
+  /**
+   * Journals one command's writes (in the order commands ran); resolves once they are durable,
+   * and the reply waits for that. Starts a compaction when the journal asks.
+   */
+  commit(ops: JournalOp[]): Promise<void> {
+    if (!this.journal || ops.length === 0) return Promise.resolve();
+    const durable = this.journal.append(ops);
     if (this.journal.wantsCompaction) {
       this.journal.compact(() => this.dump()).catch((err: unknown) => this.log.error("journal compaction failed", { error: String(err) }));
     }
+    return durable;
   }
 
   /** The whole state as journal ops (collections, their indexes, their documents). */
@@ -275,10 +286,11 @@ export class Engine {
         }
       }
     }
+    const failed = (err: unknown) => this.log.error("journal append failed for TTL deletes", { error: String(err) });
     try {
-      this.commit(journal);
+      this.commit(journal).catch(failed);
     } catch (err) {
-      this.log.error("journal append failed for TTL deletes", { error: String(err) });
+      failed(err);
     }
     return removed;
   }

@@ -1,5 +1,5 @@
 import { Elysia, t, ValidationError } from "elysia";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
 import { DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
 
@@ -85,7 +85,7 @@ export function problemPlugin(log: Logger) {
       } else if (isBodyTooLarge(error)) {
         body = problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`);
       } else {
-        log.error("unhandled error", { requestId, method: request.method, path, err: error instanceof Error ? error : String(error) });
+        log.error("unhandled error", { requestId, method: request.method, path, err: errorField(error) });
         body = problem(500, "Internal server error", "an unexpected error occurred; quote the request id when reporting it");
       }
       body.requestId = requestId;

@@ -1,6 +1,6 @@
 import type { ChangeListener, EventBus, TopicPublisher, TopicWatch, TransientListener } from "../events/bus";
 import { messagesFor, type OrderChange } from "../events/change";
-import type { Logger } from "../log";
+import { errorField, type Logger } from "../log";
 
 const NO_RELAY_WATCH: TopicWatch = { ready: Promise.resolve(), release() {} };
 
@@ -46,7 +46,7 @@ export class LocalEventBus implements EventBus {
       try {
         listener(topic, data);
       } catch (err) {
-        this.log.error("transient listener failed", { topic, err: err instanceof Error ? err : String(err) });
+        this.log.error("transient listener failed", { topic, err: errorField(err) });
       }
     }
   }
@@ -80,7 +80,7 @@ export class LocalEventBus implements EventBus {
       try {
         listener(change);
       } catch (err) {
-        this.log.error("change listener failed", { orderId: change.orderId, err: err instanceof Error ? err : String(err) });
+        this.log.error("change listener failed", { orderId: change.orderId, err: errorField(err) });
       }
     }
   }

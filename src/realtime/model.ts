@@ -1,6 +1,7 @@
 import { t } from "elysia";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { Type } from "@sinclair/typebox";
+import { latitude, longitude } from "../vocabulary";
 
 /**
  * WebSocket messages (API.md, WebSocket). Client messages are validated with these schemas;
@@ -28,8 +29,8 @@ export namespace RealtimeModel {
 
   export const location = t.Object({
     op: t.Literal("location"),
-    lat: t.Number({ minimum: -90, maximum: 90 }),
-    lng: t.Number({ minimum: -180, maximum: 180 }),
+    lat: latitude,
+    lng: longitude,
     heading: t.Optional(t.Number({ minimum: 0, maximum: 360 })),
     speedMps: t.Optional(t.Number({ minimum: 0, maximum: 150 })),
     /** When the fix was taken: ISO 8601 or epoch ms. Server time when absent. */

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess } from "../helpers/processes";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
 
 /**
  * Durable timers across server processes (`bun run src/index.ts`) sharing one standalone
@@ -13,29 +13,16 @@ const started: ServerProcess[] = [];
 let env: Record<string, string>;
 
 type User = { token: string; id: string };
-type Res = { status: number; body: any };
+type Res = ProcessResponse;
+const http = processHttp;
+const register = (via: ServerProcess, role: string): Promise<User> => registerOn(via, role, "timers.test");
 let customer: User;
 let restaurantId: string;
-
-async function http(instance: ServerProcess, method: string, path: string, who?: User, body?: unknown): Promise<Res> {
-  const headers: Record<string, string> = {};
-  if (who) headers.authorization = `Bearer ${who.token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(instance.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
 
 async function instance(id: string): Promise<ServerProcess> {
   const s = await startServerProcess({ ...env, INSTANCE_ID: id });
   started.push(s);
   return s;
-}
-
-async function register(via: ServerProcess, role: string): Promise<User> {
-  const res = await http(via, "POST", "/auth/register", undefined, { email: `${role}-${crypto.randomUUID().slice(0, 8)}@timers.test`, password: "password-123", name: role, role });
-  expect(res.status).toBe(201);
-  return { token: res.body.token, id: res.body.user.id };
 }
 
 async function placeOrder(via: ServerProcess): Promise<{ id: string; createdAt: string }> {

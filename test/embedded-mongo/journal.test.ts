@@ -146,6 +146,48 @@ describe("replay", () => {
   });
 });
 
+describe("group commit (fsync always)", () => {
+  test("appends written while an fsync is in flight share the next one; every append resolves, in order", async () => {
+    const dir = tempDir();
+    const j = open(dir, { fsync: "always" });
+    j.replay(() => undefined);
+    const resolved: number[] = [];
+    const first = j.append([{ op: "put", db: "d", coll: "c", doc: { _id: 0 } }]).then(() => resolved.push(0));
+    // The first append's fsync is in flight now: these 50 are written and wait for the next one.
+    const rest = Array.from({ length: 50 }, (_, i) => j.append([{ op: "put", db: "d", coll: "c", doc: { _id: i + 1 } }]).then(() => resolved.push(i + 1)));
+    expect(resolved).toEqual([]); // nothing is acknowledged before an fsync returns
+    await Promise.all([first, ...rest]);
+    expect(resolved).toEqual(Array.from({ length: 51 }, (_, i) => i));
+    const stats = j.groupCommitStats();
+    expect({ fsyncs: stats.fsyncs, appends: stats.appends, sizes: [...stats.sizes].sort((a, b) => a[0] - b[0]) }).toEqual({
+      fsyncs: 2,
+      appends: 51,
+      sizes: [
+        [1, 1],
+        [50, 1],
+      ],
+    });
+    // Sequential appends (each awaited) get an fsync each.
+    for (let i = 51; i < 54; i++) await j.append([{ op: "put", db: "d", coll: "c", doc: { _id: i } }]);
+    expect(j.groupCommitStats().fsyncs).toBe(5);
+    j.close();
+    expect(replayAll(dir).length).toBe(54);
+  });
+
+  test("appends waiting for an fsync are settled by a close (after its own fsync) and by a compaction's rotation", async () => {
+    const dir = tempDir();
+    const j = open(dir, { fsync: "always" });
+    j.replay(() => undefined);
+    const all = Array.from({ length: 10 }, (_, i) => j.append([{ op: "put", db: "d", coll: "c", doc: { _id: i } }]));
+    const compacted = j.compact(() => []);
+    const more = Array.from({ length: 5 }, (_, i) => j.append([{ op: "put", db: "d", coll: "c", doc: { _id: 10 + i } }]));
+    j.close();
+    await Promise.all([...all, ...more]);
+    await compacted.catch(() => undefined);
+    expect(replayAll(dir).filter((o) => o.op === "put").length).toBe(15);
+  });
+});
+
 describe("torn tail", () => {
   function writeThree(dir: string): string {
     const j = Journal.open(dir);

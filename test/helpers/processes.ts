@@ -166,8 +166,11 @@ export type ServerProcess = ManagedProcess & { port: number; url: string; wsUrl:
 
 export const TEST_JWT_SECRET = "multi-instance-test-secret-0123456789";
 
-/** Starts `bun run src/index.ts` on a free port with the given environment; resolves once it logs "listening". */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+/**
+ * Starts `bun run src/index.ts` on a free port with the given environment; resolves once it logs
+ * "listening" (within `startTimeoutMs`, default 15 s; start-up takes longer on a loaded machine).
+ */
+export async function startServerProcess(env: Record<string, string>, startTimeoutMs = 15_000): Promise<ServerProcess> {
   const instanceId = env.INSTANCE_ID ?? `t-${crypto.randomUUID().slice(0, 6)}`;
   const managed = spawnManaged(`server ${instanceId}`, ["bun", "run", "src/index.ts"], {
     NODE_ENV: "test",
@@ -175,12 +178,13 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
     JWT_SECRET: TEST_JWT_SECRET,
+    DISPATCH_POLICY: "nearest",
     ...env,
     INSTANCE_ID: instanceId,
   });
   let line: LogLine;
   try {
-    line = await managed.waitForLine((l) => l.msg === "listening" && portOf(l) !== null);
+    line = await managed.waitForLine((l) => l.msg === "listening" && portOf(l) !== null, startTimeoutMs);
   } catch (err) {
     await managed.stop("SIGKILL");
     throw err;
@@ -219,4 +223,26 @@ export async function startSharedDatabase(): Promise<SharedDatabase> {
       await engine.stop();
     },
   };
+}
+
+/** A user signed in on a server process. */
+export type ProcessUser = { token: string; id: string };
+// Response bodies are loose on purpose: tests assert on their shape field by field.
+export type ProcessResponse = { status: number; body: any };
+
+/** One JSON request to a server process, as `who` (bearer token) when given. */
+export async function processHttp(instance: ServerProcess, method: string, path: string, who?: ProcessUser, body?: unknown): Promise<ProcessResponse> {
+  const headers: Record<string, string> = {};
+  if (who) headers.authorization = `Bearer ${who.token}`;
+  if (body !== undefined) headers["content-type"] = "application/json";
+  const res = await fetch(instance.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : null };
+}
+
+/** Registers a fresh user of `role` through `via` (emails under `domain`); fails the test unless it is 201. */
+export async function registerOn(via: ServerProcess, role: string, domain: string): Promise<ProcessUser> {
+  const res = await processHttp(via, "POST", "/auth/register", undefined, { email: `${role}-${crypto.randomUUID().slice(0, 8)}@${domain}`, password: "password-123", name: role, role });
+  if (res.status !== 201) throw new Error(`register ${role} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return { token: res.body.token, id: res.body.user.id };
 }

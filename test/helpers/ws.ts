@@ -57,14 +57,7 @@ export class WsClient {
       if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode}) before a matching frame; got ${JSON.stringify(this.frames.slice(-5))}`);
       const left = deadline - performance.now();
       if (left <= 0) throw new Error(`no matching frame within ${timeoutMs} ms; got ${JSON.stringify(this.frames.slice(-5))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
+      await this.nextFrameOrTimeout(left);
     }
   }
 
@@ -75,15 +68,20 @@ export class WsClient {
       if (this.closeCode !== null) throw new Error(`socket closed (${this.closeCode}) before the condition held`);
       const left = deadline - performance.now();
       if (left <= 0) throw new Error(`condition not met within ${timeoutMs} ms; last frames ${JSON.stringify(this.frames.slice(-5))}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.wake = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.wake = null;
+      await this.nextFrameOrTimeout(left);
     }
+  }
+
+  /** Resolves when the next frame (or the close) arrives, or after `ms`. */
+  private async nextFrameOrTimeout(ms: number): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.wake = null;
   }
 
   /** Subscribes and waits for the ack (or the error). */

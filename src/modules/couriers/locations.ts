@@ -1,6 +1,6 @@
 import type { Clock } from "../../clock";
 import type { Config } from "../../config";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { topics } from "../../events/topics";
 import { estimateEta } from "../orders/eta";
@@ -78,7 +78,7 @@ export class CourierLocations {
       const body = { type: "courier.approaching", orderId: order.id, courierId, target, distanceMeters: Math.round(distance) };
       for (const topic of [topics.order(order.id), topics.restaurant(order.restaurantId)]) this.deps.bus.publishTransient(topic, { ...body, topic });
     } catch (err) {
-      this.deps.log.warn("announcing an approaching courier failed", { orderId: order.id, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("announcing an approaching courier failed", { orderId: order.id, err: errorField(err) });
     }
   }
 
@@ -104,7 +104,7 @@ export class CourierLocations {
       const body = { type: "order.eta", orderId: order.id, eta: { pickupAt: dates.pickupAt.toISOString(), deliveryAt: dates.deliveryAt.toISOString() } };
       for (const topic of [topics.order(order.id), topics.restaurant(order.restaurantId)]) this.deps.bus.publishTransient(topic, { ...body, topic });
     } catch (err) {
-      this.deps.log.warn("refreshing an ETA failed", { orderId: order.id, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("refreshing an ETA failed", { orderId: order.id, err: errorField(err) });
     }
   }
 }

@@ -1,11 +1,12 @@
 import { t } from "elysia";
+import { latitude, longitude, type PositionFix } from "../../vocabulary";
 
 /** Couriers: positions (issue 4), availability and dispatch (docs/dispatch.md). */
 export namespace CourierModel {
   export const position = t.Object({
     courierId: t.String(),
-    lat: t.Number({ minimum: -90, maximum: 90 }),
-    lng: t.Number({ minimum: -180, maximum: 180 }),
+    lat: latitude,
+    lng: longitude,
     heading: t.Optional(t.Number({ minimum: 0, maximum: 360 })),
     speedMps: t.Optional(t.Number({ minimum: 0 })),
     /** When the device took the fix. */
@@ -16,12 +17,9 @@ export namespace CourierModel {
   export type position = typeof position.static;
 
   /** One fix as a courier reports it, with its time already resolved. */
-  export type fix = { lat: number; lng: number; heading?: number; speedMps?: number; at: Date };
+  export type fix = PositionFix;
 
-  const latLngFields = {
-    lat: t.Number({ minimum: -90, maximum: 90 }),
-    lng: t.Number({ minimum: -180, maximum: 180 }),
-  };
+  const latLngFields = { lat: latitude, lng: longitude };
 
   /** The offer a courier holds now (at most one). */
   export const offer = t.Object({ orderId: t.String(), expiresAt: t.String({ format: "date-time" }) });
@@ -67,8 +65,8 @@ export namespace CourierModel {
   export const MAX_RADIUS_METERS = 50_000;
 
   export const nearbyQuery = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90 }),
-    lng: t.Number({ minimum: -180, maximum: 180 }),
+    lat: latitude,
+    lng: longitude,
     radius: t.Optional(t.Number({ exclusiveMinimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters" })),
     limit: t.Optional(t.Integer({ minimum: 1, maximum: 100, default: 20 })),
   });

@@ -1,5 +1,5 @@
 import type { Clock } from "../../clock";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { CourierModel } from "./model";
 
 /** `O`: what the tracker learns of each order a courier carries (its id, or more). */
@@ -95,7 +95,7 @@ export class CourierLocationTracker<O = string> {
         if (orders.length) this.deps.forward(courierId, fix, orders);
       }
     } catch (err) {
-      this.deps.log.warn("storing a courier position failed", { courierId, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("storing a courier position failed", { courierId, err: errorField(err) });
     } finally {
       state.writing = false;
       this.schedule(courierId, state);

@@ -3,7 +3,7 @@ import { annotate, inSpan } from "../../tracing";
 import type { Clock } from "../../clock";
 import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { latestChange } from "../../events/change";
 import {
@@ -235,7 +235,6 @@ export class OrderActorRegistry {
 
   private async decideAndCommit(orderId: string, command: OrderCommand, slot: HeldSlot): Promise<OrderModel.order> {
     let live = this.live.get(orderId);
-    // A cached actor may be behind another instance's write: before refusing anything, reload once.
     let fresh = false;
     if (!live && command.loaded?.order.id === orderId) {
       live = this.restore(command.loaded);
@@ -253,28 +252,21 @@ export class OrderActorRegistry {
       // The machine reads event times (deadlines are times in its context), never a clock.
       const event = { ...command.event, at: at.getTime() } as OrderEvent;
       const current = live.stored.order;
-      if (command.ifMatch !== undefined && command.ifMatch !== current.version) {
-        if (!fresh) {
-          live = await this.reload(orderId);
-          fresh = true;
-          continue;
-        }
-        this.forgetIfFinal(orderId, live);
-        throw new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version);
-      }
       const snapshot = live.actor.getSnapshot();
+      const mismatch = command.ifMatch !== undefined && command.ifMatch !== current.version;
       // Claiming an order one already holds is a retry, not a change.
-      if (event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
+      if (!mismatch && event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
         return current;
       }
-      if (!snapshot.can(event)) {
+      if (mismatch || !snapshot.can(event)) {
+        // The cached actor may be behind another instance's write: reload once before refusing.
         if (!fresh) {
           live = await this.reload(orderId);
           fresh = true;
           continue;
         }
         this.forgetIfFinal(orderId, live);
-        throw this.refusal(live, event);
+        throw mismatch ? new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version) : this.refusal(live, event);
       }
 
       const [next] = transition(orderMachine, snapshot, event);
@@ -359,7 +351,7 @@ export class OrderActorRegistry {
     try {
       await this.deps.capacity?.release(courierId, [orderId]);
     } catch (err) {
-      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: errorField(err) });
     }
   }
 
@@ -369,7 +361,7 @@ export class OrderActorRegistry {
     try {
       return await this.deps.estimate({ stored, next, at });
     } catch (err) {
-      this.deps.log.warn("estimating an ETA failed; keeping the previous one", { orderId: stored.order.id, err: err instanceof Error ? err : String(err) });
+      this.deps.log.warn("estimating an ETA failed; keeping the previous one", { orderId: stored.order.id, err: errorField(err) });
       return undefined;
     }
   }
@@ -379,7 +371,7 @@ export class OrderActorRegistry {
       try {
         listener(committed);
       } catch (err) {
-        this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: err instanceof Error ? err : String(err) });
+        this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: errorField(err) });
       }
     }
   }
@@ -404,7 +396,7 @@ export class OrderActorRegistry {
       this.deps.bus.publish(change);
     } catch (err) {
       // The change is committed; a failed announcement must not turn it into an error for the caller.
-      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: change.seq, err: err instanceof Error ? err : String(err) });
+      this.deps.log.error("publishing an order change failed", { orderId: order.id, seq: change.seq, err: errorField(err) });
     }
   }
 

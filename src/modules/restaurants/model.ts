@@ -1,4 +1,5 @@
 import { t } from "elysia";
+import { latitude, latLng as latLngSchema, longitude, type LatLng } from "../../vocabulary";
 import { MAX_AREA_VERTICES } from "./area";
 
 /** Restaurant schemas, as in API.md (Restaurants). Types derive from them. */
@@ -11,11 +12,8 @@ export namespace RestaurantModel {
 
   export const id = t.String({ minLength: 1, maxLength: 64 });
 
-  export const latLng = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90, description: "latitude, degrees" }),
-    lng: t.Number({ minimum: -180, maximum: 180, description: "longitude, degrees" }),
-  });
-  export type latLng = typeof latLng.static;
+  export const latLng = latLngSchema;
+  export type latLng = LatLng;
 
   const clock = "([01][0-9]|2[0-3]):[0-5][0-9]";
   export const openingPeriod = t.Object(
@@ -136,8 +134,8 @@ export namespace RestaurantModel {
   export const params = t.Object({ id });
 
   export const nearbyQuery = t.Object({
-    lat: t.Number({ minimum: -90, maximum: 90, error: "lat must be a number from -90 to 90" }),
-    lng: t.Number({ minimum: -180, maximum: 180, error: "lng must be a number from -180 to 180" }),
+    lat: t.Number({ minimum: latitude.minimum, maximum: latitude.maximum, error: "lat must be a number from -90 to 90" }),
+    lng: t.Number({ minimum: longitude.minimum, maximum: longitude.maximum, error: "lng must be a number from -180 to 180" }),
     radius: t.Optional(t.Number({ minimum: 0, maximum: MAX_RADIUS_METERS, default: 5000, description: "meters", error: `radius must be a number of meters from 0 to ${MAX_RADIUS_METERS}` })),
     cuisine: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
     openNow: t.Optional(t.Boolean({ description: "true: only restaurants open now (isOpen and inside opening hours)", error: "openNow must be true or false" })),

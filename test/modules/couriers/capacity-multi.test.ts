@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess } from "../../helpers/processes";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
 
 /**
  * Issue 11: COURIER_MAX_ACTIVE across instances. Two server processes on one engine; one
@@ -11,22 +11,9 @@ let A: ServerProcess;
 let B: ServerProcess;
 
 type User = { token: string; id: string };
-type Res = { status: number; body: any };
-
-async function http(instance: ServerProcess, method: string, path: string, who?: User, body?: unknown): Promise<Res> {
-  const headers: Record<string, string> = {};
-  if (who) headers.authorization = `Bearer ${who.token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(instance.url + path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-async function register(role: string): Promise<User> {
-  const res = await http(A, "POST", "/auth/register", undefined, { email: `${role}-${crypto.randomUUID().slice(0, 8)}@capacity-multi.test`, password: "password-123", name: role, role });
-  expect(res.status).toBe(201);
-  return { token: res.body.token, id: res.body.user.id };
-}
+type Res = ProcessResponse;
+const http = processHttp;
+const register = (role: string): Promise<User> => registerOn(A, role, "capacity-multi.test");
 
 beforeAll(async () => {
   engine = await startEngineProcess();

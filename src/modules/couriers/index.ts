@@ -110,9 +110,7 @@ export function createDispatch(
     dispatcher,
     service,
     stop: () =>
-      (stopping ??= Promise.all([sweeper.stop(), dispatcher.stop()]).then(() => {
-        locations.stop();
-      })),
+      (stopping ??= Promise.all([sweeper.stop(), dispatcher.stop()]).then(() => locations.stop())),
   };
 }
 

@@ -60,8 +60,8 @@ module.exports = {
     {
       name: "kernel-below-features",
       severity: "error",
-      comment: "The shared kernel (clock, deps, errors, vocabulary, geo, config, log, metrics, events/, db/, http/) imports no feature, no realtime/ and not the composition root.",
-      from: { path: "^src/(clock|deps|errors|vocabulary|geo|config|log|metrics)\\.ts$|^src/(events|db|http)/" },
+      comment: "The shared kernel (clock, deps, errors, vocabulary, geo, config, log, metrics, redis, events/, db/, http/) imports no feature, no realtime/ and not the composition root.",
+      from: { path: "^src/(clock|deps|errors|vocabulary|geo|config|log|metrics|redis)\\.ts$|^src/(events|db|http)/" },
       to: { path: "^src/(modules|realtime|demo)/|^src/(app|server|index)\\.ts$" },
     },
     {

@@ -10,7 +10,7 @@ import { probeServer, requirementsUnmet, type ServerInfo } from "./requirements"
 import { type Doc, isDocument, show } from "./values";
 
 /** Highest schema version whose features this runner implements (major must match). */
-export const SUPPORTED_SCHEMA: [number, number] = [1, 4];
+export const SUPPORTED_SCHEMA: [number, number] = [1, 21];
 
 export interface Target {
   uri: string;

@@ -21,6 +21,7 @@ export const COLLECTIONS = {
   couriers: "couriers",
   rateLimits: "rate_limits",
   idempotencyKeys: "idempotency_keys",
+  leases: "leases",
   /** Keys the server generates for itself (src/db/jwt-secret.ts). */
   secrets: "secrets",
 } as const;

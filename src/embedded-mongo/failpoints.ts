@@ -22,18 +22,27 @@ interface ActiveFailPoint {
   data: Document;
 }
 
+/** What `onPrimaryTransactionalWrite` does to a retryable write: fail it before it commits, and/or drop the connection instead of replying. */
+export interface TransactionalWriteFault {
+  closeConnection: boolean;
+  failBeforeCommit: CommandError | null;
+}
+
 export class FailPoints {
   private failCommand: ActiveFailPoint | null = null;
+  private onPrimaryTransactionalWrite: ActiveFailPoint | null = null;
 
-  /** Handles `{configureFailPoint: "failCommand", mode, data}`. */
+  /** Handles `{configureFailPoint: "failCommand" | "onPrimaryTransactionalWrite", mode, data}`. */
   configure(cmd: Document): void {
-    if (cmd.configureFailPoint !== "failCommand") {
-      throw new CommandError(ErrorCode.FailedToParse, `Unknown fail point: ${String(cmd.configureFailPoint)}`);
+    const name = cmd.configureFailPoint;
+    if (name !== "failCommand" && name !== "onPrimaryTransactionalWrite") {
+      throw new CommandError(ErrorCode.FailedToParse, `Unknown fail point: ${String(name)}`);
     }
     const mode = cmd.mode;
     const data = isPlainObject(cmd.data) ? cmd.data : {};
     if (mode === "off") {
-      this.failCommand = null;
+      if (name === "failCommand") this.failCommand = null;
+      else this.onPrimaryTransactionalWrite = null;
       return;
     }
     let remaining = Number.POSITIVE_INFINITY;
@@ -45,12 +54,33 @@ export class FailPoints {
       throw new CommandError(ErrorCode.BadValue, "mode must be 'alwaysOn', 'off', {times: n} or {skip: n}");
     }
     const commands = Array.isArray(data.failCommands) ? data.failCommands.map(String) : [];
+    if (name === "onPrimaryTransactionalWrite") {
+      this.onPrimaryTransactionalWrite = { remaining, skip, commands: new Set(), appName: null, data };
+      return;
+    }
     this.failCommand = {
       remaining,
       skip,
       commands: new Set(commands),
       appName: typeof data.appName === "string" ? data.appName : null,
       data,
+    };
+  }
+
+  /** The fault for a retryable write about to execute (not one answered from the session's record), consuming one activation. */
+  checkTransactionalWrite(): TransactionalWriteFault | null {
+    const fp = this.onPrimaryTransactionalWrite;
+    if (!fp) return null;
+    if (fp.skip > 0) {
+      fp.skip--;
+      return null;
+    }
+    fp.remaining--;
+    if (fp.remaining <= 0) this.onPrimaryTransactionalWrite = null;
+    const code = numericValue(fp.data.failBeforeCommitExceptionCode);
+    return {
+      closeConnection: fp.data.closeConnection !== false,
+      failBeforeCommit: code !== null ? new CommandError(code, "Failing write due to onPrimaryTransactionalWrite failpoint") : null,
     };
   }
 

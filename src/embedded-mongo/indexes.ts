@@ -6,6 +6,7 @@ import type { Document } from "bson";
 import { CommandError, ErrorCode } from "./errors";
 import { GeoSpecError, SpatialIndex } from "./geo";
 import { type Geometry, singlePoint, storedGeometries } from "./geometry";
+import { refuseOption } from "./options";
 import { compileFilter } from "./query";
 import { canonicalKey, formatValue, getPath, isNumeric, isPlainObject, numericValue, pathValues, rawPathValues, setPath } from "./values";
 
@@ -32,6 +33,9 @@ export interface IndexKey {
 /** Caps the keys one document may add to a compound multikey index (MongoDB forbids parallel arrays). */
 const MAX_KEYS_PER_DOCUMENT = 10_000;
 
+/** Index options the engine implements (background is accepted and meaningless here, as in MongoDB 4.2+). */
+export const INDEX_OPTIONS: ReadonlySet<string> = new Set(["unique", "sparse", "hidden", "partialFilterExpression", "expireAfterSeconds", "background", "2dsphereIndexVersion", "storageEngine"]);
+
 export const ID_INDEX_SPEC: IndexSpec = { v: 2, key: { _id: 1 }, name: "_id_" };
 
 function parseKeyType(field: string, v: unknown): IndexKeyType {
@@ -42,7 +46,7 @@ function parseKeyType(field: string, v: unknown): IndexKeyType {
   }
   if (v === "2dsphere" || v === "hashed") return v;
   if (v === "2d" || v === "text" || v === "geoHaystack" || v === "wildcard") {
-    throw new CommandError(ErrorCode.CannotCreateIndex, `The embedded engine does not support '${v}' indexes (field '${field}')`);
+    throw new CommandError(ErrorCode.NotImplemented, `'${v}' indexes are not implemented by the embedded engine (field '${field}')`);
   }
   throw new CommandError(ErrorCode.CannotCreateIndex, `Unknown index plugin '${String(v)}'`);
 }
@@ -62,6 +66,7 @@ export function normalizeIndexSpec(raw: unknown): IndexSpec {
   }
   for (const [f, v] of Object.entries(key)) {
     if (f === "") throw new CommandError(ErrorCode.CannotCreateIndex, "Index keys cannot be empty field names");
+    if (f === "$**" || f.endsWith(".$**")) throw new CommandError(ErrorCode.NotImplemented, `wildcard indexes are not implemented by the embedded engine (field '${f}')`);
     parseKeyType(f, v);
   }
   const name = raw.name === undefined ? defaultIndexName(key) : raw.name;
@@ -70,6 +75,10 @@ export function normalizeIndexSpec(raw: unknown): IndexSpec {
   const spec: IndexSpec = { v: 2, key, name };
   for (const [k, v] of Object.entries(raw)) {
     if (k === "key" || k === "name" || k === "v" || k === "ns") continue;
+    if (!INDEX_OPTIONS.has(k)) {
+      refuseOption("createIndexes.indexes", k, v);
+      continue; // an option that asks for the default (collation: simple)
+    }
     if (k === "unique" || k === "sparse" || k === "hidden") {
       if (v) spec[k] = true;
       continue;

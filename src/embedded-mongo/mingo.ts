@@ -14,7 +14,7 @@ import * as queryOperators from "mingo/operators/query";
 import * as windowOperators from "mingo/operators/window";
 import { Query } from "mingo/query";
 import * as updateOperators from "mingo/operators/update";
-import { CommandError, badValue } from "./errors";
+import { CommandError, ErrorCode, badValue } from "./errors";
 import { geoIntersectsMatches, geoWithinMatches } from "./geometry";
 import { isPlainObject, rawPathValues } from "./values";
 
@@ -53,13 +53,36 @@ const geoQueryOperators = {
   $nearSphere: () => nearNotAllowed(),
 };
 
+/** Operators mingo would run differently from MongoDB (or not at all): refused before they run. */
+function notImplemented(what: string): () => never {
+  return () => {
+    throw new CommandError(ErrorCode.NotImplemented, `${what} is not implemented by the embedded engine`);
+  };
+}
+const serverSideJs = notImplemented("server-side JavaScript ($where, $function, $accumulator)");
+const refusedQueryOperators = {
+  $where: serverSideJs,
+  $jsonSchema: notImplemented("$jsonSchema"),
+};
+
+/** Text indexes cannot be created, so this is MongoDB's own answer to every $text query here. */
+export function refuseText(filter: unknown): void {
+  if (Array.isArray(filter)) {
+    for (const f of filter) refuseText(f);
+    return;
+  }
+  if (!isPlainObject(filter)) return;
+  if ("$text" in filter) throw new CommandError(ErrorCode.IndexNotFound, "text index required for $text query");
+  for (const op of ["$and", "$or", "$nor"]) if (op in filter) refuseText(filter[op]);
+}
+
 // mingo types each operator group as the intersection of its members' signatures; ours follow the query-operator one.
 const CONTEXT = Context.init({
-  accumulator: accumulatorOperators,
-  expression: expressionOperators,
+  accumulator: { ...accumulatorOperators, $accumulator: serverSideJs },
+  expression: { ...expressionOperators, $function: serverSideJs },
   pipeline: pipelineOperators,
   projection: projectionOperators,
-  query: { ...queryOperators, ...geoQueryOperators },
+  query: { ...queryOperators, ...geoQueryOperators, ...refusedQueryOperators },
   window: windowOperators,
 } as unknown as Operators);
 

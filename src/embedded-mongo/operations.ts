@@ -19,6 +19,7 @@ import {
   extractNear,
   sortDocuments,
 } from "./query";
+import { checkFields } from "./options";
 import { applyUpdate, buildUpsertDocument, parseUpdate } from "./update";
 import { canonicalKey, getPath, idFirst, isPlainObject, numericValue, pathValues } from "./values";
 
@@ -221,6 +222,25 @@ export interface WriteResult {
   writeErrors: Document[];
 }
 
+/**
+ * Runs a batch's statements one by one, as mongod does: a failing statement becomes a write error
+ * with its index, an ordered batch stops there, an unordered one goes on. A WriteConflict is not a
+ * statement's error but the whole command's (the transaction's), so it propagates.
+ */
+function runStatements(result: WriteResult, count: number, ordered: boolean, run: (i: number) => void): WriteResult {
+  for (let i = 0; i < count; i++) {
+    try {
+      run(i);
+    } catch (err) {
+      const e = toCommandError(err);
+      if (e.code === ErrorCode.WriteConflict) throw e;
+      result.writeErrors.push(e.toWriteError(i));
+      if (ordered) break;
+    }
+  }
+  return result;
+}
+
 function writableCollection(ctx: OpContext, name: string, create: boolean): Collection | null {
   const existing = ctx.engine.getCollection(ctx.db, name);
   if (existing?.view) throw viewError(existing);
@@ -241,22 +261,15 @@ export function insertDocuments(ctx: OpContext, name: string, docs: unknown[], o
   if (docs.length === 0) return result;
   const coll = writableCollection(ctx, name, true) as Collection;
   const access = ctx.engine.accessTo(ctx, coll);
-  for (let i = 0; i < docs.length; i++) {
-    try {
-      access.insert(prepareInsert(docs[i]));
-      result.n++;
-    } catch (err) {
-      const e = toCommandError(err);
-      if (e.code === ErrorCode.WriteConflict) throw e;
-      result.writeErrors.push(e.toWriteError(i));
-      if (ordered) break;
-    }
-  }
-  return result;
+  return runStatements(result, docs.length, ordered, (i) => {
+    access.insert(prepareInsert(docs[i]));
+    result.n++;
+  });
 }
 
-const UPDATE_STATEMENT_FIELDS = new Set(["q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "collation", "sampleId"]);
-const DELETE_STATEMENT_FIELDS = new Set(["q", "limit", "hint", "collation", "sampleId"]);
+/** The statement fields the engine implements (sampleId is the query sampler's tag: no effect on results). */
+export const UPDATE_STATEMENT_FIELDS: ReadonlySet<string> = new Set(["q", "u", "c", "arrayFilters", "hint", "multi", "upsert", "upsertSupplied", "sampleId"]);
+export const DELETE_STATEMENT_FIELDS: ReadonlySet<string> = new Set(["q", "limit", "hint", "sampleId"]);
 
 /** mongod parses every statement before running any: unknown fields fail the whole command. */
 export function validateStatements(command: "update" | "delete", statements: unknown): Document[] {
@@ -265,9 +278,7 @@ export function validateStatements(command: "update" | "delete", statements: unk
   const allowed = command === "update" ? UPDATE_STATEMENT_FIELDS : DELETE_STATEMENT_FIELDS;
   for (const s of statements) {
     if (!isPlainObject(s)) throw new CommandError(ErrorCode.TypeMismatch, `BSON field '${command}.${field}' must contain objects`);
-    for (const k of Object.keys(s)) {
-      if (!allowed.has(k)) throw new CommandError(ErrorCode.UnknownBsonField, `BSON field '${command}.${field}.${k}' is an unknown field.`);
-    }
+    checkFields(`${command}.${field}`, s, allowed);
     if (!("q" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field '${command}.${field}.q' is missing but a required field`);
     if (command === "update" && !("u" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'update.updates.u' is missing but a required field`);
     if (command === "delete" && !("limit" in s)) throw new CommandError(ErrorCode.NoSuchKey, `BSON field 'delete.deletes.limit' is missing but a required field`);
@@ -282,17 +293,7 @@ function statementVariables(base: Variables | undefined, constants: unknown): Va
 
 export function updateDocuments(ctx: OpContext, name: string, statements: Document[], ordered: boolean, variables?: Variables): WriteResult {
   const result: WriteResult = { n: 0, nModified: 0, upserted: [], writeErrors: [] };
-  for (let i = 0; i < statements.length; i++) {
-    try {
-      runUpdateStatement(ctx, name, statements[i], i, result, variables);
-    } catch (err) {
-      const e = toCommandError(err);
-      if (e.code === ErrorCode.WriteConflict) throw e;
-      result.writeErrors.push(e.toWriteError(i));
-      if (ordered) break;
-    }
-  }
-  return result;
+  return runStatements(result, statements.length, ordered, (i) => runUpdateStatement(ctx, name, statements[i], i, result, variables));
 }
 
 function runUpdateStatement(ctx: OpContext, name: string, s: Document, index: number, result: WriteResult, variables?: Variables): void {
@@ -330,24 +331,16 @@ function runUpdateStatement(ctx: OpContext, name: string, s: Document, index: nu
 export function deleteDocuments(ctx: OpContext, name: string, statements: Document[], ordered: boolean, variables?: Variables): WriteResult {
   const result: WriteResult = { n: 0, writeErrors: [] };
   const coll = writableCollection(ctx, name, false);
-  for (let i = 0; i < statements.length; i++) {
+  return runStatements(result, statements.length, ordered, (i) => {
     const s = statements[i];
-    try {
-      const limit = numericValue(s.limit) ?? 0;
-      if (limit !== 0 && limit !== 1) throw failedToParse(`The limit field in delete objects must be 0 or 1. Got ${limit}`);
-      if (!coll) continue;
-      const access = ctx.engine.accessTo(ctx, coll);
-      const matches = findMatches(access, { filter: s.q as Document, hint: s.hint, variables, limit });
-      for (const m of matches) access.remove(m.key);
-      result.n += matches.length;
-    } catch (err) {
-      const e = toCommandError(err);
-      if (e.code === ErrorCode.WriteConflict) throw e;
-      result.writeErrors.push(e.toWriteError(i));
-      if (ordered) break;
-    }
-  }
-  return result;
+    const limit = numericValue(s.limit) ?? 0;
+    if (limit !== 0 && limit !== 1) throw failedToParse(`The limit field in delete objects must be 0 or 1. Got ${limit}`);
+    if (!coll) return;
+    const access = ctx.engine.accessTo(ctx, coll);
+    const matches = findMatches(access, { filter: s.q as Document, hint: s.hint, variables, limit });
+    for (const m of matches) access.remove(m.key);
+    result.n += matches.length;
+  });
 }
 
 export interface FindAndModifySpec {

@@ -4,7 +4,7 @@
 import type { Document } from "bson";
 import { CommandError, ErrorCode, badValue, toCommandError } from "./errors";
 import { EARTH_RADIUS_METERS, type LngLat, pointFromValue } from "./geo";
-import { type Variables, createAggregator, createQuery } from "./mingo";
+import { type Variables, createAggregator, createQuery, refuseText } from "./mingo";
 import { bsonTypeOf, canonicalKey, compareValues, formatValue, isNumeric, isPlainObject, numericValue, pathValues } from "./values";
 
 export type { Variables };
@@ -21,6 +21,7 @@ export function compileFilter(filter: Document | undefined, variables?: Variable
   if (!isPlainObject(filter)) throw new CommandError(ErrorCode.TypeMismatch, "filter must be an object");
   const fast = equalityMatcher(filter);
   if (fast) return fast;
+  refuseText(filter);
   try {
     const q = createQuery(filter, { variables });
     return { test: (doc) => q.test(doc) };

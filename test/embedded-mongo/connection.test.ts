@@ -73,7 +73,7 @@ describe("large messages", () => {
       expect(d._id).toBe(i);
       expect(d.blob === blob(i)).toBe(true);
     });
-  });
+  }, 30_000);
 });
 
 describe("OP_COMPRESSED", () => {
@@ -89,7 +89,7 @@ describe("OP_COMPRESSED", () => {
     const after = (await status()).network.compression.zlib;
     expect(after.decompressor.messages).toBeGreaterThan(before);
     expect(after.compressor.bytesOut).toBeGreaterThan(0);
-  });
+  }, 30_000);
 });
 
 // ---- raw socket helpers -------------------------------------------------------------------

@@ -123,7 +123,9 @@ describe("kill -9 after acknowledged writes", () => {
         expected.set(doc._id, doc);
       }
     });
-    await Bun.sleep(300);
+    // Kill once many writes are acknowledged and more are in flight (waiting on a count, not a clock, so load cannot starve it).
+    const deadline = performance.now() + 20_000;
+    while (expected.size <= 400 && performance.now() < deadline) await Bun.sleep(5);
     const ackedBeforeKill = expected.size;
     await engine.stop("SIGKILL");
     stop = true;

@@ -82,7 +82,7 @@ describe("bun run embedded-mongo", () => {
     expect(count).toBe(2);
     expect(indexes).toEqual(["_id_", "k_1"]);
     expect(await second.proc.stop("SIGTERM")).toBe(0);
-  });
+  }, 30_000);
 
   test("bad arguments exit non-zero with a message", async () => {
     const proc = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--fsync", "sometimes"]);

@@ -117,5 +117,5 @@ describe("unified runner", () => {
     expect(lines.filter((l) => l.startsWith("FAIL self.json :: "))).toHaveLength(5);
     expect(lines.at(-1)).toBe("2 passed, 5 failed, 1 skipped");
     expect(code).toBe(1);
-  });
+  }, 30_000);
 });

@@ -71,6 +71,8 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     WS_MAX_CONNECTIONS_PER_USER: "1000",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
+    // The per-order flow most tests drive; the batched planner's tests set DISPATCH_POLICY=batched.
+    DISPATCH_POLICY: "nearest",
     // Tests never reach outside the machine: the page's map tiles point at a closed local port.
     MAP_TILE_URL: "http://127.0.0.1:9/{z}/{x}/{y}.png",
     ...external,

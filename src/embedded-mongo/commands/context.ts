@@ -29,6 +29,11 @@ export type CommandHandler = (cmd: Document, ctx: CommandContext) => Document;
 
 export interface CommandSpec {
   handler: CommandHandler;
+  /**
+   * The command's own fields the handler implements (besides its name and the generic fields), or
+   * "any" for read-only diagnostics whose fields cannot change what is stored or returned as data.
+   */
+  options: readonly string[] | "any";
   /** May run inside a multi-document transaction. */
   inTransaction?: boolean;
   /** A write the driver may retry with the same txnNumber (answered from the session's record). */

@@ -21,6 +21,7 @@ import {
   updateDocuments,
   validateStatements,
 } from "../operations";
+import { isSnapshotRead } from "../options";
 import { type Variables, evaluateLet, parseSort } from "../query";
 import { bsonTypeOf, isPlainObject, numericValue } from "../values";
 import type { CommandContext, CommandSpec } from "./context";
@@ -115,7 +116,7 @@ function find(cmd: Document, ctx: CommandContext): Document {
     ? runPipeline(ctx, { collectionName: name, pipeline: findAsPipeline(spec), variables: spec.variables }).docs
     : findDocuments(ctx.engine.access(ctx, name), spec);
   return cursorReply(
-    ctx.engine.cursors.open(ns, docs, {
+    ctx.engine.cursors.open(ns, isSnapshotRead(cmd) ? [...docs] : docs, {
       batchSize,
       singleBatch: cmd.singleBatch === true,
       sessionKey: sessionKeyOf(ctx),
@@ -167,6 +168,8 @@ function remove(cmd: Document, ctx: CommandContext): Document {
   const statements = validateStatements("delete", cmd.deletes);
   return writeReply(deleteDocuments(ctx, name, statements, ordered(cmd), evaluateLet(cmd.let)), "delete");
 }
+
+const FIND_AND_MODIFY_OPTIONS = ["query", "sort", "remove", "update", "new", "fields", "upsert", "arrayFilters", "hint", "let", "bypassDocumentValidation"];
 
 function findAndModifyCommand(cmd: Document, ctx: CommandContext): Document {
   const name = collectionName(cmd, "findAndModify" in cmd ? "findAndModify" : "findandmodify");
@@ -225,7 +228,7 @@ function aggregate(cmd: Document, ctx: CommandContext): Document {
     throw failedToParse("The 'cursor' option is required, except for aggregate with the explain argument");
   }
   const result = runPipeline(ctx, input);
-  return cursorReply(ctx.engine.cursors.open(result.ns, result.docs, { batchSize: cursorBatchSize(cmd), sessionKey: sessionKeyOf(ctx) }));
+  return cursorReply(ctx.engine.cursors.open(result.ns, isSnapshotRead(cmd) ? [...result.docs] : result.docs, { batchSize: cursorBatchSize(cmd), sessionKey: sessionKeyOf(ctx) }));
 }
 
 // ---- explain ----------------------------------------------------------------------------------
@@ -321,17 +324,19 @@ function explain(cmd: Document, ctx: CommandContext): Document {
   }
 }
 
+const FIND_OPTIONS = ["filter", "sort", "projection", "skip", "limit", "batchSize", "singleBatch", "hint", "let", "noCursorTimeout", "allowDiskUse", "allowPartialResults"];
+
 export const crudCommands: Record<string, CommandSpec> = {
-  find: { handler: find, inTransaction: true },
-  getMore: { handler: getMore, inTransaction: true },
-  killCursors: { handler: killCursors, inTransaction: true },
-  insert: { handler: insert, inTransaction: true, retryableWrite: true },
-  update: { handler: update, inTransaction: true, retryableWrite: true },
-  delete: { handler: remove, inTransaction: true, retryableWrite: true },
-  findAndModify: { handler: findAndModifyCommand, inTransaction: true, retryableWrite: true },
-  findandmodify: { handler: findAndModifyCommand, inTransaction: true, retryableWrite: true },
-  count: { handler: count },
-  distinct: { handler: distinct, inTransaction: true },
-  aggregate: { handler: aggregate, inTransaction: true },
-  explain: { handler: explain },
+  find: { handler: find, inTransaction: true, options: FIND_OPTIONS },
+  getMore: { handler: getMore, inTransaction: true, options: ["collection", "batchSize", "term", "lastKnownCommittedOpTime"] },
+  killCursors: { handler: killCursors, inTransaction: true, options: ["cursors"] },
+  insert: { handler: insert, inTransaction: true, retryableWrite: true, options: ["documents", "ordered", "bypassDocumentValidation"] },
+  update: { handler: update, inTransaction: true, retryableWrite: true, options: ["updates", "ordered", "let", "bypassDocumentValidation"] },
+  delete: { handler: remove, inTransaction: true, retryableWrite: true, options: ["deletes", "ordered", "let"] },
+  findAndModify: { handler: findAndModifyCommand, inTransaction: true, retryableWrite: true, options: FIND_AND_MODIFY_OPTIONS },
+  findandmodify: { handler: findAndModifyCommand, inTransaction: true, retryableWrite: true, options: FIND_AND_MODIFY_OPTIONS },
+  count: { handler: count, options: ["query", "limit", "skip", "hint"] },
+  distinct: { handler: distinct, inTransaction: true, options: ["key", "query", "hint"] },
+  aggregate: { handler: aggregate, inTransaction: true, options: ["pipeline", "cursor", "explain", "allowDiskUse", "hint", "let", "bypassDocumentValidation"] },
+  explain: { handler: explain, options: ["explain", "verbosity"] },
 };

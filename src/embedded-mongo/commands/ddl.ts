@@ -12,37 +12,11 @@ import { isPlainObject } from "../values";
 import type { CommandContext, CommandSpec } from "./context";
 import { collectionName } from "./crud";
 
-const CREATE_OPTIONS = new Set([
-  "capped",
-  "size",
-  "max",
-  "viewOn",
-  "pipeline",
-  "validator",
-  "validationLevel",
-  "validationAction",
-  "collation",
-  "storageEngine",
-  "indexOptionDefaults",
-  "timeseries",
-  "expireAfterSeconds",
-  "clusteredIndex",
-  "changeStreamPreAndPostImages",
-  "idIndex",
-  "encryptedFields",
-  "comment",
-]);
-/** Generic arguments every command may carry; not collection options. */
-const GENERIC_ARGS = new Set(["$db", "lsid", "txnNumber", "autocommit", "startTransaction", "writeConcern", "readConcern", "$clusterTime", "$readPreference", "maxTimeMS", "apiVersion", "apiStrict", "apiDeprecationErrors"]);
-
 function create(cmd: Document, ctx: CommandContext): Document {
   const name = collectionName(cmd, "create");
   const options: Document = {};
-  for (const [k, v] of Object.entries(cmd)) {
-    if (k === "create" || GENERIC_ARGS.has(k)) continue;
-    if (!CREATE_OPTIONS.has(k)) throw new CommandError(ErrorCode.UnknownBsonField, `BSON field 'create.${k}' is an unknown field.`);
-    if (k !== "comment") options[k] = v;
-  }
+  // The dispatcher has refused what the engine does not implement; the rest is stored as given.
+  for (const [k, v] of Object.entries(cmd)) if (CREATE_OPTIONS.includes(k) || k === "capped" || k === "collation" || k === "validator") options[k] = v;
   if (options.viewOn !== undefined) {
     if (typeof options.viewOn !== "string" || options.viewOn === "") throw badValue("'viewOn' must be a non-empty string");
     options.pipeline = validatePipeline(options.pipeline ?? []);
@@ -222,17 +196,19 @@ function collStats(cmd: Document, ctx: CommandContext): Document {
   return { ns: coll.ns, count: coll.docs.size, size, storageSize: size, nindexes: coll.indexSpecs().length, ok: 1 };
 }
 
+const CREATE_OPTIONS = ["viewOn", "pipeline", "validationLevel", "validationAction", "storageEngine", "indexOptionDefaults", "idIndex"];
+
 export const ddlCommands: Record<string, CommandSpec> = {
-  create: { handler: create, inTransaction: true },
-  drop: { handler: drop },
-  dropDatabase: { handler: dropDatabase },
-  createIndexes: { handler: createIndexes, inTransaction: true },
-  listIndexes: { handler: listIndexes },
-  dropIndexes: { handler: dropIndexes },
-  deleteIndexes: { handler: dropIndexes },
-  listCollections: { handler: listCollections },
-  listDatabases: { handler: listDatabases },
-  renameCollection: { handler: renameCollection },
-  dbStats: { handler: dbStats },
-  collStats: { handler: collStats },
+  create: { handler: create, inTransaction: true, options: CREATE_OPTIONS },
+  drop: { handler: drop, options: [] },
+  dropDatabase: { handler: dropDatabase, options: [] },
+  createIndexes: { handler: createIndexes, inTransaction: true, options: ["indexes", "commitQuorum"] },
+  listIndexes: { handler: listIndexes, options: ["cursor"] },
+  dropIndexes: { handler: dropIndexes, options: ["index"] },
+  deleteIndexes: { handler: dropIndexes, options: ["index"] },
+  listCollections: { handler: listCollections, options: ["filter", "nameOnly", "cursor", "authorizedCollections"] },
+  listDatabases: { handler: listDatabases, options: ["filter", "nameOnly", "authorizedDatabases"] },
+  renameCollection: { handler: renameCollection, options: ["to", "dropTarget"] },
+  dbStats: { handler: dbStats, options: [] },
+  collStats: { handler: collStats, options: [] },
 };

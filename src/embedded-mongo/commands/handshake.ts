@@ -116,25 +116,27 @@ function getParameter(cmd: Document): Document {
 }
 
 export const handshakeCommands: Record<string, CommandSpec> = {
-  hello: { handler: (cmd, ctx) => hello(cmd, ctx, false) },
-  isMaster: { handler: (cmd, ctx) => hello(cmd, ctx, true) },
-  ismaster: { handler: (cmd, ctx) => hello(cmd, ctx, true) },
-  ping: { handler: () => ({ ok: 1 }) },
-  buildInfo: { handler: buildInfo },
-  buildinfo: { handler: buildInfo },
-  serverStatus: { handler: (_cmd, ctx) => serverStatus(ctx) },
-  getParameter: { handler: getParameter },
+  hello: { handler: (cmd, ctx) => hello(cmd, ctx, false), options: "any" },
+  isMaster: { handler: (cmd, ctx) => hello(cmd, ctx, true), options: "any" },
+  ismaster: { handler: (cmd, ctx) => hello(cmd, ctx, true), options: "any" },
+  ping: { handler: () => ({ ok: 1 }), options: "any" },
+  buildInfo: { handler: buildInfo, options: "any" },
+  buildinfo: { handler: buildInfo, options: "any" },
+  serverStatus: { handler: (_cmd, ctx) => serverStatus(ctx), options: "any" },
+  getParameter: { handler: getParameter, options: "any" },
   hostInfo: {
     handler: () => ({ system: { currentTime: new Date(), hostname: "embedded-mongo", numCores: navigator.hardwareConcurrency }, ok: 1 }),
+    options: "any",
   },
-  whatsmyuri: { handler: (_cmd, ctx) => ({ you: `connection ${ctx.connection.id}`, ok: 1 }) },
-  getCmdLineOpts: { handler: () => ({ argv: process.argv, parsed: {}, ok: 1 }) },
-  connectionStatus: { handler: () => ({ authInfo: { authenticatedUsers: [], authenticatedUserRoles: [] }, ok: 1 }) },
-  getLog: { handler: () => ({ totalLinesWritten: 0, log: [], ok: 1 }) },
+  whatsmyuri: { handler: (_cmd, ctx) => ({ you: `connection ${ctx.connection.id}`, ok: 1 }), options: "any" },
+  getCmdLineOpts: { handler: () => ({ argv: process.argv, parsed: {}, ok: 1 }), options: "any" },
+  connectionStatus: { handler: () => ({ authInfo: { authenticatedUsers: [], authenticatedUserRoles: [] }, ok: 1 }), options: "any" },
+  getLog: { handler: () => ({ totalLinesWritten: 0, log: [], ok: 1 }), options: "any" },
   configureFailPoint: {
     handler: (cmd, ctx) => {
       ctx.server.failPoints.configure(cmd);
       return { ok: 1 };
     },
+    options: ["mode", "data"],
   },
 };

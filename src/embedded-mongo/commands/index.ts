@@ -11,14 +11,38 @@ import type { CommandContext, CommandSpec, ConnectionInfo, ServerInfo } from "./
 import { crudCommands } from "./crud";
 import { ddlCommands } from "./ddl";
 import { handshakeCommands } from "./handshake";
+import { GENERIC_FIELDS, readConcernLevel, refuseOption, unsatisfiableWriteConcern } from "../options";
 import { noSuchTransaction, sessionCommands } from "./sessions";
 
 export type { CommandContext, ConnectionInfo, ServerInfo } from "./context";
 
-const COMMANDS: Record<string, CommandSpec> = { ...handshakeCommands, ...crudCommands, ...ddlCommands, ...sessionCommands };
+/** Every command the engine answers, with the options each implements (the README's table is checked against it). */
+export const COMMANDS: Readonly<Record<string, CommandSpec>> = { ...handshakeCommands, ...crudCommands, ...ddlCommands, ...sessionCommands };
+
+const GENERIC = new Set(GENERIC_FIELDS);
+const ACCEPTED = new Map(Object.entries(COMMANDS).map(([name, spec]) => [name, spec.options === "any" ? null : new Set(spec.options)]));
+
+/** Refuses what the command does not implement and validates the concerns, before anything runs. */
+function checkCommand(name: string, cmd: Document): void {
+  const accepted = ACCEPTED.get(name);
+  if (accepted) {
+    for (const [k, v] of Object.entries(cmd)) {
+      if (k === name || GENERIC.has(k) || accepted.has(k)) continue;
+      refuseOption(name, k, v);
+    }
+  }
+  readConcernLevel(name, cmd, cmd.autocommit === false);
+}
 
 /** The reply to send, or `close` to drop the connection without one (failCommand closeConnection). */
 export type DispatchResult = { reply: Document } | { close: true };
+
+/** Drops the connection instead of replying, once whatever was applied is journaled (onPrimaryTransactionalWrite). */
+class DropConnection extends Error {
+  constructor(override readonly cause: unknown) {
+    super("connection dropped by a fail point");
+  }
+}
 
 export class CommandDispatcher {
   private readonly engine: Engine;
@@ -44,11 +68,14 @@ export class CommandDispatcher {
     const db = typeof cmd.$db === "string" ? cmd.$db : defaultDb;
     const ctx: CommandContext = { engine: this.engine, db, session: null, txn: null, journal: [], connection, server: this.server };
     let reply: Document;
+    let dropConnection = false;
     try {
+      checkCommand(name, cmd);
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
-      const e = toCommandError(err);
-      if (e.code === ErrorCode.InternalError) {
+      dropConnection = err instanceof DropConnection;
+      const e = toCommandError(dropConnection ? ((err as DropConnection).cause ?? new CommandError(ErrorCode.InternalError, "no reply")) : err);
+      if (e.code === ErrorCode.InternalError && !(err instanceof CommandError) && !dropConnection) {
         this.engine.log.error("command failed", { command: name, error: String(err), stack: err instanceof Error ? err.stack : undefined });
       }
       reply = e.toReply();
@@ -60,6 +87,9 @@ export class CommandDispatcher {
       this.engine.log.error("journal append failed", { command: name, error: String(err) });
       reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();
     }
+    if (dropConnection) return { close: true };
+    const unsatisfiable = reply.ok === 1 ? unsatisfiableWriteConcern(cmd) : null;
+    if (unsatisfiable) reply = { ...reply, writeConcernError: unsatisfiable };
     if (fail?.writeConcernError && reply.ok === 1) {
       // The command ran; only its acknowledgement "failed" (drivers retry such writes).
       reply = { ...reply, writeConcernError: fail.writeConcernError };
@@ -95,8 +125,12 @@ export class CommandDispatcher {
       if (spec.retryableWrite && session.lastRetryable?.txnNumber === txnNumber) return session.lastRetryable.reply;
       if (session.txn?.state === "inProgress" && txnNumber > session.txn.txnNumber) this.engine.transactions.abort(session.txn);
       session.txnNumber = txnNumber;
+      const fault = spec.retryableWrite ? this.server.failPoints.checkTransactionalWrite() : null;
+      if (fault?.failBeforeCommit) throw fault.closeConnection ? new DropConnection(fault.failBeforeCommit) : fault.failBeforeCommit;
       const reply = spec.handler(cmd, ctx);
       if (spec.retryableWrite) session.lastRetryable = { txnNumber, reply };
+      // The write is applied and recorded (and journaled by dispatch), but its reply is lost.
+      if (fault?.closeConnection) throw new DropConnection(null);
       return reply;
     }
     return spec.handler(cmd, ctx);

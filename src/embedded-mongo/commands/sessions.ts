@@ -41,11 +41,11 @@ function killAllSessions(_cmd: Document, ctx: CommandContext): Document {
 }
 
 export const sessionCommands: Record<string, CommandSpec> = {
-  commitTransaction: { handler: commitTransaction, inTransaction: true },
-  abortTransaction: { handler: abortTransaction, inTransaction: true },
-  endSessions: { handler: endSessions },
-  killSessions: { handler: (cmd, ctx) => endSessions({ endSessions: cmd.killSessions }, ctx) },
-  killAllSessions: { handler: killAllSessions },
-  killAllSessionsByPattern: { handler: killAllSessions },
-  refreshSessions: { handler: () => ({ ok: 1 }) },
+  commitTransaction: { handler: commitTransaction, inTransaction: true, options: ["recoveryToken"] },
+  abortTransaction: { handler: abortTransaction, inTransaction: true, options: ["recoveryToken"] },
+  endSessions: { handler: endSessions, options: [] },
+  killSessions: { handler: (cmd, ctx) => endSessions({ endSessions: cmd.killSessions }, ctx), options: [] },
+  killAllSessions: { handler: killAllSessions, options: [] },
+  killAllSessionsByPattern: { handler: killAllSessions, options: [] },
+  refreshSessions: { handler: () => ({ ok: 1 }), options: [] },
 };

@@ -106,6 +106,10 @@ export const ConfigSchema = T.Object({
   MAP_TILE_URL: T.String({ pattern: "^https?://[^\\s]*\\{z\\}[^\\s]*$", maxLength: 2048, default: "https://tile.openstreetmap.org/{z}/{x}/{y}.png" }),
   /** Attribution the tile provider requires, shown on the map (HTML). */
   MAP_TILE_ATTRIBUTION: T.String({ minLength: 1, maxLength: 1024, default: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors' }),
+  /** OpenTelemetry: traces go to this OTLP/HTTP endpoint (`<endpoint>/v1/traces`); unset, nothing is traced or exported. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: T.Optional(T.String({ pattern: "^https?://", maxLength: 2048 })),
+  /** The `service.name` of the traces. */
+  OTEL_SERVICE_NAME: T.String({ minLength: 1, maxLength: 128, default: "dispatch" }),
   /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
   CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
   /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */

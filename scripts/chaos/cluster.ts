@@ -38,6 +38,7 @@ export function chaosServerEnv(overrides: Record<string, string> = {}): Record<s
     OFFER_TTL_SECONDS: "2",
     DISPATCH_RETRY_SECONDS: "2",
     DISPATCH_MAX_ATTEMPTS: "4",
+    DISPATCH_POLICY: "nearest",
     COURIER_MAX_ACTIVE: "1",
     COURIER_SEEN_SECONDS: "30",
     COURIER_LOCATION_INTERVAL_MS: "500",

@@ -178,6 +178,7 @@ export async function startServerProcess(env: Record<string, string>, startTimeo
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
     JWT_SECRET: TEST_JWT_SECRET,
+    DISPATCH_POLICY: "nearest",
     ...env,
     INSTANCE_ID: instanceId,
   });

@@ -1,4 +1,5 @@
 import { createActor, transition, type Actor } from "xstate";
+import { annotate, inSpan } from "../../tracing";
 import type { Clock } from "../../clock";
 import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
@@ -229,7 +230,7 @@ export class OrderActorRegistry {
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
     const slot: HeldSlot = { courierId: null, atMs: 0, took: false, committed: false };
     try {
-      return await this.decideAndCommit(orderId, command, slot);
+      return await inSpan("order.transition", { "order.id": orderId }, () => this.decideAndCommit(orderId, command, slot));
     } finally {
       // A slot this move took for an assignment it did not commit goes back, unless the order is
       // the courier's anyway (the same courier's accept or claim won on another instance).
@@ -330,6 +331,7 @@ export class OrderActorRegistry {
         continue;
       }
 
+      annotate({ "order.from": current.status, "order.to": committed.order.status, "order.seq": committed.order.version, "order.event": event.type });
       // Committed: now the live actor takes the event (effects, if any, run after the commit).
       if (slot.courierId !== null && committed.order.courierId === slot.courierId) {
         slot.committed = true;

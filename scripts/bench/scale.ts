@@ -12,8 +12,9 @@
  * Writes through HTTP and MongoDB are not part of it (bench:api measures those).
  *
  * Per instance: relay messages received (its /metrics), the messages of the topics its sockets
- * watch, CPU seconds per 1,000 deployment changes (/proc), fan-out p50/p99 (generator send to
- * client receipt, one host clock). Stops by itself, prints tables, exits non-zero when a watched
+ * watch, CPU seconds per 1,000 deployment changes (/proc; the instance's idle CPU, measured for
+ * 2 s just before, is subtracted), fan-out p50/p99 (generator send to client receipt, one host
+ * clock; the clients run in this process, beside the generator). Stops by itself, prints tables, exits non-zero when a watched
  * message did not arrive or a request failed.
  *
  * The reference, side by side: Socket.IO 4 with @socket.io/redis-adapter's sharded adapter in
@@ -274,7 +275,8 @@ async function main(): Promise<void> {
         progress(`${mode}, ${n} instance(s)`);
         const share = (i: number) => orders.filter((_, k) => k % n === i).map((o) => o.id);
         const chunksOf = (ids: string[]) => Array.from({ length: Math.ceil(ids.length / 80) }, (_, c) => ids.slice(c * 80, c * 80 + 80));
-        let instances: Array<{ pid: number; received(): Promise<number>; stop(): Promise<unknown> }>;
+        let instances: Array<{ pid: number; server?: ServerProcess; received(): Promise<number>; stop(): Promise<unknown> }>;
+        const procsOf = (inst: { server?: ServerProcess }) => inst.server!;
         let watchers: WatcherGroup[];
         if (mode === "socket.io") {
           const refs: Array<{ proc: ManagedProcess; port: number }> = [];
@@ -285,7 +287,7 @@ async function main(): Promise<void> {
           // One after the other: several Bun start-ups at once can take longer than the start-up wait on a busy machine.
           const procs: ServerProcess[] = [];
           for (let i = 0; i < n; i++) procs.push(await startServerProcess({ ...baseEnv, RELAY_MODE: mode, INSTANCE_ID: `${mode}-${n}-${i}` }));
-          instances = procs.map((p) => ({ pid: p.proc.pid, received: () => metric(p, "dispatch_relay_received_total"), stop: () => p.stop("SIGTERM") }));
+          instances = procs.map((p) => ({ pid: p.proc.pid, server: p, received: () => metric(p, "dispatch_relay_received_total"), stop: () => p.stop("SIGTERM") }));
           // One connection per 80 topics: a client may send a burst of 100 frames (then 50/s).
           watchers = await Promise.all(procs.map(async (p, i) => new WatcherGroup(await Promise.all(chunksOf(share(i)).map((chunk) => Watcher.open(p, customer.token, chunk))))));
         }
@@ -296,10 +298,23 @@ async function main(): Promise<void> {
               ? new RedisEventBus({ redis: target, instanceId: "bench-generator", channel: `dispatch:${database.env.MONGODB_DB}:changes`, log: createLogger("silent") })
               : null;
         while (generator && !(await generator.ready())) await Bun.sleep(20);
+        if (mode === "interest") {
+          // Every watched topic's channel is subscribed before the load starts.
+          for (const [i, inst] of instances.entries()) {
+            const deadline = performance.now() + 30_000;
+            while ((await metric(procsOf(inst), "dispatch_relay_channels")) < share(i).length && performance.now() < deadline) await Bun.sleep(50);
+          }
+        }
         await Bun.sleep(300);
         for (const rate of RATES) {
           for (const w of watchers) w.reset();
+          // Each instance's CPU while idle (timers, probes, GC), subtracted below so the figure is per change.
+          const idleFrom = instances.map((inst) => cpuMsOf(inst.pid));
+          const idleStarted = performance.now();
+          await Bun.sleep(2_000);
+          const idleMsPerMs = instances.map((inst, i) => (cpuMsOf(inst.pid) - idleFrom[i]) / (performance.now() - idleStarted));
           const before = await Promise.all(instances.map(async (inst) => ({ received: await inst.received(), cpu: cpuMsOf(inst.pid) })));
+          const loadStarted = performance.now();
           let changes = 0;
           if (generator) {
             const started = performance.now();
@@ -342,6 +357,7 @@ async function main(): Promise<void> {
           const settle = performance.now() + 5_000;
           while (watchers.some((w, i) => w.received < perInstanceMessages[i]) && performance.now() < settle) await Bun.sleep(20);
           const after = await Promise.all(instances.map(async (inst) => ({ received: await inst.received(), cpu: cpuMsOf(inst.pid) })));
+          const loadMs = performance.now() - loadStarted;
           for (const [i, w] of watchers.entries()) {
             if (w.received < perInstanceMessages[i]) failures.add(`${mode} ×${n} at ${rate}/s: instance ${i} delivered ${w.received} of ${perInstanceMessages[i]} watched messages`);
           }
@@ -350,7 +366,7 @@ async function main(): Promise<void> {
             return {
               received: after[i].received - before[i].received,
               watchedMessages: perInstanceMessages[i],
-              cpuPer1k: (after[i].cpu - before[i].cpu) / 1000 / (changes / 1000),
+              cpuPer1k: Math.max(0, after[i].cpu - before[i].cpu - idleMsPerMs[i] * loadMs) / 1000 / (changes / 1000),
               p50: st.p50,
               p99: st.p99,
               n: st.n,

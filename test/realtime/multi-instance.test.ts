@@ -295,6 +295,66 @@ describe(`several instances behind ${deployment}`, () => {
     expect(onC.seqs(topic)).toEqual([2]);
   });
 
+  /** Kills Redis and waits until `via` notices (its /ready answers 503). */
+  async function redisDown(via: ServerProcess) {
+    await redis.kill();
+    const deadline = Date.now() + 5_000;
+    while ((await fetch(`${via.url}/ready`)).status !== 503) {
+      if (Date.now() > deadline) throw new Error("still ready with Redis down");
+      await Bun.sleep(20);
+    }
+  }
+
+  /** The (orderId, seq) pairs a feed client got for one order, repeats dropped (resuming by time may repeat some). */
+  const pairs = (client: WsClient, topic: string, orderId: string) => [...new Set(client.frames.filter((f) => f.topic === topic && f.orderId === orderId).map((f) => f.seq as number))];
+
+  test("restaurant and courier topics (chaos F5): changes committed elsewhere while Redis was down reach their watchers, the last one included", async () => {
+    const feedTopic = topics.restaurant(restaurantId);
+    const courierTopic = topics.courier(courier.id);
+    const onC = await open(C, owner);
+    await onC.subscribe(feedTopic);
+    const courierOnC = await open(C, courier);
+    await courierOnC.subscribe(courierTopic);
+    const order = await placeOrder(A);
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 1), 5_000);
+
+    await redisDown(A);
+    // Accepted, claimed and cancelled through A while C hears nothing: no order topic is watched on C.
+    expect((await move(A, order.id, 0)).status).toBe(200); // accepted
+    expect((await move(A, order.id, 2)).status).toBe(200); // claimed by the courier
+    expect((await http(A, "PATCH", `/orders/${order.id}`, owner, { status: "cancelled" })).status).toBe(200);
+    await redis.restart();
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 4), 15_000);
+    expect(pairs(onC, feedTopic, order.id)).toEqual([1, 2, 3, 4]);
+    // The assignment (seq 3) and what followed reach the courier's topic too (rebuilt from the
+    // history, as a resume's replay is, earlier entries of its order may come along).
+    await courierOnC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 4), 15_000);
+    expect(pairs(courierOnC, courierTopic, order.id).filter((seq) => seq >= 3)).toEqual([3, 4]);
+  }, 30_000);
+
+  test("restaurant topics (chaos F5): an order C first hears of mid-way after an outage reaches C's watcher from its first change, in order", async () => {
+    const feedTopic = topics.restaurant(restaurantId);
+    const onC = await open(C, owner);
+    await onC.subscribe(feedTopic);
+    await redisDown(A);
+    // Placed and accepted through A while Redis is down: C never hears of seqs 1 and 2 live.
+    const order = await placeOrder(A);
+    expect((await move(A, order.id, 0)).status).toBe(200);
+    await redis.restart();
+    const deadline = Date.now() + 10_000;
+    // Once A relays again, its next change (seq 3) is the first C sees of this order.
+    while ((await fetch(`${A.url}/ready`)).status !== 200 || (await fetch(`${C.url}/ready`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error("not ready again after Redis came back");
+      await Bun.sleep(20);
+    }
+    expect((await move(A, order.id, 1)).status).toBe(200);
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 3), 10_000);
+    const got = onC.frames.filter((f) => f.topic === feedTopic && f.orderId === order.id).map((f) => f.seq as number);
+    // In seq order per order: never a lower seq after a higher one (repeats of a pair are allowed).
+    expect(got.every((seq, i) => i === 0 || seq >= got[i - 1] || got.slice(0, i).includes(seq))).toBe(true);
+    expect(pairs(onC, feedTopic, order.id)).toEqual([1, 2, 3]);
+  }, 30_000);
+
   test("SIGTERM with WebSockets open: clients get 1001 and the process exits 0 promptly", async () => {
     const client = await open(C, courier);
     expect(await client.subscribe(topics.courier(courier.id))).toMatchObject({ type: "subscribed" });

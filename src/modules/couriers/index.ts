@@ -148,9 +148,7 @@ export function createDispatch(
     service,
     stop: () => {
       unlistenReady();
-      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => {
-        locations.stop();
-      }));
+      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => locations.stop()));
     },
   };
 }

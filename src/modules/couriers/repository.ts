@@ -77,17 +77,34 @@ export class CourierRepository {
    * have written a later fix): the condition is part of the write, so the newest fix always
    * wins. False when the fix was older and nothing changed.
    */
+  /**
+   * The latest fix of each of these couriers in ONE write (an unordered bulkWrite): each
+   * update applies only if no fix as new is stored (a newer one, from another instance, wins).
+   */
+  async recordPositions(positions: Array<{ courierId: string; fix: CourierModel.fix; seenAt: Date }>): Promise<void> {
+    if (positions.length === 0) return;
+    const ops = positions.map(({ courierId, fix, seenAt }) => {
+      const { set, unset } = positionUpdate(fix, seenAt);
+      return {
+        updateOne: {
+          filter: { _id: courierId, fixAt: { $not: { $gte: fix.at } } } as Filter<CourierDoc>,
+          update: Object.keys(unset).length ? { $set: set, $unset: unset } : { $set: set },
+          upsert: true,
+        },
+      };
+    });
+    try {
+      await this.couriers.bulkWrite(ops, { ordered: false });
+    } catch (err) {
+      // Duplicate keys: a newer fix is stored, so the upsert tried to insert a second document.
+      const errors = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
+      const list = Array.isArray(errors) ? errors : errors ? [errors] : [];
+      if (list.length === 0 || list.some((e) => e.code !== 11000)) throw err;
+    }
+  }
+
   async recordPosition(courierId: string, fix: CourierModel.fix, seenAt: Date): Promise<boolean> {
-    const set: Partial<CourierDoc> = {
-      position: { type: "Point", coordinates: [fix.lng, fix.lat] },
-      fixAt: fix.at,
-      lastSeenAt: seenAt,
-    };
-    const unset: Record<string, ""> = {};
-    if (fix.heading !== undefined) set.heading = fix.heading;
-    else unset.heading = "";
-    if (fix.speedMps !== undefined) set.speedMps = fix.speedMps;
-    else unset.speedMps = "";
+    const { set, unset } = positionUpdate(fix, seenAt);
     try {
       // No stored fix as new as this one: update it, or insert the first one (upsert).
       await this.couriers.updateOne(
@@ -265,4 +282,15 @@ function toRecord(doc: CourierDoc): CourierModel.record {
     lastSeenAt: doc.lastSeenAt ?? null,
     offer: doc.offer ? { orderId: doc.offer.orderId, expiresAt: doc.offer.expiresAt } : null,
   };
+}
+
+/** The fields a position fix sets and the optional ones it clears. */
+function positionUpdate(fix: CourierModel.fix, seenAt: Date): { set: Partial<CourierDoc>; unset: Record<string, ""> } {
+  const set: Partial<CourierDoc> = { position: { type: "Point", coordinates: [fix.lng, fix.lat] }, fixAt: fix.at, lastSeenAt: seenAt };
+  const unset: Record<string, ""> = {};
+  if (fix.heading !== undefined) set.heading = fix.heading;
+  else unset.heading = "";
+  if (fix.speedMps !== undefined) set.speedMps = fix.speedMps;
+  else unset.speedMps = "";
+  return { set, unset };
 }

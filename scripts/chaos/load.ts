@@ -160,6 +160,8 @@ type FeedState = { watch: FeedWatch; lastAtMs: number | null };
 
 /** Resuming a feed by time goes back this far before the last event (instances' clocks and in-flight changes). */
 const FEED_RESUME_MARGIN_MS = 5_000;
+/** …and never later than this before the reconnect (a change can reach a watcher this late under load). */
+const FEED_RESUME_LAG_MS = 30_000;
 
 function feedState(kind: "restaurant" | "courier", id: string): FeedState {
   return { watch: { topic: `${kind}:${id}`, kind, id, fromMs: Date.now(), resumes: 0, received: [] }, lastAtMs: null };
@@ -338,7 +340,9 @@ export class Load {
   /** Subscribes a feed (again, after a reconnect: from a little before the last event it got, or its first subscribe). */
   private subscribeFeed(socket: ResilientSocket, feed: FeedState, reconnect: boolean): void {
     if (reconnect) feed.watch.resumes++;
-    const since = reconnect ? (feed.lastAtMs ?? feed.watch.fromMs) - FEED_RESUME_MARGIN_MS : undefined;
+    // Events of different orders may arrive out of `at` order (one delayed on a busy instance
+    // or relay), so resume from the last event's time or FEED_RESUME_LAG_MS ago, whichever is earlier.
+    const since = reconnect ? Math.min(feed.lastAtMs ?? feed.watch.fromMs, Date.now() - FEED_RESUME_LAG_MS) - FEED_RESUME_MARGIN_MS : undefined;
     const sent = socket.send(since === undefined ? { op: "subscribe", topic: feed.watch.topic } : { op: "subscribe", topic: feed.watch.topic, since });
     const t = (feed.watch.trace ??= []);
     if (t.length < 100) t.push(`${new Date().toISOString()} subscribe${since === undefined ? "" : ` since ${new Date(since).toISOString()}`} on ${socket.instanceId}${sent ? "" : " NOT SENT"}`);

@@ -271,6 +271,8 @@ describe(`several instances behind ${deployment}`, () => {
     expect((await move(A, order.id, 2)).status).toBe(200);
     await onC.until((frames) => frames.some((f) => f.topic === topic && f.seq === 4));
     expect(onC.seqs(topic)).toEqual([2, 3, 4]);
+    // A's own client gets seq 4 over its socket too, not necessarily before C's does.
+    await onA.until((frames) => frames.some((f) => f.topic === topic && f.seq === 4));
     expect(onA.seqs(topic)).toEqual([2, 3, 4]);
   });
 

@@ -1,11 +1,12 @@
 import type { Clock } from "../../src/clock";
 import { loadConfig } from "../../src/config";
+import type { Role } from "../../src/vocabulary";
 import { connectDatabase } from "../../src/db/mongo";
 import { createLogger, type Logger } from "../../src/log";
 import { startServer, type RunningServer } from "../../src/server";
 import { EXTERNAL_MONGODB_URI, EXTERNAL_REDIS_URL, uniqueDatabaseName } from "./database";
 
-export type TestRole = "customer" | "restaurant" | "courier" | "admin";
+export type TestRole = Role;
 export type TestUser = { id: string; email: string; name: string; role: TestRole };
 export type Registered = { token: string; user: TestUser; email: string; password: string };
 

@@ -27,6 +27,13 @@ module.exports = {
       to: { path: "^src/modules/" },
     },
     {
+      name: "broker-knows-no-sockets",
+      severity: "error",
+      comment: "The broker (buses, Redis relays, sequencer) knows nothing of sockets: the hub, clients, subscriptions, recovery, frame limits and the route are above it.",
+      from: { path: "^src/realtime/(bus|relay|redis-relay|interest-relay|sequencer)\\.ts$" },
+      to: { path: "^src/realtime/(hub|client|subscriptions|recovery|frame-limits|ws|access|sources|model)\\.ts$" },
+    },
+    {
       name: "domain-no-io",
       severity: "error",
       comment: "Domain files (order machine, pricing, dispatch policy, ETA, geo math) import no Elysia, MongoDB or Redis, so they are unit-tested without I/O.",

@@ -87,6 +87,9 @@ try {
   });
   const args = process.argv.slice(2).filter((a) => a !== "--");
   process.stdout.write(`\nchaos run ${report.startedAt}: bun run chaos -- ${args.join(" ")}\n${reportTable(report)}\n`);
+  for (const o of report.stuck.slice(0, 50)) {
+    process.stdout.write(`OPEN order ${o.orderId} (${o.serverCaused ? "server" : "load"}): ${o.state}; why: ${o.reason}\n`);
+  }
   for (const v of report.violations.slice(0, 50)) process.stdout.write(`VIOLATION ${v.kind}${v.orderId ? ` order ${v.orderId}` : ""}: ${v.detail}\n`);
   if (report.violations.length > 50) process.stdout.write(`… and ${report.violations.length - 50} more\n`);
   if (values.report) await writeFile(values.report, JSON.stringify(report, null, 2));

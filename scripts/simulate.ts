@@ -636,6 +636,7 @@ async function main(): Promise<number> {
         RATE_LIMIT_USER_WRITES: "0",
         RATE_LIMIT_IP_WRITES: "0",
         WS_MAX_CONNECTIONS_PER_USER: "100",
+        DISPATCH_POLICY: "nearest",
       }),
     );
     url = server.url;

@@ -53,8 +53,9 @@ export async function createApp(deps: AppDeps) {
   // One auth plugin: tokens are checked against the user's current role.
   const auth = authPlugin({ config: deps.config, currentRole: (userId) => repos.users.roleOf(userId) });
   // Orders and dispatch share one actor registry; couriers' positions feed both /ws and /couriers.
-  const orders = createOrders(deps, repos, { estimate: etaEstimator(deps, repos.couriers), capacity: courierCapacity(deps, repos) });
-  const dispatch = createDispatch(deps, repos, orders);
+  const capacity = courierCapacity(deps, repos);
+  const orders = createOrders(deps, repos, { estimate: etaEstimator(deps, repos.couriers), capacity });
+  const dispatch = createDispatch(deps, repos, orders, capacity);
   const realtime = new RealtimeHub({
     ...deps,
     sources: realtimeSources(repos),
@@ -128,6 +129,7 @@ function realtimeSources(repos: { orders: OrderRepository; restaurants: Restaura
     findUser: (id) => repos.users.findById(id),
     ordersChangedSince: (scope, since, limit) => repos.orders.changedSince(scope, since, limit),
     orderVersions: (ids) => repos.orders.versionsOf(ids),
+    versionsChangedSince: (scope, since, limit) => repos.orders.versionsChangedSince(scope, since, limit),
   };
 }
 

@@ -17,7 +17,7 @@ export const ConfigSchema = T.Object({
   /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,host:port (the rest are discovered). */
   REDIS_CLUSTER_NODES: T.Optional(T.String({ pattern: "^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$", maxLength: 4096 })),
   /** interest: one channel per topic, an instance receives only the topics its sockets watch; broadcast: one channel, every instance receives every message. */
-  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "broadcast" }),
+  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "interest" }),
   /** Interest relay: how long a topic's channel stays subscribed after its last local watcher left (a quick re-subscribe costs nothing). */
   RELAY_UNSUBSCRIBE_GRACE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
   /** Interest relay: how often a probe message goes through each Redis shard to find a subscriber connection that silently stopped receiving. */
@@ -51,6 +51,12 @@ export const ConfigSchema = T.Object({
   DISPATCH_RADIUS_METERS: T.Integer({ minimum: 1, maximum: 100_000, default: 8000 }),
   /** Wait between search rounds for an unassigned order (also restarts a search that never reported). */
   DISPATCH_RETRY_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 30 }),
+  /** Who plans dispatch (docs/dispatch.md, Planning): `batched` plans every DISPATCH_INTERVAL_SECONDS, bundling and assigning optimally; `nearest` offers each order to the nearest courier as it is accepted. */
+  DISPATCH_POLICY: T.Union([T.Literal("nearest"), T.Literal("batched")], { default: "batched" }),
+  /** batched: seconds between planning rounds (one instance plans at a time, under a lease). */
+  DISPATCH_INTERVAL_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 60 }),
+  /** Preparation minutes assumed for a restaurant whose orders have not been ready yet (and no readyInMinutes given). */
+  READY_DEFAULT_MINUTES: T.Integer({ minimum: 0, maximum: 600, default: 15 }),
   /** Orders a courier may carry at once and still get offers. */
   COURIER_MAX_ACTIVE: T.Integer({ minimum: 1, maximum: 100, default: 1 }),
   /** A courier not seen (position) for longer is not dispatchable. */
@@ -100,6 +106,10 @@ export const ConfigSchema = T.Object({
   MAP_TILE_URL: T.String({ pattern: "^https?://[^\\s]*\\{z\\}[^\\s]*$", maxLength: 2048, default: "https://tile.openstreetmap.org/{z}/{x}/{y}.png" }),
   /** Attribution the tile provider requires, shown on the map (HTML). */
   MAP_TILE_ATTRIBUTION: T.String({ minLength: 1, maxLength: 1024, default: '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a> contributors' }),
+  /** OpenTelemetry: traces go to this OTLP/HTTP endpoint (`<endpoint>/v1/traces`); unset, nothing is traced or exported. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: T.Optional(T.String({ pattern: "^https?://", maxLength: 2048 })),
+  /** The `service.name` of the traces. */
+  OTEL_SERVICE_NAME: T.String({ minLength: 1, maxLength: 128, default: "dispatch" }),
   /** Browser origins allowed by CORS: comma-separated exact origins (https://app.example.com), or `*` for any; unset = no CORS headers. */
   CORS_ORIGINS: T.Optional(T.String({ minLength: 1, maxLength: 4096 })),
   /** Send Access-Control-Allow-Credentials (only with exact origins; tokens travel in Authorization, so rarely needed). */

@@ -1,4 +1,5 @@
-import { Cluster, Redis } from "ioredis";
+import { Cluster, Redis, type Command } from "ioredis";
+import { startClientSpan, tracingEnabled } from "./tracing";
 import type { Config } from "./config";
 
 /**
@@ -39,6 +40,22 @@ const retryStrategy = (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 
  * with it, publishes to a shard that failed over kept failing for about 15 s (ioredis#2075).
  */
 export function connectRedis(target: RedisTarget, opts: RedisConnectionOptions): RedisClient {
+  const client = createRedisClient(target, opts);
+  if (tracingEnabled()) traceCommands(client);
+  return client;
+}
+
+/** One client span per command sent (`redis PUBLISH`, …), ended when its reply arrives. */
+function traceCommands(client: RedisClient): void {
+  const send = client.sendCommand.bind(client) as (command: Command, ...rest: unknown[]) => unknown;
+  (client as { sendCommand: (command: Command, ...rest: unknown[]) => unknown }).sendCommand = (command, ...rest) => {
+    const span = startClientSpan(`redis ${command.name.toUpperCase()}`, { "db.system.name": "redis", "db.operation.name": command.name.toUpperCase() });
+    if (span) command.promise.then(() => span.end(), (err: unknown) => span.end(err));
+    return send(command, ...rest);
+  };
+}
+
+function createRedisClient(target: RedisTarget, opts: RedisConnectionOptions): RedisClient {
   const common = {
     connectionName: opts.connectionName,
     connectTimeout: 2_000,

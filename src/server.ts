@@ -15,6 +15,7 @@ import { InterestEventBus } from "./realtime/interest-relay";
 import { RedisEventBus } from "./realtime/redis-relay";
 import { RelayEventBus, type RelayOptions } from "./realtime/relay";
 import { redisTarget } from "./redis";
+import { inSpanSync, startTracing } from "./tracing";
 
 export type RunningServer = {
   url: string;
@@ -29,6 +30,9 @@ export type StartOptions = { log?: Logger; clock?: Clock; db?: Database; bus?: E
 /** Start-up in one place (config → connect → token key → bus → app (indexes, admin) → listen), exported so tests control it. */
 export async function startServer(envConfig: EnvConfig, opts: StartOptions = {}): Promise<RunningServer> {
   const log = opts.log ?? createLogger(envConfig.LOG_LEVEL, { instance: envConfig.INSTANCE_ID });
+  // First, so the database and Redis connections made below are traced too.
+  const tracing = await startTracing(envConfig);
+  if (tracing) log.info("tracing to OTLP/HTTP", { endpoint: envConfig.OTEL_EXPORTER_OTLP_ENDPOINT });
   const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: envConfig.METRICS_ORDERS_CACHE_MS });
   const db = opts.db ?? (await connectDatabase(envConfig, log));
   let config: Config;
@@ -36,6 +40,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
     config = await resolveJwtSecret(envConfig, db, log, opts.clock ?? systemClock);
   } catch (err) {
     if (!opts.db) await db.close();
+    await tracing?.shutdown();
     throw err;
   }
   countDatabaseErrors(db, metrics);
@@ -56,6 +61,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
     await limits?.close();
     if (!opts.bus) await bus.close();
     if (!opts.db) await db.close();
+    await tracing?.shutdown();
     throw err;
   }
   const app = composed.app.listen({
@@ -84,6 +90,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
         await bus.close();
         await limits?.close();
         if (!opts.db) await db.close();
+        await tracing?.shutdown();
         log.info("stopped");
       })();
       return stopping;
@@ -138,7 +145,7 @@ function createBus(config: Config, log: Logger, metrics: Metrics): EventBus {
 function countingPublisher(server: Server<unknown>, metrics: Metrics): TopicPublisher {
   return {
     publish(topic, data) {
-      const sent = server.publish(topic, data);
+      const sent = inSpanSync("ws.publish", { "messaging.system": "websocket", "messaging.destination.name": topic }, () => server.publish(topic, data));
       const subscribers = server.subscriberCount(topic);
       if (subscribers > 0) metrics.wsMessagesSent.inc({ kind: topic.slice(0, topic.indexOf(":")) || "other" }, subscribers);
       return sent;

@@ -36,7 +36,39 @@ export type Watch = {
   received: Array<{ seq: number; status: string; event: string }>;
   /** What happened to it, for a failure report (subscribes, connections, frames; wall-clock times). */
   trace?: string[];
+  /** When the load stopped watching (epoch ms): entries committed from UNTIL_GRACE_MS before it on are not required. */
+  untilMs?: number;
 };
+
+/** Changes committed this close to the end of watching may still be on their way when the sockets close. */
+const UNTIL_GRACE_MS = 2_000;
+
+function requiredBy(until: number | undefined): (e: { at: string }) => boolean {
+  return (e) => until === undefined || Date.parse(e.at) < until - UNTIL_GRACE_MS;
+}
+
+/**
+ * One watcher of a restaurant's or a courier's topic (many orders), across the connections it
+ * resumed on (each resume subscribes with `since` = a time a little before the last event it got).
+ */
+export type FeedWatch = {
+  topic: string;
+  kind: "restaurant" | "courier";
+  /** The restaurant's or courier's id. */
+  id: string;
+  /** When it first subscribed (epoch ms): every change at or after it must reach it. */
+  fromMs: number;
+  resumes: number;
+  received: Array<{ orderId: string; seq: number; status: string; event: string }>;
+  trace?: string[];
+  untilMs?: number;
+};
+
+/** Something the load saw happen to an order: `server` when the server was at fault (a refused legal move, no answer). */
+export type OrderNote = { at: string; cause: "server" | "client"; text: string };
+
+/** An order still open after the drain, with its last state and why. */
+export type StuckOrder = { orderId: string; state: string; reason: string; serverCaused: boolean };
 
 /** An offer frame a courier received (`expiresAt` in epoch ms). */
 export type SeenOffer = { orderId: string; courierId: string; expiresAtMs: number };
@@ -60,6 +92,10 @@ export type ViolationKind =
   | "timer-early"
   | "timer-overdue"
   | "courier-limit"
+  /** A restaurant or courier topic watcher missed, repeated out of order or reordered an order's changes. */
+  | "feed-stream"
+  /** An order left open at the end of the drain for a reason the server caused. */
+  | "stuck-order"
   /** A server instance that did not come back after Redis or the engine did. */
   | "no-reconnect";
 
@@ -72,6 +108,10 @@ export type CheckInput = {
   offers: SeenOffer[];
   /** Orders still holding a timer well past its due time when the run ended (read from the database). */
   overdueTimers?: Array<{ orderId: string; kind: string; dueAt: string }>;
+  /** Restaurant and courier topic watchers. */
+  feeds?: FeedWatch[];
+  /** What the load noted per order (refusals, requests given up), to explain orders left open. */
+  notes?: Map<string, OrderNote[]>;
   config: CheckConfig;
 };
 
@@ -83,6 +123,9 @@ export type CheckResult = {
   timersFired: number;
   acksChecked: number;
   watchesChecked: number;
+  feedsChecked: number;
+  /** Every order left open, with its last state and why (server-caused ones are also violations). */
+  stuck: StuckOrder[];
 };
 
 const FINAL = new Set<string>(["delivered", "cancelled", "rejected"]);
@@ -338,8 +381,102 @@ export function checkWatch(order: Order | undefined, watch: Watch): Violation[] 
     }
     if (g.status !== want.status || g.event !== want.event) return v(`seq ${g.seq} says ${g.event}/${g.status}, history ${want.event}/${want.status}`);
   }
-  if (got.length < expected.length) return v(`missing the last ${expected.length - got.length} event(s) from seq ${expected[got.length].seq}`);
+  const required = expected.filter(requiredBy(watch.untilMs));
+  if (got.length < required.length) return v(`missing the last ${required.length - got.length} event(s) from seq ${required[got.length].seq}`);
   return [];
+}
+
+/** The entries of `order` a feed watcher must get: a restaurant's, all from its first subscribe; a courier's, from its assignment on. */
+function expectedOnFeed(order: Order, watch: FeedWatch): HistoryEntry[] {
+  if (watch.kind === "restaurant") return order.restaurantId === watch.id ? order.history.filter((e) => Date.parse(e.at) >= watch.fromMs) : [];
+  const assigned = order.history.find((e) => (e.event === "ASSIGN_COURIER" || e.event === "OFFER_ACCEPT") && e.by.id === watch.id);
+  if (!assigned || order.courierId !== watch.id) return [];
+  return order.history.filter((e) => e.seq >= assigned.seq && Date.parse(e.at) >= watch.fromMs);
+}
+
+/**
+ * A restaurant or courier topic watcher got every change of each of its orders, in seq order.
+ * A repeat of a pair it already has is allowed (resuming by time replays a few seconds twice,
+ * as documented: clients skip pairs they have); so are a courier's replayed entries from
+ * before its assignment. A missing entry, a lower seq after a higher one, or an extra one is not.
+ */
+export function checkFeed(orders: Order[], watch: FeedWatch): Violation[] {
+  const out: Violation[] = [];
+  const byOrder = new Map<string, Array<{ seq: number; status: string; event: string }>>();
+  for (const r of watch.received) {
+    const list = byOrder.get(r.orderId) ?? [];
+    if (!list.some((x) => x.seq === r.seq)) list.push(r);
+    byOrder.set(r.orderId, list);
+  }
+  const known = new Set(orders.map((o) => o.id));
+  for (const order of orders) {
+    const want = expectedOnFeed(order, watch);
+    let got = byOrder.get(order.id) ?? [];
+    if (watch.kind === "courier" && want.length) got = got.filter((g) => g.seq >= want[0].seq);
+    if (want.length === 0 && got.length === 0) continue;
+    const v = (detail: string) =>
+      out.push({ kind: "feed-stream", orderId: order.id, detail: `${watch.topic} (${watch.resumes} resumes): ${detail}; got seqs [${got.map((g) => g.seq).join(",")}], expected [${want.map((e) => e.seq).join(",")}]` });
+    const firstBad = got.findIndex((g, i) => i > 0 && g.seq <= got[i - 1].seq);
+    if (firstBad > 0) {
+      v(`seq ${got[firstBad].seq} after ${got[firstBad - 1].seq}`);
+      continue;
+    }
+    const wanted = new Set(want.map((e) => e.seq));
+    const extra = got.find((g) => !wanted.has(g.seq));
+    if (extra) {
+      v(`seq ${extra.seq} is not an event of this topic`);
+      continue;
+    }
+    const have = new Set(got.map((g) => g.seq));
+    const missing = want.filter(requiredBy(watch.untilMs)).filter((e) => !have.has(e.seq));
+    if (missing.length) {
+      v(`missing ${missing.map((e) => `${e.seq} ${e.event}`).join(", ")}`);
+      continue;
+    }
+    for (const g of got) {
+      const e = want.find((x) => x.seq === g.seq)!;
+      if (e.status !== g.status || e.event !== g.event) {
+        v(`seq ${g.seq} says ${g.event}/${g.status}, history ${e.event}/${e.status}`);
+        break;
+      }
+    }
+  }
+  for (const orderId of byOrder.keys()) {
+    if (!known.has(orderId)) out.push({ kind: "order-missing", orderId, detail: `${watch.topic} got events of it, but the order does not exist` });
+  }
+  return out;
+}
+
+/**
+ * Every order still open at the end of the drain, with its last state and why. The server
+ * caused it when the load noted a server fault on it (a legal move refused, a request nobody
+ * answered), when it is still placed (the accept timeout should have ended it), when it has no
+ * courier (dispatch should have found one of the idle couriers), or when nothing explains it.
+ * A client-side note alone (an actor of the load that stopped) makes it the load's.
+ */
+export function checkStuck(orders: Order[], notes: Map<string, OrderNote[]>): StuckOrder[] {
+  const out: StuckOrder[] = [];
+  for (const order of orders) {
+    if (FINAL.has(order.status)) continue;
+    const last = order.history.at(-1);
+    const dispatch = order.dispatch ? `dispatch ${order.dispatch.state} (${order.dispatch.attempts} offers)` : "dispatch ?";
+    const state = `${order.status}, ${dispatch}, courier ${order.courierId ?? "none"}, last ${last ? `${last.event} by ${last.by.role}:${last.by.id} at ${last.at}` : "?"}`;
+    const mine = notes.get(order.id) ?? [];
+    const server = mine.filter((n) => n.cause === "server");
+    const client = mine.filter((n) => n.cause === "client");
+    const text = (ns: OrderNote[]) => ns.map((n) => `${n.at} ${n.text}`).join("; ");
+    let reason: string;
+    let serverCaused = true;
+    if (server.length) reason = text(server);
+    else if (order.status === "placed") reason = "still placed: the accept timeout never ended it";
+    else if (order.courierId === null) reason = "no courier was assigned although couriers were idle (dispatch stalled)";
+    else if (client.length) {
+      reason = text(client);
+      serverCaused = false;
+    } else reason = "the load recorded nothing that explains it";
+    out.push({ orderId: order.id, state, reason, serverCaused });
+  }
+  return out;
 }
 
 export function check(input: CheckInput): CheckResult {
@@ -360,5 +497,17 @@ export function check(input: CheckInput): CheckResult {
   for (const t of input.overdueTimers ?? []) {
     violations.push({ kind: "timer-overdue", orderId: t.orderId, detail: `${t.kind} due ${t.dueAt} never fired` });
   }
-  return { violations, orders: input.orders.length, transitions, timersFired, acksChecked: input.acks.length, watchesChecked: input.watches.length };
+  for (const feed of input.feeds ?? []) violations.push(...checkFeed(input.orders, feed));
+  const stuck = checkStuck(input.orders, input.notes ?? new Map());
+  for (const s of stuck) if (s.serverCaused) violations.push({ kind: "stuck-order", orderId: s.orderId, detail: `left ${s.state}: ${s.reason}` });
+  return {
+    violations,
+    orders: input.orders.length,
+    transitions,
+    timersFired,
+    acksChecked: input.acks.length,
+    watchesChecked: input.watches.length,
+    feedsChecked: input.feeds?.length ?? 0,
+    stuck,
+  };
 }

@@ -38,6 +38,7 @@ export function chaosServerEnv(overrides: Record<string, string> = {}): Record<s
     OFFER_TTL_SECONDS: "2",
     DISPATCH_RETRY_SECONDS: "2",
     DISPATCH_MAX_ATTEMPTS: "4",
+    DISPATCH_POLICY: "nearest",
     COURIER_MAX_ACTIVE: "1",
     COURIER_SEEN_SECONDS: "30",
     COURIER_LOCATION_INTERVAL_MS: "500",
@@ -48,6 +49,9 @@ export function chaosServerEnv(overrides: Record<string, string> = {}): Record<s
     ...overrides,
   };
 }
+
+/** A (re)started instance must log "listening" by then (start-up is slow on a loaded 2-core machine). */
+const INSTANCE_START_TIMEOUT_MS = 60_000;
 
 export class Cluster {
   readonly events: ClusterEvent[] = [];
@@ -113,7 +117,7 @@ export class Cluster {
       MONGODB_URI: this.mongoUri,
       REDIS_URL: this.redis!.url,
       INSTANCE_ID: `chaos-${inst.name}${inst.history.length}`,
-    });
+    }, INSTANCE_START_TIMEOUT_MS);
     inst.proc = proc;
     inst.history.push(proc);
     return proc;

@@ -6,7 +6,7 @@
 // resume with `since` on another.
 
 import type { ServerProcess } from "../../test/helpers/processes";
-import type { Ack, Order, SeenOffer, Watch } from "./check";
+import type { Ack, FeedWatch, Order, OrderNote, SeenOffer, Watch } from "./check";
 import { seededRandom } from "../lib/random";
 
 type LatLng = { lat: number; lng: number };
@@ -154,7 +154,16 @@ function trace(state: WatchState, what: string): void {
   if (t.length < 100) t.push(`${new Date().toISOString()} ${what}`);
 }
 type Customer = User & { home: LatLng; socket: ResilientSocket | null; watches: Map<string, WatchState> };
-type Courier = User & { at: LatLng; socket: ResilientSocket | null; busy: boolean };
+type Courier = User & { at: LatLng; socket: ResilientSocket | null; busy: boolean; feed: FeedState };
+/** A restaurant's or courier's topic watch and where to resume it from. */
+type FeedState = { watch: FeedWatch; lastAtMs: number | null };
+
+/** Resuming a feed by time goes back this far before the last event (instances' clocks and in-flight changes). */
+const FEED_RESUME_MARGIN_MS = 5_000;
+
+function feedState(kind: "restaurant" | "courier", id: string): FeedState {
+  return { watch: { topic: `${kind}:${id}`, kind, id, fromMs: Date.now(), resumes: 0, received: [] }, lastAtMs: null };
+}
 type Known = { status: Status; version: number; courierId: string | null; restaurantId: string };
 
 export type LoadCounts = {
@@ -177,6 +186,9 @@ export class Load {
   readonly acks: Ack[] = [];
   readonly offers: SeenOffer[] = [];
   readonly owners = new Map<string, string>();
+  /** Per order, what went wrong for the load (explains orders left open; see check.ts checkStuck). */
+  readonly notes = new Map<string, OrderNote[]>();
+  private readonly feeds: FeedState[] = [];
   readonly known = new Map<string, Known>();
   readonly counts: LoadCounts = {
     requests: 0,
@@ -199,6 +211,7 @@ export class Load {
   private readonly restaurants: Restaurant[] = [];
   private readonly customers: Customer[] = [];
   private readonly couriers: Courier[] = [];
+  private readonly restaurantSockets: ResilientSocket[] = [];
   private readonly work = new Set<Promise<void>>();
   private ticker: ReturnType<typeof setInterval> | null = null;
   private readonly run = crypto.randomUUID().slice(0, 6);
@@ -259,7 +272,11 @@ export class Load {
     for (let attempt = 0; ; attempt++) {
       if (attempt > 0) {
         this.counts.retries++;
-        if (performance.now() > until) throw new GaveUp(`${method} ${path}: no answer within ${this.opts.requestDeadlineMs} ms (last: ${last})`);
+        if (performance.now() > until) {
+          const orderId = /\/orders\/([0-9a-f]{24})/.exec(path)?.[1];
+          if (orderId) this.note(orderId, "server", `${method} ${path}: no answer within ${this.opts.requestDeadlineMs} ms (last: ${last})`);
+          throw new GaveUp(`${method} ${path}: no answer within ${this.opts.requestDeadlineMs} ms (last: ${last})`);
+        }
         await Bun.sleep(100 + Math.random() * 200);
       }
       const target = this.pick(avoid);
@@ -302,6 +319,58 @@ export class Load {
     }
   }
 
+  note(orderId: string, cause: OrderNote["cause"], text: string): void {
+    const list = this.notes.get(orderId) ?? [];
+    if (list.length < 20) list.push({ at: new Date().toISOString(), cause, text });
+    this.notes.set(orderId, list);
+  }
+
+  /** Restaurant and courier topic watchers. */
+  feedWatches(): FeedWatch[] {
+    return this.feeds.map((f) => f.watch);
+  }
+
+  /** Subscribes a feed (again, after a reconnect: from a little before the last event it got, or its first subscribe). */
+  private subscribeFeed(socket: ResilientSocket, feed: FeedState, reconnect: boolean): void {
+    if (reconnect) feed.watch.resumes++;
+    const since = reconnect ? (feed.lastAtMs ?? feed.watch.fromMs) - FEED_RESUME_MARGIN_MS : undefined;
+    const sent = socket.send(since === undefined ? { op: "subscribe", topic: feed.watch.topic } : { op: "subscribe", topic: feed.watch.topic, since });
+    const t = (feed.watch.trace ??= []);
+    if (t.length < 100) t.push(`${new Date().toISOString()} subscribe${since === undefined ? "" : ` since ${new Date(since).toISOString()}`} on ${socket.instanceId}${sent ? "" : " NOT SENT"}`);
+  }
+
+  /** A frame on a feed's topic: events are recorded; a failed subscribe is tried again. */
+  private onFeedFrame(socket: ResilientSocket | null, feed: FeedState, frame: Frame): void {
+    if (frame.topic !== feed.watch.topic) return;
+    if ((frame.type === "order.updated" || frame.type === "order.created") && typeof frame.orderId === "string") {
+      // order.created carries the order, not status and event (API.md): it is always PLACE/placed.
+      const created = frame.type === "order.created";
+      feed.watch.received.push({ orderId: frame.orderId, seq: frame.seq as number, status: created ? "placed" : (frame.status as string), event: created ? "PLACE" : (frame.event as string) });
+      const at = Date.parse(String(frame.at ?? ""));
+      if (Number.isFinite(at)) feed.lastAtMs = Math.max(feed.lastAtMs ?? at, at);
+      this.learn(frame.order as Order);
+    } else if (frame.type === "error" && !this.stopped) {
+      const t = (feed.watch.trace ??= []);
+      if (t.length < 100) t.push(`${new Date().toISOString()} error ${String(frame.code)}: ${String(frame.message)}`);
+      setTimeout(() => {
+        if (!this.stopped && socket) this.subscribeFeed(socket, feed, true);
+      }, 500);
+    }
+  }
+
+  /** Waits until every feed watcher has the last change of each of its orders (or the time is up). */
+  async settleFeeds(orders: Order[], timeoutMs: number): Promise<void> {
+    const until = performance.now() + timeoutMs;
+    const behind = () =>
+      this.feeds.some((f) =>
+        orders.some((o) => {
+          const mine = f.watch.kind === "restaurant" ? o.restaurantId === f.watch.id : o.courierId === f.watch.id;
+          return mine && !f.watch.received.some((r) => r.orderId === o.id && r.seq === o.version);
+        }),
+      );
+    while (performance.now() < until && behind()) await Bun.sleep(200);
+  }
+
   /** Keeps the newest version of an order the load has heard of. */
   private learn(order: Order | null | undefined): void {
     if (!order || typeof order.id !== "string") return;
@@ -340,19 +409,31 @@ export class Load {
       if (res.status !== 201) throw new Error(`create restaurant: ${res.status} ${JSON.stringify(res.body)}`);
       this.restaurants.push({ id: res.body.id, owner, location });
       this.owners.set(res.body.id, owner.id);
+      // The owner watches its restaurant's topic (every change of every order) on its own connection.
+      const feed = feedState("restaurant", res.body.id);
+      this.feeds.push(feed);
+      const socket: ResilientSocket = new ResilientSocket(
+        this,
+        owner.token,
+        (reconnect) => this.subscribeFeed(socket, feed, reconnect),
+        (frame) => this.onFeedFrame(socket, feed, frame),
+      );
+      this.restaurantSockets.push(socket);
+      await socket.connect();
     }
     const customers = await Promise.all(Array.from({ length: opts.customers }, (_, i) => this.register("customer", i)));
     for (const c of customers) this.customers.push({ ...c, home: near(opts.center, 900, this.random), socket: null, watches: new Map() });
     const couriers = await Promise.all(Array.from({ length: opts.couriers }, (_, i) => this.register("courier", i)));
     for (const user of couriers) {
-      const courier: Courier = { ...user, at: near(opts.center, 800, this.random), socket: null, busy: false };
+      const courier: Courier = { ...user, at: near(opts.center, 800, this.random), socket: null, busy: false, feed: feedState("courier", user.id) };
+      this.feeds.push(courier.feed);
       const res = await this.request("PUT", "/couriers/me/availability", { user, body: { available: true } });
       if (res.status !== 200) throw new Error(`availability: ${res.status} ${JSON.stringify(res.body)}`);
       courier.socket = new ResilientSocket(
         this,
         user.token,
-        () => {
-          courier.socket!.send({ op: "subscribe", topic: `courier:${user.id}` });
+        (reconnect) => {
+          this.subscribeFeed(courier.socket!, courier.feed, reconnect);
           this.sendFix(courier);
         },
         (frame) => this.onCourierFrame(courier, frame),
@@ -419,10 +500,18 @@ export class Load {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.ticker) clearInterval(this.ticker);
+    // Changes after this (dispatch of orders still open) are not expected on any socket.
+    const until = Date.now();
+    for (const f of this.feeds) f.watch.untilMs ??= until;
+    for (const c of this.customers) for (const w of c.watches.values()) w.watch.untilMs ??= until;
     await Promise.allSettled([...this.work]);
     for (const c of this.customers) c.socket?.close();
     for (const c of this.couriers) c.socket?.close();
-    this.counts.wsReconnects = this.customers.reduce((n, c) => n + (c.socket?.reconnects ?? 0), 0) + this.couriers.reduce((n, c) => n + (c.socket?.reconnects ?? 0), 0);
+    for (const s of this.restaurantSockets) s.close();
+    this.counts.wsReconnects =
+      this.customers.reduce((n, c) => n + (c.socket?.reconnects ?? 0), 0) +
+      this.couriers.reduce((n, c) => n + (c.socket?.reconnects ?? 0), 0) +
+      this.restaurantSockets.reduce((n, s) => n + s.reconnects, 0);
   }
 
   async login(email: string, password: string): Promise<User> {
@@ -509,9 +598,24 @@ export class Load {
     }
     if (res.status === 409 || res.status === 412) {
       if (res.ambiguous && (await this.appliedBy(user, orderId, (e) => e.status === status && e.by.id === user.id))) return true;
+      await this.noteRefusal(user, orderId, `PATCH → ${status}`, res);
       return false;
     }
     throw new Error(`PATCH ${orderId} → ${status} by ${user.role}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+
+  /**
+   * A move of this actor was refused. The customer's and restaurant's moves and the courier's
+   * pick-up and delivery are each theirs alone, so a refusal while the order is still open
+   * (not cancelled, rejected or delivered by someone else meanwhile) is the server's fault.
+   */
+  private async noteRefusal(user: User, orderId: string, what: string, res: Answer): Promise<void> {
+    const now = await this.request("GET", `/orders/${orderId}`, { user });
+    const order = now.status === 200 ? (now.body as Order) : null;
+    if (order) this.learn(order);
+    const open = order !== null && !FINAL.has(order.status);
+    const detail = `${what} by ${user.role}:${user.id} refused ${res.status} (${String(res.body?.title)}: ${String(res.body?.detail)})`;
+    this.note(orderId, open && user.role !== "customer" ? "server" : "client", `${detail}; order then ${order ? `${order.status} v${order.version}` : `unreadable (${now.status})`}`);
   }
 
   /** After an ambiguous write: whether the order's history shows it was applied (counted, not acknowledged). */
@@ -594,7 +698,8 @@ export class Load {
   }
 
   private onCourierFrame(courier: Courier, frame: Frame): void {
-    if (frame.type !== "offer" || this.stopped) return;
+    if (frame.type !== "offer") return this.onFeedFrame(courier.socket, courier.feed, frame);
+    if (this.stopped) return;
     const orderId = frame.orderId as string;
     this.counts.offersSeen++;
     this.offers.push({ orderId, courierId: courier.id, expiresAtMs: Date.parse(frame.expiresAt as string) });
@@ -609,7 +714,8 @@ export class Load {
       this.spawn("accept", async () => {
         try {
           await this.pause(this.between(100, 500));
-          const res = await this.request("POST", `/orders/${orderId}/offer/accept`, { user: courier });
+          const res = await this.assignOrGiveUp(courier, `/orders/${orderId}/offer/accept`, orderId, "OFFER_ACCEPT");
+          if (res === null) return await this.deliver(courier, orderId);
           if (res.status === 200) {
             const order = res.body as Order;
             this.acks.push({ kind: "accept", orderId, by: { role: "courier", id: courier.id }, version: order.version, status: order.status, courierId: order.courierId });
@@ -642,7 +748,8 @@ export class Load {
     const [orderId] = candidates[Math.floor(this.random() * candidates.length)];
     courier.busy = true;
     try {
-      const res = await this.request("POST", `/orders/${orderId}/claim`, { user: courier });
+      const res = await this.assignOrGiveUp(courier, `/orders/${orderId}/claim`, orderId, "ASSIGN_COURIER");
+      if (res === null) return await this.deliver(courier, orderId);
       if (res.status === 200) {
         const order = res.body as Order;
         this.acks.push({ kind: "claim", orderId, by: { role: "courier", id: courier.id }, version: order.version, status: order.status, courierId: order.courierId });
@@ -656,6 +763,22 @@ export class Load {
     }
   }
 
+  /**
+   * An accept or claim. When no instance answered it in time, the courier's app looks the order
+   * up, as a real one would: null when it was applied after all (the courier carries it now).
+   */
+  private async assignOrGiveUp(courier: Courier, path: string, orderId: string, event: string): Promise<Answer | null> {
+    try {
+      return await this.request("POST", path, { user: courier });
+    } catch (err) {
+      if (err instanceof GaveUp && (await this.appliedBy(courier, orderId, (e) => e.event === event && e.by.id === courier.id))) {
+        this.note(orderId, "client", `${path}: no answer, yet applied: courier ${courier.id} carries it on`);
+        return null;
+      }
+      throw err;
+    }
+  }
+
   /** To the restaurant, wait for the food, pick up, ride, deliver. */
   private async deliver(courier: Courier, orderId: string): Promise<void> {
     await this.pause(this.between(300, 800));
@@ -666,7 +789,10 @@ export class Load {
       this.learn(order);
       if (FINAL.has(order.status)) return; // cancelled meanwhile
       if (order.status === "ready_for_pickup") break;
-      if (waited > 120) throw new Error(`order ${orderId} never became ready (${order.status})`);
+      if (waited > 120) {
+        this.note(orderId, "client", `courier ${courier.id} stopped waiting for it to become ready (${order.status})`);
+        throw new Error(`order ${orderId} never became ready (${order.status})`);
+      }
       await this.pause(500);
     }
     if (!(await this.patch(courier, orderId, "picked_up"))) return;

@@ -2,7 +2,7 @@
 // an instance, Redis and the engine, drain, then read every order back and check it.
 
 import { MongoClient } from "mongodb";
-import { check, type CheckResult, type Violation } from "./check";
+import { check, type CheckResult, type StuckOrder, type Violation } from "./check";
 import { Cluster, CHAOS_ADMIN, chaosServerEnv } from "./cluster";
 import { Load, type LoadCounts, type LoadOptions } from "./load";
 
@@ -45,11 +45,15 @@ export type ChaosReport = {
   watchers: number;
   engineRecoveryMs: number | null;
   openAtEnd: number;
+  /** Every order open at the end of the drain, with its last state and why (server-caused ones are violations too). */
+  stuck: StuckOrder[];
+  /** Restaurant and courier topic watchers checked. */
+  feedWatchers: number;
   load: LoadCounts;
   loadErrors: string[];
   violations: Violation[];
   /** For the first orders with a violation: their history and what their watchers saw. */
-  evidence: Array<{ orderId: string; history: unknown; watches: unknown }>;
+  evidence: Array<{ orderId: string; history: unknown; watches: unknown; feeds: unknown; notes: unknown }>;
   timeline: Array<{ at: number; what: string; detail?: Record<string, unknown> }>;
 };
 
@@ -129,6 +133,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
     const admin = await load.login(CHAOS_ADMIN.email, CHAOS_ADMIN.password);
     let orders = await load.allOrders(admin);
     await load.settleWatches(new Map(orders.map((o) => [o.id, o.version])), 10_000);
+    await load.settleFeeds(orders, 10_000);
     await load.stop();
     // Read again: nothing may have moved after the load stopped but timers (none should be left).
     orders = await load.allOrders(admin);
@@ -141,6 +146,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       watches: load.watches(),
       offers: load.offers,
       overdueTimers,
+      feeds: load.feedWatches(),
+      notes: load.notes,
       config: {
         acceptTimeoutMs: Number(env.ACCEPT_TIMEOUT_SECONDS) * 1000,
         offerTtlMs: Number(env.OFFER_TTL_SECONDS) * 1000,
@@ -159,6 +166,11 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       orderId: id,
       history: orders.find((o) => o.id === id)?.history.map((e) => `${e.seq} ${e.at} ${e.event} → ${e.status} by ${e.by.role}:${e.by.id}${e.reason ? ` (${e.reason})` : ""}`),
       watches: load.watches().filter((w) => w.orderId === id).map((w) => ({ watcher: w.watcher, firstSeq: w.firstSeq, trace: w.trace })),
+      feeds: result.violations
+        .filter((v) => v.kind === "feed-stream" && v.orderId === id)
+        .map((v) => load.feedWatches().find((f) => v.detail.startsWith(f.topic + " ")))
+        .flatMap((f) => (f ? [{ topic: f.topic, resumes: f.resumes, trace: f.trace, received: f.received.filter((r) => r.orderId === id) }] : [])),
+      notes: load.notes.get(id) ?? [],
     }));
     if (opts.logDir) await cluster.writeLogs(opts.logDir);
 
@@ -182,6 +194,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       watchers: result.watchesChecked,
       engineRecoveryMs,
       openAtEnd: orders.filter((o) => !["delivered", "cancelled", "rejected"].includes(o.status)).length,
+      stuck: result.stuck,
+      feedWatchers: result.feedsChecked,
       load: load.counts,
       loadErrors: load.errors,
       violations: result.violations,
@@ -232,11 +246,12 @@ export function reportTable(r: ChaosReport): string {
     ["server reconnects", r.serverReconnects],
     ["client ws reconnects", r.wsReconnects],
     ["watch resumes (since)", r.resumes],
-    ["watchers checked", r.watchers],
+    ["watchers checked (order topics)", r.watchers],
+    ["watchers checked (restaurant, courier topics)", r.feedWatchers],
     ["request retries", r.load.retries],
     ["writes applied, answer lost", r.load.appliedWithoutAck],
     ["load gave up / errors", `${r.load.gaveUp} / ${r.load.unexpected}`],
-    ["open at end", r.openAtEnd],
+    ["open at end (server-caused)", `${r.openAtEnd} (${r.stuck.filter((x) => x.serverCaused).length})`],
     ["violations", r.violations.length],
   ];
   const w = Math.max(...rows.map(([k]) => k.length));

@@ -1,6 +1,7 @@
 import { MongoClient, type Db } from "mongodb";
 import type { Config } from "../config";
 import type { Logger } from "../log";
+import { startClientSpan } from "../tracing";
 
 /** The database the server runs on: real MongoDB when MONGODB_URI is set, else the embedded engine. */
 export type Database = {
@@ -21,12 +22,13 @@ export const COLLECTIONS = {
   couriers: "couriers",
   rateLimits: "rate_limits",
   idempotencyKeys: "idempotency_keys",
+  leases: "leases",
   /** Keys the server generates for itself (src/db/jwt-secret.ts). */
   secrets: "secrets",
 } as const;
 
 export async function connectDatabase(
-  config: Pick<Config, "MONGODB_URI" | "MONGODB_DB" | "DATA_DIR">,
+  config: Pick<Config, "MONGODB_URI" | "MONGODB_DB" | "DATA_DIR" | "OTEL_EXPORTER_OTLP_ENDPOINT">,
   log: Logger,
 ): Promise<Database> {
   let uri: string;
@@ -46,7 +48,10 @@ export async function connectDatabase(
     maxPoolSize: 50,
     // A database that dies mid-request must not hang requests forever.
     socketTimeoutMS: 30_000,
+    // Command events feed the tracing spans; without tracing the driver does not emit them.
+    monitorCommands: config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined,
   });
+  if (config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined) traceCommands(client);
   try {
     await client.connect();
   } catch (err) {
@@ -73,6 +78,29 @@ export async function connectDatabase(
       await stopEngine?.();
     },
   };
+}
+
+/** One client span per command (its parent: whatever span is current where the command was sent). */
+function traceCommands(client: MongoClient): void {
+  const open = new Map<number, NonNullable<ReturnType<typeof startClientSpan>>>();
+  client.on("commandStarted", (event) => {
+    const target = event.command[event.commandName];
+    const span = startClientSpan(`mongodb ${event.commandName}`, {
+      "db.system.name": "mongodb",
+      "db.namespace": event.databaseName,
+      "db.operation.name": event.commandName,
+      ...(typeof target === "string" ? { "db.collection.name": target } : {}),
+    });
+    if (span) open.set(event.requestId, span);
+  });
+  client.on("commandSucceeded", (event) => {
+    open.get(event.requestId)?.end();
+    open.delete(event.requestId);
+  });
+  client.on("commandFailed", (event) => {
+    open.get(event.requestId)?.end(event.failure);
+    open.delete(event.requestId);
+  });
 }
 
 export function redactUri(uri: string): string {

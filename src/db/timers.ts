@@ -1,4 +1,5 @@
 import type { Collection, ObjectId } from "mongodb";
+import { inSpan } from "../tracing";
 import type { Clock } from "../clock";
 import { errorField, type Logger } from "../log";
 import type { Metrics } from "../metrics";
@@ -141,7 +142,7 @@ export class TimerSweeper {
 
   private async fireOne({ id, timer }: ClaimedTimer): Promise<boolean> {
     try {
-      const outcome = await this.deps.fire(id, timer);
+      const outcome = await inSpan("timer.fire", { "timer.id": String(id), "timer.kind": timer.kind, "timer.due_at": timer.dueAt.toISOString() }, () => this.deps.fire(id, timer));
       if (outcome === "stale") {
         // Another writer moved the document first (its write dropped the lease). A timer that
         // stays stale keeps the lease until it expires, so it cannot spin the sweeper.

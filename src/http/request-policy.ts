@@ -10,6 +10,7 @@ import { bodyProblems, parameterProblems } from "./input";
 import { MAX_BODY_BYTES, problem, problemResponse } from "./problem";
 import { noteRoute, noteUser, rebuiltFrom, requestIdFrom, runInRequestScope, type RequestScope } from "./request-context";
 import { securityHeaders } from "./security-headers";
+import { startHttpSpan } from "../tracing";
 import { tokenSubject, WriteLimits } from "./write-limits";
 
 /** What the policy needs to know about each route (Elysia's `app.routes`). */
@@ -126,7 +127,8 @@ export function requestPolicyPlugin(deps: { config: Config; log: Logger; rateLim
     const started = performance.now();
     const requestId = requestIdFrom(request.headers);
     const scope: RequestScope = { requestId, logFields: { requestId } };
-    return runInRequestScope(scope, async () => {
+    const span = startHttpSpan(request, pathOf(request.url));
+    const run = () => runInRequestScope(scope, async () => {
       let response: unknown;
       const preflight = cors?.preflight(request);
       let grant = true;
@@ -147,15 +149,18 @@ export function requestPolicyPlugin(deps: { config: Config; log: Logger; rateLim
       if (response instanceof Response) response = finish(response, request, requestId, grant);
       // Once Bun has upgraded the connection, what the route returns is never sent.
       const upgraded = !(response instanceof Response) || (response.status === 200 && request.headers.get("upgrade")?.toLowerCase() === "websocket");
+      const status = upgraded ? 101 : (response as Response).status;
       log.info("request", {
         method: request.method,
         route: scope.route ?? null,
         path: pathOf(request.url),
-        status: upgraded ? 101 : (response as Response).status,
+        status,
         durationMs: Math.round((performance.now() - started) * 10) / 10,
       });
+      span?.end({ route: scope.route ?? null, status, requestId });
       return response;
     });
+    return span ? span.run(run) : run();
   }
 
   return new Elysia({ name: "request-policy" })

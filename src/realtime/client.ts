@@ -1,4 +1,5 @@
 import type { ServerWebSocket } from "bun";
+import type { TopicWatch } from "../events/bus";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { Principal } from "../vocabulary";
@@ -46,6 +47,8 @@ export class Client {
   readonly subscribed = new Set<string>();
   readonly pending = new Map<string, PendingSubscription>();
   readonly catchingUp = new Map<string, CatchUp>();
+  /** This connection's interest in each topic it subscribes to (the relay routes by it). */
+  readonly watches = new Map<string, TopicWatch>();
   /** Times of recent invalid frames (see FrameLimits). */
   strikes: number[] = [];
   /** Token bucket for client frames. */

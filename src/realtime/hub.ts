@@ -58,7 +58,7 @@ export class RealtimeHub {
       maxSubscriptions: config.WS_MAX_SUBSCRIPTIONS,
       replayMaxEvents: config.WS_REPLAY_MAX_EVENTS,
     });
-    this.reconciler = new Reconciler({ bus, sources, log: this.log, catchUps: this.catchUps, subscribedOrders: () => this.subscribedOrders() });
+    this.reconciler = new Reconciler({ bus, sources, log: this.log, catchUps: this.catchUps, subscribedOrders: () => this.subscribedOrders(), subscribedFeeds: () => this.subscribedFeeds() });
     // The bus calls these after the change (message) is on every local topic.
     const onChange = bus.onChange((change) => {
       this.reconciler.noteChange(change);
@@ -153,6 +153,15 @@ export class RealtimeHub {
   }
 
   /** The orders local clients follow on order topics. */
+  /** Restaurant and courier topics local clients follow now. */
+  private subscribedFeeds(): Set<string> {
+    const feeds = new Set<string>();
+    for (const client of this.clients.values()) {
+      for (const topic of client.subscribed) if (parseTopic(topic)?.kind !== "order") feeds.add(topic);
+    }
+    return feeds;
+  }
+
   private subscribedOrders(): Set<string> {
     const orders = new Set<string>();
     for (const client of this.clients.values()) {

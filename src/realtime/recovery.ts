@@ -15,6 +15,10 @@ import type { RealtimeSources } from "./sources";
 const RECONCILE_MS = 2_000;
 /** Orders changed more recently than this are left to the relay (their publish may be in flight). */
 const RECONCILE_QUIET_MS = 1_000;
+/** Each pass over restaurant and courier topics reads back this far before the previous one (clock skew, commits in flight). */
+const FEED_RECONCILE_OVERLAP_MS = 10_000;
+/** At most this many changed orders per restaurant or courier topic and pass. */
+const FEED_RECONCILE_LIMIT = 1_000;
 /**
  * Order ids per version query of the reconciliation. The engine runs one command at a time, so
  * one query over every watched order would hold up the PATCHes' compare-and-sets behind it
@@ -24,7 +28,7 @@ export const RECONCILE_BATCH = 128;
 
 type RecoveryDeps = {
   bus: EventBus;
-  sources: Pick<RealtimeSources, "findOrder" | "orderVersions">;
+  sources: Pick<RealtimeSources, "findOrder" | "orderVersions" | "versionsChangedSince">;
   log: Logger;
 };
 
@@ -147,12 +151,16 @@ export class Reconciler {
   private running = false;
   /** Per order with local subscribers: when a change last reached this bus, and whether it was final. */
   private readonly lastChange = new Map<string, { atMs: number; final: boolean }>();
+  /** Restaurant and courier topics: when the reconciliation last read their orders (epoch ms). */
+  private readonly feedCheckedAt = new Map<string, number>();
 
   constructor(
     private readonly deps: RecoveryDeps & {
       catchUps: CatchUps;
       /** The orders local clients follow on order topics now. */
       subscribedOrders(): Set<string>;
+      /** The restaurant and courier topics local clients follow now. */
+      subscribedFeeds(): Set<string>;
     },
   ) {
     if (deps.bus.redeliver) {
@@ -197,10 +205,43 @@ export class Reconciler {
           if (stored) bus.redeliver(changesFromOrder(stored.order, from));
         }
       }
+      await this.reconcileFeeds();
     } catch (err) {
       this.deps.log.warn("comparing subscribed orders with the database failed; retrying", { err: errorField(err) });
     } finally {
       this.running = false;
+    }
+  }
+
+  /**
+   * Restaurant and courier topics with local subscribers (chaos finding F5): the orders of each
+   * that changed since the previous pass (minus FEED_RECONCILE_OVERLAP_MS) are compared with
+   * what the bus delivered, by id and version, and what this instance missed is redelivered in
+   * seq order (a whole order is read only then). An order the bus never delivered gets its
+   * changes from that window on.
+   */
+  private async reconcileFeeds(): Promise<void> {
+    const { bus, sources } = this.deps;
+    const feeds = this.deps.subscribedFeeds();
+    for (const topic of this.feedCheckedAt.keys()) if (!feeds.has(topic)) this.feedCheckedAt.delete(topic);
+    const now = Date.now();
+    for (const topic of feeds) {
+      const [kind, id] = [topic.slice(0, topic.indexOf(":")), topic.slice(topic.indexOf(":") + 1)];
+      const sinceMs = (this.feedCheckedAt.get(topic) ?? now) - FEED_RECONCILE_OVERLAP_MS;
+      const scope = kind === "restaurant" ? { restaurantId: id } : { courierId: id };
+      const changed = await sources.versionsChangedSince(scope, new Date(sinceMs), FEED_RECONCILE_LIMIT);
+      for (const { id: orderId, version, updatedAt } of changed) {
+        // A change of the last second may still be on its way through the bus.
+        if (now - updatedAt.getTime() < RECONCILE_QUIET_MS) continue;
+        const delivered = bus.deliveredSeq(orderId);
+        if (delivered !== undefined && version <= delivered) continue;
+        const stored = await sources.findOrder(orderId);
+        if (!stored) continue;
+        const before = stored.order.history.filter((e) => Date.parse(e.at) < sinceMs).at(-1)?.seq ?? 0;
+        bus.redeliver?.(changesFromOrder(stored.order, delivered ?? before));
+      }
+      // The next pass starts where this one read, less the overlap (quiet orders are read again then).
+      this.feedCheckedAt.set(topic, now);
     }
   }
 }

@@ -4,6 +4,9 @@ import type { OrderChange } from "../events/change";
 import { LocalEventBus } from "./bus";
 import { ChangeSequencer } from "./sequencer";
 
+/** A change an instance first sees brings along its order's earlier entries of this last while (sequencer.ts, chaos F5). */
+const FIRST_SIGHT_WINDOW_MS = 60_000;
+
 /** What travels on a Redis channel: one committed change, or one transient topic message. */
 export type RelayEnvelope =
   | { v: 1; origin: string; sentAt?: number; kind: "change"; change: OrderChange }
@@ -73,12 +76,15 @@ export abstract class RelayEventBus extends LocalEventBus {
     const log = relay.log.child({ component: "redis-relay" });
     super(log, { maxTrackedOrders: relay.maxTrackedOrders ?? 50_000 });
     this.relayLog = log;
+    const startedAtMs = Date.now();
     this.sequencer = new ChangeSequencer({
       deliver: (change) => this.deliverLocally(change),
       fillGap: (orderId, afterSeq, beforeSeq) => (this.gapFiller ? this.gapFiller(orderId, afterSeq, beforeSeq) : Promise.resolve([])),
       gapWaitMs: relay.gapWaitMs ?? 250,
       maxOrders: relay.maxTrackedOrders ?? 50_000,
       onGapSkipped: (orderId, fromSeq, toSeq) => this.relayLog.warn("order change gap skipped", { orderId, fromSeq, toSeq }),
+      // Changes of the last minute since this instance started (older ones it may have delivered and forgotten).
+      firstSightSinceMs: () => Math.max(startedAtMs, Date.now() - FIRST_SIGHT_WINDOW_MS),
     });
   }
 

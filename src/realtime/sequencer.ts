@@ -1,4 +1,4 @@
-import type { OrderChange } from "../events/change";
+import { changesFromOrder, type OrderChange } from "../events/change";
 
 /**
  * Puts the changes of each order back in seq order before they reach local sockets.
@@ -18,6 +18,13 @@ export type SequencerOptions = {
   /** Orders whose last seq is remembered (least recently seen are forgotten first). */
   maxOrders: number;
   onGapSkipped?: (orderId: string, fromSeq: number, toSeq: number) => void;
+  /**
+   * When an order is first seen at seq n > 1, its earlier entries committed at or after this
+   * time (epoch ms) go out first, from the change's own history: this instance was listening
+   * then, so it missed them (a relay outage) and its restaurant and courier topic subscribers
+   * would otherwise have a gap for good (chaos finding F5). Unset: it starts at n.
+   */
+  firstSightSinceMs?: () => number;
 };
 
 type OrderState = {
@@ -36,10 +43,12 @@ export class ChangeSequencer {
     if (this.closed) return;
     let state = this.orders.get(change.orderId);
     if (!state) {
-      // First sight of this order here: nothing to compare against, so it goes out as is.
-      state = { last: change.seq - 1, held: new Map(), timer: null };
+      // First sight of this order here: it starts there, after what this instance missed of it.
+      const missed = this.missedBefore(change);
+      state = { last: (missed[0]?.seq ?? change.seq) - 1, held: new Map(), timer: null };
       this.orders.set(change.orderId, state);
       this.forgetOldest();
+      for (const earlier of missed) this.deliver(state, earlier);
     } else {
       this.orders.delete(change.orderId); // re-insert: most recently seen last
       this.orders.set(change.orderId, state);
@@ -63,6 +72,20 @@ export class ChangeSequencer {
     this.closed = true;
     for (const state of this.orders.values()) if (state.timer) clearTimeout(state.timer);
     this.orders.clear();
+  }
+
+  /** The consecutive entries just before `change` committed since `firstSightSinceMs` (none without it). */
+  private missedBefore(change: OrderChange): OrderChange[] {
+    if (!this.opts.firstSightSinceMs || change.seq <= 1 || !change.order?.history) return [];
+    const since = this.opts.firstSightSinceMs();
+    const earlier = changesFromOrder(change.order, 0, change.seq, change.origin);
+    const out: OrderChange[] = [];
+    for (let i = earlier.length - 1; i >= 0; i--) {
+      const c = earlier[i];
+      if (c.seq !== change.seq - out.length - 1 || Date.parse(c.at) < since) break;
+      out.unshift(c);
+    }
+    return out;
   }
 
   private deliver(state: OrderState, change: OrderChange): void {

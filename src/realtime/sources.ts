@@ -22,6 +22,8 @@ export type RealtimeSources = AccessSources & {
   ordersChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<Order[]>;
   /** The current version of each of these orders (missing ones are absent). */
   orderVersions(ids: string[]): Promise<Map<string, number>>;
+  /** Id, version and last change of a restaurant's or courier's orders changed at or after `since` (no history read). */
+  versionsChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<Array<{ id: string; version: number; updatedAt: Date }>>;
 };
 
 /** Where the `location` op hands a courier's fix (the same stream as PUT /couriers/me/location). */

@@ -1,4 +1,4 @@
-import type { EventBus } from "../events/bus";
+import type { EventBus, TopicWatch } from "../events/bus";
 import { parseTopic, type TopicKind } from "../events/topics";
 import type { RealtimeHooks } from "../deps";
 import { checkTopicAccess } from "./access";
@@ -62,7 +62,12 @@ export class Subscriptions {
     waiting.add(pending);
     const hooks = this.deps.hooks();
     const info = { topic, principalId: client.principal.id };
+    // Join the topic's relay channel before anything is read: a change committed elsewhere
+    // after the read then reaches this instance, and the buffer, for sure.
+    const watch = this.deps.bus.watch(topic);
+    client.watches.set(topic, watch);
     try {
+      await watch.ready;
       await hooks?.beforeRead?.(info);
       const grant = await checkTopicAccess(this.deps.sources, client.principal, parsed.kind, parsed.id);
       if (pending.cancelled) return;
@@ -114,6 +119,7 @@ export class Subscriptions {
     } finally {
       this.cancel(pending);
       if (client.pending.get(topic) === pending) client.pending.delete(topic);
+      if (!client.subscribed.has(topic)) this.release(client, topic, watch);
     }
   }
 
@@ -132,14 +138,24 @@ export class Subscriptions {
     } else {
       return client.sendError("not_subscribed", "not subscribed to this topic", topic);
     }
+    const watch = client.watches.get(topic);
+    if (watch) this.release(client, topic, watch);
     client.send({ type: "unsubscribed", topic });
   }
 
-  /** Forgets what a closed connection had in progress. */
+  /** Forgets what a closed connection had in progress, and its interest in every topic. */
   drop(client: Client): void {
     for (const pending of client.pending.values()) this.cancel(pending);
     client.pending.clear();
     for (const entry of client.catchingUp.values()) this.deps.catchUps.stop(entry);
+    for (const watch of client.watches.values()) watch.release();
+    client.watches.clear();
+  }
+
+  /** Ends this subscription's interest (a later subscribe to the topic holds its own). */
+  private release(client: Client, topic: string, watch: TopicWatch): void {
+    watch.release();
+    if (client.watches.get(topic) === watch) client.watches.delete(topic);
   }
 
   /** Events of a restaurant's or courier's orders at or after `sinceMs`; null when there are too many. */

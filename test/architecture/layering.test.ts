@@ -93,10 +93,13 @@ describe("layering (dependency-cruiser)", () => {
       write("src/modules/orders/pricing.ts", 'import { t } from "elysia";\nexport const price = t.Number();\n');
       write("src/realtime/access.ts", 'import { service } from "../modules/orders/service";\nexport const access = service;\n');
       write("src/app.ts", "export const app = 1;\n");
+      write("src/realtime/client.ts", "export const client = 1;\n");
+      write("src/realtime/relay.ts", 'import { client } from "./client";\nexport const relay = client;\n');
       write("src/events/change.ts", 'import { app } from "../app";\nimport { service } from "../modules/orders/service";\nexport const change = [app, service];\n');
       const result = await cruise(dir, ["src"]);
       const rules = new Set(result.summary.violations.map((v) => v.rule.name));
       expect([...rules].sort()).toEqual([
+        "broker-knows-no-sockets",
         "domain-no-io",
         "embedded-mongo-stands-alone",
         "kernel-below-features",

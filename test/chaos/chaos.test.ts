@@ -46,4 +46,7 @@ test("chaos: kills and restarts of instances, Redis and the engine lose nothing"
   expect(report.load.gaveUp).toBe(0);
   expect(report.load.unexpected).toBe(0);
   expect(report.openAtEnd).toBe(0);
+  expect(report.stuck).toEqual([]);
+  // Restaurant and courier topics were followed too (one watcher per restaurant and per courier).
+  expect(report.feedWatchers).toBe(5 + 12);
 }, 120_000);

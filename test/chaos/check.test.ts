@@ -1,5 +1,20 @@
 import { describe, expect, test } from "bun:test";
-import { check, checkAcks, checkCourierLimit, checkTimers, checkWatch, replayOrder, type Ack, type CheckConfig, type Order, type Watch } from "../../scripts/chaos/check";
+import {
+  check,
+  checkAcks,
+  checkCourierLimit,
+  checkFeed,
+  checkStuck,
+  checkTimers,
+  checkWatch,
+  replayOrder,
+  type Ack,
+  type CheckConfig,
+  type FeedWatch,
+  type Order,
+  type OrderNote,
+  type Watch,
+} from "../../scripts/chaos/check";
 
 /**
  * The chaos run's checker on hand-made histories: a legal one passes, and each kind of
@@ -192,6 +207,75 @@ describe("courier limit", () => {
     expect(found.length).toBe(1);
     expect(found[0]).toMatchObject({ kind: "courier-limit" });
     expect(checkCourierLimit([first, overlapping], 2)).toEqual([]);
+  });
+});
+
+describe("restaurant and courier topics (issue 11)", () => {
+  const o = order("f1", LIFE);
+  const entries = (from: number) => o.history.filter((e) => e.seq >= from).map((e) => ({ orderId: "f1", seq: e.seq, status: e.status, event: e.event }));
+  const feed = (kind: "restaurant" | "courier", id: string, received: FeedWatch["received"]): FeedWatch => ({ topic: `${kind}:${id}`, kind, id, fromMs: T0 - 1_000, resumes: 1, received });
+
+  test("a restaurant watcher with every change, some repeated by a resume, passes; a courier's starts at its assignment", () => {
+    const repeated = [...entries(1).slice(0, 6), ...entries(4)];
+    expect(checkFeed([o], feed("restaurant", "r-1", repeated))).toEqual([]);
+    // The courier topic carries the order from its assignment (seq 8) on; replayed earlier entries are skipped.
+    expect(checkFeed([o], feed("courier", "k3", [...entries(8).slice(0, 2), ...entries(6)]))).toEqual([]);
+    // Another courier's or restaurant's watcher expects nothing of it.
+    expect(checkFeed([o], feed("courier", "k2", []))).toEqual([]);
+  });
+
+  test("a missing change, a reorder, a foreign event and a missing assignment are each reported", () => {
+    const all = entries(1);
+    const missing = checkFeed([o], feed("restaurant", "r-1", all.filter((e) => e.seq !== 5)));
+    expect(missing.map((v) => v.kind)).toEqual(["feed-stream"]);
+    expect(missing[0].detail).toContain("missing 5 OFFER");
+    const reordered = [...all.slice(0, 4), all[5], all[4], ...all.slice(6)];
+    expect(checkFeed([o], feed("restaurant", "r-1", reordered))[0].detail).toContain("seq 5 after 6");
+    expect(checkFeed([o], feed("restaurant", "r-2", all.slice(0, 1)))[0].detail).toContain("not an event of this topic");
+    expect(checkFeed([o], feed("courier", "k3", entries(9)))[0].detail).toContain("missing 8 OFFER_ACCEPT");
+  });
+
+  test("changes committed after the load stopped watching (less 2 s) are not required, on any topic", () => {
+    const stoppedAt = T0 + 6_000; // DELIVER (6.5 s) and MARK_READY (5 s, within the 2 s grace) came after
+    const cut = { ...feed("restaurant", "r-1", entries(1).slice(0, 9)), untilMs: stoppedAt };
+    expect(checkFeed([o], cut)).toEqual([]);
+    expect(checkFeed([o], { ...cut, untilMs: undefined })[0].detail).toContain("missing 10 MARK_READY");
+    const w: Watch = { orderId: "f1", watcher: "c", firstSeq: 1, resumes: 0, received: entries(2).slice(0, 8), untilMs: stoppedAt };
+    expect(checkWatch(o, w)).toEqual([]);
+  });
+});
+
+describe("orders left open", () => {
+  const note = (cause: OrderNote["cause"], text: string): OrderNote => ({ at: "2030-01-01T12:00:09.000Z", cause, text });
+
+  test("each open order is listed with its last state; the server caused it unless only the load's own actor explains it", () => {
+    const refused = order("s1", LIFE.slice(0, 9), { dispatch: { state: "assigned", attempts: 3 } });
+    const placed = order("s2", LIFE.slice(0, 1));
+    const unassigned = order("s3", LIFE.slice(0, 3), { dispatch: { state: "offered", attempts: 1 } });
+    const clientOnly = order("s4", LIFE.slice(0, 10));
+    const unexplained = order("s5", LIFE.slice(0, 11));
+    const done = order("s6", LIFE);
+    const notes = new Map<string, OrderNote[]>([
+      ["s1", [note("server", "PATCH → ready_for_pickup by restaurant:owner-1 refused 409 (Version conflict)"), note("client", "courier k3 stopped waiting")]],
+      ["s4", [note("client", "courier k3 stopped waiting for it to become ready (ready_for_pickup)")]],
+    ]);
+    const stuck = checkStuck([refused, placed, unassigned, clientOnly, unexplained, done], notes);
+    expect(stuck.map((s) => [s.orderId, s.serverCaused])).toEqual([
+      ["s1", true],
+      ["s2", true],
+      ["s3", true],
+      ["s4", false],
+      ["s5", true],
+    ]);
+    expect(stuck[0].state).toBe(`preparing, dispatch assigned (3 offers), courier k3, last START_PREPARING by restaurant:${OWNER} at 2030-01-01T12:00:03.500Z`);
+    expect(stuck[0].reason).toContain("refused 409");
+    expect(stuck[1].reason).toContain("accept timeout");
+    expect(stuck[2].reason).toContain("no courier");
+    expect(stuck[3].reason).toContain("stopped waiting");
+    // In check(), the server-caused ones are violations.
+    const result = check({ orders: [refused, clientOnly], owners, acks: [], watches: [], offers: [], notes, config: CONFIG });
+    expect(result.violations.filter((v) => v.kind === "stuck-order").map((v) => v.orderId)).toEqual(["s1"]);
+    expect(result.stuck.length).toBe(2);
   });
 });
 

@@ -166,8 +166,11 @@ export type ServerProcess = ManagedProcess & { port: number; url: string; wsUrl:
 
 export const TEST_JWT_SECRET = "multi-instance-test-secret-0123456789";
 
-/** Starts `bun run src/index.ts` on a free port with the given environment; resolves once it logs "listening". */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+/**
+ * Starts `bun run src/index.ts` on a free port with the given environment; resolves once it logs
+ * "listening" (within `startTimeoutMs`, default 15 s; start-up takes longer on a loaded machine).
+ */
+export async function startServerProcess(env: Record<string, string>, startTimeoutMs = 15_000): Promise<ServerProcess> {
   const instanceId = env.INSTANCE_ID ?? `t-${crypto.randomUUID().slice(0, 6)}`;
   const managed = spawnManaged(`server ${instanceId}`, ["bun", "run", "src/index.ts"], {
     NODE_ENV: "test",
@@ -175,12 +178,13 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
     HOST: "127.0.0.1",
     LOG_LEVEL: "info",
     JWT_SECRET: TEST_JWT_SECRET,
+    DISPATCH_POLICY: "nearest",
     ...env,
     INSTANCE_ID: instanceId,
   });
   let line: LogLine;
   try {
-    line = await managed.waitForLine((l) => l.msg === "listening" && portOf(l) !== null);
+    line = await managed.waitForLine((l) => l.msg === "listening" && portOf(l) !== null, startTimeoutMs);
   } catch (err) {
     await managed.stop("SIGKILL");
     throw err;

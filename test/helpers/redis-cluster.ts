@@ -23,6 +23,10 @@ export type TestRedisCluster = {
   killMaster(port: number): Promise<{ promoted: number }>;
   /** Starts a killed node again (it rejoins as a replica) and waits until the cluster is healthy. */
   restart(port: number): Promise<void>;
+  /** SIGKILL of every node (the whole cluster down). */
+  killAll(): Promise<void>;
+  /** Starts every killed node again (they rejoin from their cluster config) and waits until healthy. */
+  restartAll(): Promise<void>;
   /** Waits until every node says cluster_state:ok and every replica has its link up. */
   waitHealthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -173,6 +177,14 @@ export async function startRedisCluster(): Promise<TestRedisCluster> {
       if (procs.has(port)) return;
       const i = ports.indexOf(port);
       procs.set(port, await launch(port, busPorts[i], dir));
+      await waitHealthy();
+    },
+    async killAll() {
+      await Promise.all([...procs.values()].map((p) => p.stop("SIGKILL")));
+      procs.clear();
+    },
+    async restartAll() {
+      await Promise.all(ports.filter((p) => !procs.has(p)).map(async (port) => procs.set(port, await launch(port, busPorts[ports.indexOf(port)], dir))));
       await waitHealthy();
     },
     stop,

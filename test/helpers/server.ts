@@ -1,11 +1,12 @@
 import type { Clock } from "../../src/clock";
 import { loadConfig } from "../../src/config";
+import type { Role } from "../../src/vocabulary";
 import { connectDatabase } from "../../src/db/mongo";
 import { createLogger, type Logger } from "../../src/log";
 import { startServer, type RunningServer } from "../../src/server";
 import { EXTERNAL_MONGODB_URI, EXTERNAL_REDIS_URL, uniqueDatabaseName } from "./database";
 
-export type TestRole = "customer" | "restaurant" | "courier" | "admin";
+export type TestRole = Role;
 export type TestUser = { id: string; email: string; name: string; role: TestRole };
 export type Registered = { token: string; user: TestUser; email: string; password: string };
 
@@ -71,6 +72,8 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     WS_MAX_CONNECTIONS_PER_USER: "1000",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
+    // The per-order flow most tests drive; the batched planner's tests set DISPATCH_POLICY=batched.
+    DISPATCH_POLICY: "nearest",
     // Tests never reach outside the machine: the page's map tiles point at a closed local port.
     MAP_TILE_URL: "http://127.0.0.1:9/{z}/{x}/{y}.png",
     ...external,

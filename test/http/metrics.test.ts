@@ -284,8 +284,12 @@ describe("GET /metrics: Redis relay", () => {
     await dropExternalDatabase(shared);
   });
 
-  test("relayed changes are counted with their lag; a Redis outage counts errors and dropped envelopes", async () => {
+  test("relayed changes are counted with their lag, as received for watched topics, with b's channels; a Redis outage counts errors and dropped envelopes", async () => {
     const ca = await cast(a);
+    // b hears of the restaurant's orders because it watches the restaurant (as for a socket
+    // there; the two test apps have separate in-memory databases, so no socket of a's users can).
+    const watch = b.deps.bus.watch(topics.restaurant(ca.restaurant.id));
+    await watch.ready;
     const order = await placeOrder(a, ca);
     expect((await patch(a, ca.owner, order.id, "accepted")).status).toBe(200);
     let text = await scrape(b);
@@ -296,6 +300,12 @@ describe("GET /metrics: Redis relay", () => {
       text = await scrape(b);
     }
     expect(value(text, "dispatch_relay_messages_total", { direction: "received" })).toBeGreaterThanOrEqual(2);
+    expect(value(text, "dispatch_relay_received_total")).toBe(value(text, "dispatch_relay_received_watched_total"));
+    expect(value(text, "dispatch_relay_received_watched_total")).toBeGreaterThanOrEqual(2);
+    expect(value(text, "dispatch_relay_channels")).toBe(1);
+    expect(value(text, "dispatch_relay_resubscriptions_total")).toBe(0);
+    // a watches nothing: b's channel carries a's publishes, nothing comes back to a.
+    expect(value(await scrape(a), "dispatch_relay_received_total")).toBe(0);
     expect(value(text, "dispatch_relay_lag_seconds_sum")).toBeLessThan(5);
     expect(value(await scrape(a), "dispatch_relay_messages_total", { direction: "published" })).toBeGreaterThanOrEqual(2);
 
@@ -310,5 +320,6 @@ describe("GET /metrics: Redis relay", () => {
       after = await scrape(a);
     }
     expect(value(after, "dispatch_relay_messages_total", { direction: "dropped" })).toBeGreaterThanOrEqual(1);
+    watch.release();
   });
 });

@@ -1,14 +1,43 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startRedis, type TestRedis } from "../helpers/redis";
+import { startRedis } from "../helpers/redis";
+import { startRedisCluster, type TestRedisCluster } from "../helpers/redis-cluster";
 import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
 import { WsClient } from "../helpers/ws";
 import { topics } from "../../src/events/topics";
 
 /**
- * Several server processes (`bun run src/index.ts`) sharing one database (a standalone embedded engine, or MONGODB_URI) and
- * one redis-server, each on a free port; real HTTP and WebSocket clients.
+ * Several server processes (`bun run src/index.ts`) sharing one database (a standalone embedded
+ * engine, or MONGODB_URI) and one Redis deployment, each on a free port; real HTTP and WebSocket
+ * clients. Everything runs twice: on one redis-server (REDIS_URL) and on a Redis Cluster of
+ * 3 masters and 3 replicas (REDIS_CLUSTER_NODES); on the cluster, interest routing and failover
+ * are checked first.
  */
-let redis: TestRedis;
+type RedisDeployment = {
+  env: Record<string, string>;
+  /** The cluster, when the deployment is one. */
+  cluster?: TestRedisCluster;
+  /** All of Redis down at once (SIGKILL), and back. */
+  kill(): Promise<void>;
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+async function singleRedis(): Promise<RedisDeployment> {
+  const redis = await startRedis();
+  return { env: { REDIS_URL: redis.url }, kill: () => redis.kill(), restart: () => redis.restart(), stop: () => redis.stop() };
+}
+
+async function redisCluster(): Promise<RedisDeployment> {
+  const cluster = await startRedisCluster();
+  return { env: { REDIS_CLUSTER_NODES: cluster.nodes }, cluster, kill: () => cluster.killAll(), restart: () => cluster.restartAll(), stop: () => cluster.stop() };
+}
+
+multiInstance("one Redis", singleRedis);
+multiInstance("a Redis Cluster", redisCluster);
+
+function multiInstance(deployment: string, startDeployment: () => Promise<RedisDeployment>): void {
+describe(deployment, () => {
+let redis: RedisDeployment;
 let database: SharedDatabase;
 let A: ServerProcess;
 let B: ServerProcess;
@@ -59,10 +88,11 @@ async function open(instance: ServerProcess, who: User): Promise<WsClient> {
 }
 
 beforeAll(async () => {
-  [redis, database] = await Promise.all([startRedis(), startSharedDatabase()]);
+  [redis, database] = await Promise.all([startDeployment(), startSharedDatabase()]);
   const env = {
     ...database.env,
-    REDIS_URL: redis.url,
+    ...redis.env,
+    RELAY_UNSUBSCRIBE_GRACE_MS: "300",
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,
     PASSWORD_HASH_MEMORY_KIB: "1024",
@@ -90,7 +120,7 @@ beforeAll(async () => {
   });
   expect(restaurant.status).toBe(201);
   restaurantId = restaurant.body.id;
-}, 30_000);
+}, 60_000);
 
 afterAll(async () => {
   for (const client of clients) client.close();
@@ -100,7 +130,8 @@ afterAll(async () => {
   await stopAllProcesses();
 });
 
-describe("several instances behind one Redis", () => {
+describe(`several instances behind ${deployment}`, () => {
+  if (deployment === "a Redis Cluster") clusterOnly();
   test("/ready reports Redis", async () => {
     const ready = await http(B, "GET", "/ready");
     expect(ready).toEqual({ status: 200, body: { status: "ready", database: "up", redis: "up" } });
@@ -264,6 +295,66 @@ describe("several instances behind one Redis", () => {
     expect(onC.seqs(topic)).toEqual([2]);
   });
 
+  /** Kills Redis and waits until `via` notices (its /ready answers 503). */
+  async function redisDown(via: ServerProcess) {
+    await redis.kill();
+    const deadline = Date.now() + 5_000;
+    while ((await fetch(`${via.url}/ready`)).status !== 503) {
+      if (Date.now() > deadline) throw new Error("still ready with Redis down");
+      await Bun.sleep(20);
+    }
+  }
+
+  /** The (orderId, seq) pairs a feed client got for one order, repeats dropped (resuming by time may repeat some). */
+  const pairs = (client: WsClient, topic: string, orderId: string) => [...new Set(client.frames.filter((f) => f.topic === topic && f.orderId === orderId).map((f) => f.seq as number))];
+
+  test("restaurant and courier topics (chaos F5): changes committed elsewhere while Redis was down reach their watchers, the last one included", async () => {
+    const feedTopic = topics.restaurant(restaurantId);
+    const courierTopic = topics.courier(courier.id);
+    const onC = await open(C, owner);
+    await onC.subscribe(feedTopic);
+    const courierOnC = await open(C, courier);
+    await courierOnC.subscribe(courierTopic);
+    const order = await placeOrder(A);
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 1), 5_000);
+
+    await redisDown(A);
+    // Accepted, claimed and cancelled through A while C hears nothing: no order topic is watched on C.
+    expect((await move(A, order.id, 0)).status).toBe(200); // accepted
+    expect((await move(A, order.id, 2)).status).toBe(200); // claimed by the courier
+    expect((await http(A, "PATCH", `/orders/${order.id}`, owner, { status: "cancelled" })).status).toBe(200);
+    await redis.restart();
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 4), 15_000);
+    expect(pairs(onC, feedTopic, order.id)).toEqual([1, 2, 3, 4]);
+    // The assignment (seq 3) and what followed reach the courier's topic too (rebuilt from the
+    // history, as a resume's replay is, earlier entries of its order may come along).
+    await courierOnC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 4), 15_000);
+    expect(pairs(courierOnC, courierTopic, order.id).filter((seq) => seq >= 3)).toEqual([3, 4]);
+  }, 30_000);
+
+  test("restaurant topics (chaos F5): an order C first hears of mid-way after an outage reaches C's watcher from its first change, in order", async () => {
+    const feedTopic = topics.restaurant(restaurantId);
+    const onC = await open(C, owner);
+    await onC.subscribe(feedTopic);
+    await redisDown(A);
+    // Placed and accepted through A while Redis is down: C never hears of seqs 1 and 2 live.
+    const order = await placeOrder(A);
+    expect((await move(A, order.id, 0)).status).toBe(200);
+    await redis.restart();
+    const deadline = Date.now() + 10_000;
+    // Once A relays again, its next change (seq 3) is the first C sees of this order.
+    while ((await fetch(`${A.url}/ready`)).status !== 200 || (await fetch(`${C.url}/ready`)).status !== 200) {
+      if (Date.now() > deadline) throw new Error("not ready again after Redis came back");
+      await Bun.sleep(20);
+    }
+    expect((await move(A, order.id, 1)).status).toBe(200);
+    await onC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 3), 10_000);
+    const got = onC.frames.filter((f) => f.topic === feedTopic && f.orderId === order.id).map((f) => f.seq as number);
+    // In seq order per order: never a lower seq after a higher one (repeats of a pair are allowed).
+    expect(got.every((seq, i) => i === 0 || seq >= got[i - 1] || got.slice(0, i).includes(seq))).toBe(true);
+    expect(pairs(onC, feedTopic, order.id)).toEqual([1, 2, 3]);
+  }, 30_000);
+
   test("SIGTERM with WebSockets open: clients get 1001 and the process exits 0 promptly", async () => {
     const client = await open(C, courier);
     expect(await client.subscribe(topics.courier(courier.id))).toMatchObject({ type: "subscribed" });
@@ -274,3 +365,102 @@ describe("several instances behind one Redis", () => {
     expect((await client.closed).code).toBe(1001);
   });
 });
+
+/** Interest routing and failover on the cluster (issue 13, 5a-5c); they run first, while B has no sockets. */
+function clusterOnly(): void {
+  const metric = async (instance: ServerProcess, name: string) => {
+    const text = await (await fetch(`${instance.url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith(`${name} `));
+    return line ? Number(line.split(" ")[1]) : 0;
+  };
+  const channelOf = (orderId: string) => `dispatch:${database.env.MONGODB_DB}:{${topics.order(orderId)}}`;
+  const shardSubscribers = async (channel: string) => {
+    const cluster = redis.cluster!;
+    return Number((await cluster.cli(await cluster.masterOf(channel), "pubsub", "shardnumsub", channel)).split("\n")[1]);
+  };
+
+  test("interest: orders watched only on A and changed 102 times through C reach A in order; B receives nothing; the channel empties after A leaves", async () => {
+    const orders = await Promise.all(Array.from({ length: 17 }, () => placeOrder(C)));
+    const feed = await open(A, owner);
+    await feed.subscribe(topics.restaurant(restaurantId));
+    const watcher = await open(A, customer);
+    await watcher.subscribe(topics.order(orders[0].id));
+    const [receivedB, receivedA, watchedA] = await Promise.all([metric(B, "dispatch_relay_received_total"), metric(A, "dispatch_relay_received_total"), metric(A, "dispatch_relay_received_watched_total")]);
+    // 17 orders × 6 moves = 102 changes, all through C (an order takes about 6 visible changes in its life).
+    await Promise.all(orders.map(async (o) => { for (let step = 0; step < LIFE.length; step++) expect((await move(C, o.id, step)).status).toBe(200); }));
+    await feed.until(() => orders.every((o) => feed.frames.filter((f) => f.orderId === o.id && f.seq === 7).length === 1), 15_000);
+    for (const o of orders) expect(feed.frames.filter((f) => f.orderId === o.id && f.type === "order.updated").map((f) => f.seq)).toEqual([2, 3, 4, 5, 6, 7]);
+    await watcher.until(() => watcher.seqs(topics.order(orders[0].id)).includes(7));
+    expect(watcher.seqs(topics.order(orders[0].id))).toEqual([2, 3, 4, 5, 6, 7]);
+    expect((await metric(A, "dispatch_relay_received_watched_total")) - watchedA).toBeGreaterThanOrEqual(102);
+    expect((await metric(A, "dispatch_relay_received_total")) - receivedA).toBe((await metric(A, "dispatch_relay_received_watched_total")) - watchedA);
+    expect((await metric(B, "dispatch_relay_received_total")) - receivedB).toBe(0);
+
+    const channel = channelOf(orders[0].id);
+    expect(await shardSubscribers(channel)).toBe(1);
+    watcher.close();
+    await watcher.closed;
+    const deadline = Date.now() + 5_000;
+    while ((await shardSubscribers(channel)) !== 0) {
+      if (Date.now() > deadline) throw new Error("the order's channel still has a subscriber after A's last socket left");
+      await Bun.sleep(50);
+    }
+    feed.close();
+  }, 60_000);
+
+  test("proportionality: with disjoint watched orders each instance receives only the changes of its own", async () => {
+    const instances = [A, B, C];
+    const orders = await Promise.all(Array.from({ length: 6 }, () => placeOrder(A)));
+    const mine = (i: number) => orders.filter((_, k) => k % 3 === i);
+    const watchers = await Promise.all(instances.map(async (instance, i) => {
+      const client = await open(instance, customer);
+      for (const o of mine(i)) await client.subscribe(topics.order(o.id));
+      return client;
+    }));
+    const before = await Promise.all(instances.map(async (x) => [await metric(x, "dispatch_relay_received_total"), await metric(x, "dispatch_relay_received_watched_total")]));
+    // Every order moves through every instance in turn.
+    await Promise.all(orders.map(async (o, k) => { for (let step = 0; step < LIFE.length; step++) expect((await move(instances[(k + step) % 3], o.id, step)).status).toBe(200); }));
+    for (const [i, client] of watchers.entries()) {
+      await client.until(() => mine(i).every((o) => client.seqs(topics.order(o.id)).includes(7)), 10_000);
+      for (const o of mine(i)) expect(client.seqs(topics.order(o.id))).toEqual([2, 3, 4, 5, 6, 7]);
+    }
+    for (const [i, x] of instances.entries()) {
+      const received = (await metric(x, "dispatch_relay_received_total")) - before[i][0];
+      const watched = (await metric(x, "dispatch_relay_received_watched_total")) - before[i][1];
+      expect(received).toBe(watched);
+      // Its 2 orders × 6 changes, of which it made some itself (those are not received).
+      expect(received).toBeGreaterThanOrEqual(1);
+      expect(received).toBeLessThanOrEqual(12);
+    }
+    for (const client of watchers) client.close();
+  }, 60_000);
+
+  test("failover: SIGKILL of the master serving a watched order's channel while it changes; delivery resumes within 5 s of the takeover, last seqs equal the database's", async () => {
+    const order = await placeOrder(C);
+    const onA = await open(A, customer);
+    const onB = await open(B, customer);
+    for (const client of [onA, onB]) await client.subscribe(topics.order(order.id));
+    expect((await move(C, order.id, 0)).status).toBe(200);
+    expect((await move(C, order.id, 1)).status).toBe(200);
+    await onA.until(() => onA.seqs(topics.order(order.id)).includes(3));
+    const master = await redis.cluster!.masterOf(channelOf(order.id));
+    const killing = redis.cluster!.killMaster(master);
+    expect((await move(C, order.id, 2)).status).toBe(200); // committed while the master dies
+    await killing;
+    const tookOver = performance.now();
+    expect((await move(C, order.id, 3)).status).toBe(200);
+    for (const client of [onA, onB]) await client.until(() => client.seqs(topics.order(order.id)).includes(5), 5_000);
+    expect(performance.now() - tookOver).toBeLessThan(5_000);
+    for (let step = 4; step < LIFE.length; step++) expect((await move(C, order.id, step)).status).toBe(200);
+    const stored = (await http(A, "GET", `/orders/${order.id}`, customer)).body;
+    for (const client of [onA, onB]) {
+      await client.until(() => client.seqs(topics.order(order.id)).includes(stored.version), 5_000);
+      expect(client.seqs(topics.order(order.id))).toEqual([2, 3, 4, 5, 6, 7]);
+    }
+    onA.close();
+    onB.close();
+    await redis.cluster!.restart(master); // back as a replica: 3 masters and 3 replicas again
+  }, 60_000);
+}
+});
+}

@@ -496,9 +496,15 @@ describe("courier location", () => {
     expect(await courier.next()).toMatchObject({ type: "error", code: "stale_location" });
     courier.send({ op: "location", lat: 3, lng: 3, at: now + 60_000 });
     expect(await courier.next()).toMatchObject({ type: "error", code: "future_location" });
-    await Bun.sleep(50);
-    const stored = await new CourierRepository(server.deps.db.db).findPosition(courierUser.user.id);
-    expect(stored).toMatchObject({ lat: 1, lng: 1, fixAt: new Date(now - 1_000).toISOString() });
+    // Positions are written in batches (POSITION_FLUSH_MS): wait for the one holding this fix.
+    const repo = new CourierRepository(server.deps.db.db);
+    let stored = await repo.findPosition(courierUser.user.id);
+    for (let i = 0; i < 100 && !stored; i++) {
+      await Bun.sleep(20);
+      stored = await repo.findPosition(courierUser.user.id);
+    }
+    await Bun.sleep(300); // and one more batch: nothing later (the refused fixes) may replace it
+    expect(await repo.findPosition(courierUser.user.id)).toMatchObject({ lat: 1, lng: 1, fixAt: new Date(now - 1_000).toISOString() });
   });
 
   test("the stored fix wins over an older one from another connection", async () => {

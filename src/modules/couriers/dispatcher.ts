@@ -11,6 +11,7 @@ import type { CommittedTransition, OrderActorRegistry } from "../orders/registry
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { CourierAtLimit } from "./capacity";
+import type { CourierCapacityPort } from "../orders/registry";
 import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 
@@ -29,6 +30,10 @@ export type DispatcherDeps = {
   clock: Clock;
   log: Logger;
   policy: DispatchPolicy;
+  /** `nearest`: a search per order as it starts; `batched`: the planner (planner.ts) makes the offers. */
+  mode: "nearest" | "batched";
+  /** COURIER_MAX_ACTIVE across instances: a bundle's slots are taken all or none before it is accepted. */
+  capacity?: CourierCapacityPort;
 };
 
 function isRefusal(err: unknown): boolean {
@@ -63,25 +68,61 @@ export class Dispatcher {
   /** POST /orders/:id/offer/accept: the offered courier takes the order (200 order). */
   async accept(courier: Principal, orderId: string): Promise<OrderModel.order> {
     const actor = { role: courier.role, id: courier.id };
+    // A bundle is accepted whole: its other orders with this one (each its own compare-and-set).
+    const others = await this.otherBundleOrders(courier.id, orderId);
+    // The whole bundle counts against COURIER_MAX_ACTIVE: its slots all or none (409 when it does not fit).
+    if (others.length) await this.deps.capacity?.reserve(courier.id, [orderId, ...others]);
+    let accepted: OrderModel.order;
     try {
-      return await this.deps.registry.send(orderId, { event: { type: "OFFER_ACCEPT", actor } });
+      accepted = await this.deps.registry.send(orderId, { event: { type: "OFFER_ACCEPT", actor } });
     } catch (err) {
-      if (!isRefusal(err) || err instanceof CourierAtLimit) throw err;
+      if (!isRefusal(err) || err instanceof CourierAtLimit) {
+        if (others.length) await this.deps.capacity?.release(courier.id, [orderId, ...others]);
+        throw err;
+      }
       const { stored } = await this.deps.registry.inspect(orderId);
+      if (others.length) await this.deps.capacity?.release(courier.id, stored.order.courierId === courier.id ? others : [orderId, ...others]);
       // Accepting twice is a retry.
       if (stored.order.courierId === courier.id) return stored.order;
       throw await this.whyNoOffer(courier, orderId);
     }
+    for (const other of others) {
+      try {
+        await this.deps.registry.send(other, { event: { type: "OFFER_ACCEPT", actor } });
+      } catch (err) {
+        // Cancelled or claimed meanwhile: it leaves the bundle (it has one courier, or none, never
+        // two) and frees its slot.
+        await this.deps.capacity?.release(courier.id, [other]);
+        if (!isRefusal(err)) throw err;
+      }
+    }
+    return accepted;
+  }
+
+  /** The other orders of the bundle the courier holds with `orderId` ([] for a single order). */
+  private async otherBundleOrders(courierId: string, orderId: string): Promise<string[]> {
+    // Only the planner makes bundles: the per-order flow pays no extra read.
+    if (this.deps.mode !== "batched") return [];
+    const bundle = await this.deps.couriers.offeredOrders(courierId, this.deps.clock.now());
+    return bundle.includes(orderId) ? bundle.filter((id) => id !== orderId) : [];
   }
 
   /** POST /orders/:id/offer/decline: the offered courier passes; the order goes to the next one. */
   async decline(courier: Principal, orderId: string): Promise<void> {
     const actor = { role: courier.role, id: courier.id };
+    const others = await this.otherBundleOrders(courier.id, orderId);
     try {
       await this.deps.registry.send(orderId, { event: { type: "OFFER_DECLINE", actor }, reason: "declined" });
     } catch (err) {
       if (!isRefusal(err)) throw err;
       throw await this.whyNoOffer(courier, orderId);
+    }
+    for (const other of others) {
+      try {
+        await this.deps.registry.send(other, { event: { type: "OFFER_DECLINE", actor }, reason: "declined" });
+      } catch (err) {
+        if (!isRefusal(err)) throw err;
+      }
     }
   }
 
@@ -128,7 +169,9 @@ export class Dispatcher {
       }
     }
 
-    if (nextOffer && nextOffer.attempt !== prevOffer?.attempt) {
+    // A planner's bundle goes out as one frame from the planner, not one per order.
+    const bundled = event.type === "OFFER" && "bundle" in event && event.bundle !== undefined;
+    if (nextOffer && nextOffer.attempt !== prevOffer?.attempt && !bundled) {
       const topic = topics.courier(nextOffer.courierId);
       const publish = (pickup: { lat: number; lng: number }) =>
         this.deps.bus.publishTransient(
@@ -140,7 +183,7 @@ export class Dispatcher {
     }
 
     const searching = dispatchStateOf(next) === "searching";
-    if (searching && !this.stopped && (dispatchStateOf(prev) !== "searching" || before.searchId !== after.searchId)) {
+    if (this.deps.mode === "nearest" && searching && !this.stopped && (dispatchStateOf(prev) !== "searching" || before.searchId !== after.searchId)) {
       this.track(this.search(orderId, after.searchId));
     }
   }

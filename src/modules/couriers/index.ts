@@ -11,11 +11,14 @@ import type { OrdersRuntime } from "../orders";
 import type { OrderRepository } from "../orders/repository";
 import { statusOf } from "../orders/machine";
 import { OrderModel } from "../orders/model";
-import type { RegistryDeps } from "../orders/registry";
+import type { CourierCapacityPort, RegistryDeps } from "../orders/registry";
 import type { RestaurantRepository } from "../restaurants/repository";
 import type { DispatchPolicy } from "./dispatch-policy";
 import { CourierCapacity } from "./capacity";
 import { Dispatcher } from "./dispatcher";
+import { Planner } from "./planner";
+import { DEFAULT_BATCHED } from "./planning";
+import { Lease } from "../../db/leases";
 import { CourierLocations } from "./locations";
 import { CourierModel } from "./model";
 import type { CourierRepository } from "./repository";
@@ -67,6 +70,8 @@ export function courierCapacity(deps: AppDeps, repos: { couriers: CourierReposit
 export type DispatchRuntime = {
   locations: CourierLocations;
   dispatcher: Dispatcher;
+  /** The batched policy's planning rounds (null with DISPATCH_POLICY=nearest). */
+  planner: Planner | null;
   service: CourierService;
   /** Stops the timer sweeper and the position stream, and waits for dispatch work in flight (other instances take over). */
   stop(): Promise<void>;
@@ -76,6 +81,7 @@ export function createDispatch(
   deps: AppDeps,
   repos: { couriers: CourierRepository; restaurants: RestaurantRepository },
   orders: OrdersRuntime,
+  capacity?: CourierCapacityPort,
 ): DispatchRuntime {
   const log = deps.log.child({ module: "dispatch" });
   const { couriers } = repos;
@@ -90,7 +96,36 @@ export function createDispatch(
     clock: deps.clock,
     log,
     policy,
+    mode: deps.config.DISPATCH_POLICY,
+    ...(capacity ? { capacity } : {}),
   });
+  const planner =
+    deps.config.DISPATCH_POLICY === "batched"
+      ? new Planner({
+          registry: orders.registry,
+          orders: orders.repo,
+          couriers,
+          bus: deps.bus,
+          clock: deps.clock,
+          log,
+          lease: new Lease(deps.db.db, "dispatch-planner", deps.config.INSTANCE_ID),
+          intervalMs: deps.config.DISPATCH_INTERVAL_SECONDS * 1000,
+          offerTtlMs: policy.offerTtlMs,
+          seenWithinMs: policy.seenWithinMs,
+          maxActive: policy.maxActive,
+          speedMps: deps.config.COURIER_SPEED_MPS,
+          readyDefaultMinutes: deps.config.READY_DEFAULT_MINUTES,
+          params: { ...DEFAULT_BATCHED, intervalMinutes: deps.config.DISPATCH_INTERVAL_SECONDS / 60, radiusMeters: policy.radiusMeters },
+        })
+      : null;
+  const unlistenReady = planner
+    ? orders.registry.onCommit(({ prev, next, stored }) => {
+        if (statusOf(next) !== "ready_for_pickup" || statusOf(prev) === "ready_for_pickup") return;
+        const accepted = stored.order.history.find((h) => h.status === "accepted");
+        const ready = stored.order.history.find((h) => h.status === "ready_for_pickup");
+        if (accepted && ready) planner.observeReady(stored.order.restaurantId, new Date(accepted.at), new Date(ready.at));
+      })
+    : () => undefined;
   const sweeper = new TimerSweeper({
     store: orders.repo.timerStore(),
     owner: deps.config.INSTANCE_ID,
@@ -102,17 +137,19 @@ export function createDispatch(
     metrics: deps.metrics,
   });
   dispatcher.start();
+  planner?.start();
   sweeper.start();
   const service = new CourierService({ couriers, orders: orders.repo, locations, clock: deps.clock, policy });
   let stopping: Promise<void> | null = null;
   return {
     locations,
     dispatcher,
+    planner,
     service,
-    stop: () =>
-      (stopping ??= Promise.all([sweeper.stop(), dispatcher.stop()]).then(() => {
-        locations.stop();
-      })),
+    stop: () => {
+      unlistenReady();
+      return (stopping ??= Promise.all([sweeper.stop(), planner?.stop(), dispatcher.stop()]).then(() => locations.stop()));
+    },
   };
 }
 

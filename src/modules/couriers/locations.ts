@@ -12,6 +12,8 @@ import { CourierLocationTracker, type FixVerdict } from "./tracker";
 
 /** Fixes further than this ahead of server time are refused. */
 export const MAX_FIX_FUTURE_MS = 30_000;
+/** How often couriers' latest positions are written (one bulkWrite across couriers); a crash loses at most this much. */
+export const POSITION_FLUSH_MS = 200;
 
 export type CourierLocationsDeps = {
   couriers: CourierRepository;
@@ -30,17 +32,64 @@ export type CourierLocationsDeps = {
  */
 export class CourierLocations {
   private readonly tracker: CourierLocationTracker<CarriedOrder>;
+  /**
+   * The orders each courier carries, read once and then kept current by the bus: any change of
+   * an order the courier carries, or that names it as courier, drops its entry (read again at
+   * its next fix). So a fix costs no read; a change costs at most one.
+   */
+  private readonly carried = new Map<string, Promise<CarriedOrder[]>>();
+  /** Which courier's entry holds each order. */
+  private readonly carrierOf = new Map<string, string>();
+  private readonly unlisten: () => void;
+  private reads = 0;
 
   constructor(private readonly deps: CourierLocationsDeps) {
     this.tracker = new CourierLocationTracker<CarriedOrder>({
-      record: (courierId, fix, seenAt) => deps.couriers.recordPosition(courierId, fix, seenAt),
-      activeOrders: (courierId) => deps.orders.carriedBy(courierId),
+      recordMany: (positions) => deps.couriers.recordPositions(positions),
+      activeOrders: (courierId) => this.carriedBy(courierId),
       forward: (courierId, fix, orders) => this.afterFix(courierId, fix, orders),
       clock: deps.clock,
       log: deps.log,
       minIntervalMs: deps.config.COURIER_LOCATION_INTERVAL_MS,
       maxFutureMs: MAX_FIX_FUTURE_MS,
+      flushMs: POSITION_FLUSH_MS,
     });
+    this.unlisten = deps.bus.onChange((change) => {
+      const holder = this.carrierOf.get(change.orderId);
+      if (holder !== undefined) this.forget(holder);
+      const courierId = change.order.courierId;
+      if (courierId) this.forget(courierId);
+    });
+  }
+
+  /** Database reads of carried orders since start (for tests). */
+  get carriedReads(): number {
+    return this.reads;
+  }
+
+  private carriedBy(courierId: string): Promise<CarriedOrder[]> {
+    const cached = this.carried.get(courierId);
+    if (cached) return cached;
+    this.reads++;
+    const loading = this.deps.orders.carriedBy(courierId);
+    this.carried.set(courierId, loading);
+    loading.then(
+      (orders) => {
+        if (this.carried.get(courierId) !== loading) return; // a change arrived meanwhile: the next fix reads again
+        for (const o of orders) this.carrierOf.set(o.id, courierId);
+      },
+      () => {
+        if (this.carried.get(courierId) === loading) this.carried.delete(courierId);
+      },
+    );
+    return loading;
+  }
+
+  private forget(courierId: string): void {
+    const entry = this.carried.get(courierId);
+    if (!entry) return;
+    this.carried.delete(courierId);
+    for (const [orderId, holder] of this.carrierOf) if (holder === courierId) this.carrierOf.delete(orderId);
   }
 
   report(courierId: string, fix: CourierModel.fix): FixVerdict {
@@ -52,8 +101,10 @@ export class CourierLocations {
     return this.tracker.writeCount;
   }
 
-  stop(): void {
-    this.tracker.stop();
+  /** Stops, after writing the positions still pending (graceful shutdown). */
+  async stop(): Promise<void> {
+    this.unlisten();
+    await this.tracker.stop();
   }
 
   private afterFix(courierId: string, fix: CourierModel.fix, orders: CarriedOrder[]): void {
@@ -74,7 +125,9 @@ export class CourierLocations {
   /** Once per target: the conditional write decides which fix (on whichever instance) announces it. */
   private async announceApproach(courierId: string, order: CarriedOrder, target: "pickup" | "dropoff", distance: number): Promise<void> {
     try {
-      if (!(await this.deps.orders.markApproached(order.id, courierId, target))) return;
+      const mine = await this.deps.orders.markApproached(order.id, courierId, target);
+      order.approached[target] = true; // announced, here or elsewhere: the cached copy stops trying
+      if (!mine) return;
       const body = { type: "courier.approaching", orderId: order.id, courierId, target, distanceMeters: Math.round(distance) };
       for (const topic of [topics.order(order.id), topics.restaurant(order.restaurantId)]) this.deps.bus.publishTransient(topic, { ...body, topic });
     } catch (err) {
@@ -100,7 +153,9 @@ export class CourierLocations {
     if (!eta) return;
     try {
       const dates = { pickupAt: new Date(eta.pickupAt), deliveryAt: new Date(eta.deliveryAt) };
-      if (!(await this.deps.orders.refreshEta(order.id, dates, now, minIntervalMs))) return;
+      const written = await this.deps.orders.refreshEta(order.id, dates, now, minIntervalMs);
+      order.etaRefreshedAt = now; // written here, or recently elsewhere: the cached copy waits the interval
+      if (!written) return;
       const body = { type: "order.eta", orderId: order.id, eta: { pickupAt: dates.pickupAt.toISOString(), deliveryAt: dates.deliveryAt.toISOString() } };
       for (const topic of [topics.order(order.id), topics.restaurant(order.restaurantId)]) this.deps.bus.publishTransient(topic, { ...body, topic });
     } catch (err) {

@@ -16,8 +16,11 @@ type CourierDoc = {
   fixAt?: Date;
   lastSeenAt?: Date;
   available?: boolean;
-  /** The order offered to this courier now: set only when no live offer exists (one offer at a time). */
-  offer?: { orderId: string; expiresAt: Date } | null;
+  /**
+   * The offer this courier holds now: set only when no live offer exists (one offer at a time).
+   * `orderIds`: every order of a bundle (the first is `orderId`); absent for a single order.
+   */
+  offer?: { orderId: string; orderIds?: string[]; expiresAt: Date } | null;
   /**
    * The orders this courier carries or is being given (capacity.ts): one slot per order, taken
    * before the assignment is committed, so COURIER_MAX_ACTIVE is one conditional write. Absent
@@ -74,17 +77,34 @@ export class CourierRepository {
    * have written a later fix): the condition is part of the write, so the newest fix always
    * wins. False when the fix was older and nothing changed.
    */
+  /**
+   * The latest fix of each of these couriers in ONE write (an unordered bulkWrite): each
+   * update applies only if no fix as new is stored (a newer one, from another instance, wins).
+   */
+  async recordPositions(positions: Array<{ courierId: string; fix: CourierModel.fix; seenAt: Date }>): Promise<void> {
+    if (positions.length === 0) return;
+    const ops = positions.map(({ courierId, fix, seenAt }) => {
+      const { set, unset } = positionUpdate(fix, seenAt);
+      return {
+        updateOne: {
+          filter: { _id: courierId, fixAt: { $not: { $gte: fix.at } } } as Filter<CourierDoc>,
+          update: Object.keys(unset).length ? { $set: set, $unset: unset } : { $set: set },
+          upsert: true,
+        },
+      };
+    });
+    try {
+      await this.couriers.bulkWrite(ops, { ordered: false });
+    } catch (err) {
+      // Duplicate keys: a newer fix is stored, so the upsert tried to insert a second document.
+      const errors = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
+      const list = Array.isArray(errors) ? errors : errors ? [errors] : [];
+      if (list.length === 0 || list.some((e) => e.code !== 11000)) throw err;
+    }
+  }
+
   async recordPosition(courierId: string, fix: CourierModel.fix, seenAt: Date): Promise<boolean> {
-    const set: Partial<CourierDoc> = {
-      position: { type: "Point", coordinates: [fix.lng, fix.lat] },
-      fixAt: fix.at,
-      lastSeenAt: seenAt,
-    };
-    const unset: Record<string, ""> = {};
-    if (fix.heading !== undefined) set.heading = fix.heading;
-    else unset.heading = "";
-    if (fix.speedMps !== undefined) set.speedMps = fix.speedMps;
-    else unset.speedMps = "";
+    const { set, unset } = positionUpdate(fix, seenAt);
     try {
       // No stored fix as new as this one: update it, or insert the first one (upsert).
       await this.couriers.updateOne(
@@ -148,10 +168,10 @@ export class CourierRepository {
    * and holds no live offer: the check and the reservation are one atomic write, so a courier
    * never holds two offers at once, whichever instances dispatch.
    */
-  async reserveOffer(courierId: string, orderId: string, expiresAt: Date, now: Date): Promise<boolean> {
+  async reserveOffer(courierId: string, orderId: string, expiresAt: Date, now: Date, bundle?: string[]): Promise<boolean> {
     const doc = await this.couriers.findOneAndUpdate(
       { _id: courierId, available: true, $or: [{ offer: null }, { "offer.expiresAt": { $lte: now } }] },
-      { $set: { offer: { orderId, expiresAt } } },
+      { $set: { offer: bundle && bundle.length > 1 ? { orderId, orderIds: bundle, expiresAt } : { orderId, expiresAt } } },
       { projection: { _id: 1 } },
     );
     return doc !== null;
@@ -221,9 +241,29 @@ export class CourierRepository {
     }
   }
 
-  /** Ends the courier's reservation for `orderId` (no-op if it holds another one, or none). */
+  /** Ends the courier's reservation for `orderId` or the bundle holding it (no-op if it holds another one, or none). */
   async releaseOffer(courierId: string, orderId: string): Promise<void> {
-    await this.couriers.updateOne({ _id: courierId, "offer.orderId": orderId }, { $set: { offer: null } });
+    await this.couriers.updateOne({ _id: courierId, $or: [{ "offer.orderId": orderId }, { "offer.orderIds": orderId }] }, { $set: { offer: null } });
+  }
+
+  /** Narrows the courier's live offer (expiring at `expiresAt`) to the orders of a bundle that were offered. */
+  async narrowOffer(courierId: string, expiresAt: Date, orderIds: string[]): Promise<void> {
+    await this.couriers.updateOne({ _id: courierId, "offer.expiresAt": expiresAt }, { $set: { "offer.orderId": orderIds[0]!, "offer.orderIds": orderIds } });
+  }
+
+  /** The orders of the courier's live offer (a bundle's, or the one), or [] when it holds none. */
+  async offeredOrders(courierId: string, now: Date): Promise<string[]> {
+    const doc = await this.couriers.findOne({ _id: courierId, "offer.expiresAt": { $gt: now } }, { projection: { offer: 1 } });
+    return doc?.offer ? (doc.offer.orderIds ?? [doc.offer.orderId]) : [];
+  }
+
+  /** Couriers who could take an offer now (available, seen since `seenSince`, a position, no live offer). */
+  async dispatchable(now: Date, seenSince: Date, limit: number): Promise<CourierModel.record[]> {
+    const docs = await this.couriers
+      .find({ available: true, lastSeenAt: { $gte: seenSince }, position: { $exists: true }, $or: [{ offer: null }, { offer: { $exists: false } }, { "offer.expiresAt": { $lte: now } }] })
+      .limit(limit)
+      .toArray();
+    return docs.map(toRecord);
   }
 }
 
@@ -242,4 +282,15 @@ function toRecord(doc: CourierDoc): CourierModel.record {
     lastSeenAt: doc.lastSeenAt ?? null,
     offer: doc.offer ? { orderId: doc.offer.orderId, expiresAt: doc.offer.expiresAt } : null,
   };
+}
+
+/** The fields a position fix sets and the optional ones it clears. */
+function positionUpdate(fix: CourierModel.fix, seenAt: Date): { set: Partial<CourierDoc>; unset: Record<string, ""> } {
+  const set: Partial<CourierDoc> = { position: { type: "Point", coordinates: [fix.lng, fix.lat] }, fixAt: fix.at, lastSeenAt: seenAt };
+  const unset: Record<string, ""> = {};
+  if (fix.heading !== undefined) set.heading = fix.heading;
+  else unset.heading = "";
+  if (fix.speedMps !== undefined) set.speedMps = fix.speedMps;
+  else unset.speedMps = "";
+  return { set, unset };
 }

@@ -17,6 +17,8 @@ export type HistoryDoc = {
 };
 
 export type OrderDoc = {
+  /** When the restaurant said the food would be ready (PATCH readyInMinutes): dispatch plans on it. */
+  expectedReadyAt?: Date;
   _id: ObjectId;
   status: OrderModel.status;
   version: number;

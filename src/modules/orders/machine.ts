@@ -97,8 +97,8 @@ export type OrderEvent =
   | ({ type: OrderEventType; actor: OrderActor } & Stamp)
   /** Timers (actor: system): the restaurant did not accept in time. */
   | ({ type: "ACCEPT_TIMEOUT"; actor: OrderActor } & Stamp)
-  /** The dispatcher reserved a courier for search `searchId`. */
-  | ({ type: "OFFER"; actor: OrderActor; searchId: number; courierId: string; expiresAt: number; distanceMeters: number } & Stamp)
+  /** The dispatcher reserved a courier for search `searchId` (`bundle`: every order of the offer, when the planner bundled it). */
+  | ({ type: "OFFER"; actor: OrderActor; searchId: number; courierId: string; expiresAt: number; distanceMeters: number; bundle?: string[] } & Stamp)
   /** The dispatcher found nobody for search `searchId` (or the round's attempts are used up). */
   | ({ type: "NO_COURIER"; actor: OrderActor; searchId: number; retryAt: number } & Stamp)
   /** Timer: offer number `attempt` was not answered in time. */

@@ -44,7 +44,12 @@ export namespace OrderModel {
   }, { additionalProperties: true });
 
   export const patch = t.Object(
-    { status, reason: t.Optional(t.String({ minLength: 1, maxLength: 500 })) },
+    {
+      status,
+      reason: t.Optional(t.String({ minLength: 1, maxLength: 500 })),
+      /** With `accepted` or `preparing`: the restaurant's word on when the food is ready (dispatch plans on it). */
+      readyInMinutes: t.Optional(t.Integer({ minimum: 0, maximum: 600, description: "with accepted or preparing: minutes until the food is ready (dispatch plans on it)" })),
+    },
     { additionalProperties: false },
   );
   export type patch = typeof patch.static;

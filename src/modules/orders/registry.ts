@@ -1,4 +1,5 @@
 import { createActor, transition, type Actor } from "xstate";
+import { annotate, inSpan } from "../../tracing";
 import type { Clock } from "../../clock";
 import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
@@ -225,7 +226,7 @@ export class OrderActorRegistry {
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
     const slot: HeldSlot = { courierId: null, atMs: 0, committed: false };
     try {
-      return await this.decideAndCommit(orderId, command, slot);
+      return await inSpan("order.transition", { "order.id": orderId }, () => this.decideAndCommit(orderId, command, slot));
     } finally {
       // A slot taken for an assignment that was not committed goes back at once.
       if (slot.courierId !== null && !slot.committed) await this.releaseSlot(slot.courierId, orderId);
@@ -322,6 +323,7 @@ export class OrderActorRegistry {
         continue;
       }
 
+      annotate({ "order.from": current.status, "order.to": committed.order.status, "order.seq": committed.order.version, "order.event": event.type });
       // Committed: now the live actor takes the event (effects, if any, run after the commit).
       if (slot.courierId !== null && committed.order.courierId === slot.courierId) slot.committed = true;
       const carrier = snapshot.context.courierId;

@@ -226,6 +226,14 @@ export class OrderRepository {
     return docs.map(toOrder);
   }
 
+  /** Id, version and last change of the orders a restaurant or courier changed at or after `since` (the hub's reconciliation; no history read). */
+  async versionsChangedSince(scope: { restaurantId: string } | { courierId: string }, since: Date, limit: number): Promise<Array<{ id: string; version: number; updatedAt: Date }>> {
+    const filter: Filter<OrderDoc> = "restaurantId" in scope ? { restaurantId: scope.restaurantId } : { courierId: scope.courierId };
+    filter.updatedAt = { $gte: since };
+    const docs = await this.orders.find(filter, { projection: { _id: 1, version: 1, updatedAt: 1 } }).sort({ updatedAt: 1 }).limit(limit).toArray();
+    return docs.map((d) => ({ id: d._id.toHexString(), version: d.version, updatedAt: d.updatedAt }));
+  }
+
   /** The orders a courier carries now: assigned to it and not final (the courier-limit reconciliation). */
   async activeForCourier(courierId: string): Promise<Array<{ id: string; status: OrderModel.status }>> {
     const docs = await this.orders.find({ courierId, status: { $in: [...CARRYING_STATUSES] } }, { projection: { _id: 1, status: 1 } }).toArray();
@@ -248,17 +256,29 @@ export class OrderRepository {
         { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1 } },
       )
       .toArray();
-    return docs.map((d) => ({
-      id: d._id.toHexString(),
-      status: d.status,
-      restaurantId: d.restaurantId,
-      pickup: d.pickup ?? null,
-      dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
-      prepTimeMinutes: d.prepTimeMinutes ?? null,
-      approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
-      etaRefreshedAt: d.etaRefreshedAt ?? null,
-      history: d.history.map((h) => ({ status: h.status, at: h.at })),
-    }));
+    return docs.map(toCarried);
+  }
+
+  /** Records when the restaurant expects the food to be ready (a planning hint). */
+  async setExpectedReady(orderId: string, at: Date): Promise<void> {
+    const _id = toObjectId(orderId);
+    if (_id) await this.orders.updateOne({ _id }, { $set: { expectedReadyAt: at } });
+  }
+
+  /**
+   * Orders waiting for a courier (dispatch state searching: no courier, no offer out), oldest
+   * first, with what the planner needs; `carriedBy`'s shape, so one reader serves both.
+   */
+  async openForDispatch(limit: number): Promise<Array<CarriedOrder & { createdAt: Date; expectedReadyAt: Date | null }>> {
+    const docs = await this.orders
+      .find(
+        { "dispatch.state": "searching", courierId: null, status: { $in: ["accepted", "preparing", "ready_for_pickup"] } },
+        { projection: { _id: 1, status: 1, restaurantId: 1, pickup: 1, deliveryLocation: 1, prepTimeMinutes: 1, approached: 1, etaRefreshedAt: 1, history: 1, createdAt: 1, expectedReadyAt: 1 } },
+      )
+      .sort({ createdAt: 1 })
+      .limit(limit)
+      .toArray();
+    return docs.map((d) => ({ ...toCarried(d), createdAt: d.createdAt, expectedReadyAt: d.expectedReadyAt ?? null }));
   }
 
   /** How many orders each courier carries now (dispatch: couriers at COURIER_MAX_ACTIVE get no offers). */
@@ -344,4 +364,18 @@ function scopeFilter(scope: OrderScope): Filter<OrderDoc> {
     case "all":
       return {};
   }
+}
+
+function toCarried(d: Pick<OrderDoc, "_id" | "status" | "restaurantId" | "pickup" | "deliveryLocation" | "prepTimeMinutes" | "approached" | "etaRefreshedAt" | "history">): CarriedOrder {
+  return {
+    id: d._id.toHexString(),
+    status: d.status,
+    restaurantId: d.restaurantId,
+    pickup: d.pickup ?? null,
+    dropoff: { lat: d.deliveryLocation.lat, lng: d.deliveryLocation.lng },
+    prepTimeMinutes: d.prepTimeMinutes ?? null,
+    approached: { pickup: d.approached?.pickup === true, dropoff: d.approached?.dropoff === true },
+    etaRefreshedAt: d.etaRefreshedAt ?? null,
+    history: d.history.map((h) => ({ status: h.status, at: h.at })),
+  };
 }

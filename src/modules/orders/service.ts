@@ -1,7 +1,7 @@
 import type { Clock } from "../../clock";
 import type { Config } from "../../config";
 import { isClaimableStatus, type Principal } from "../../vocabulary";
-import { Conflict, IdempotencyKeyInFlight, IdempotencyKeyReused, IllegalTransition, NotFound } from "../../errors";
+import { Conflict, IdempotencyKeyInFlight, IdempotencyKeyReused, IllegalTransition, NotFound, Unprocessable } from "../../errors";
 import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { latestChange } from "../../events/change";
@@ -160,17 +160,23 @@ export class OrderService {
   /** `loaded`: the order as this request already read it (its actor starts from it when none is live). */
   async changeStatus(who: Principal, orderId: string, change: OrderModel.patch, ifMatch?: number, loaded?: StoredOrder): Promise<OrderModel.order> {
     const actor = { role: who.role, id: who.id };
+    if (change.readyInMinutes !== undefined && change.status !== "accepted" && change.status !== "preparing") {
+      throw new Unprocessable("readyInMinutes goes with status accepted or preparing");
+    }
     const type = eventForTarget(change.status);
     if (type === null) {
       const allowed = await this.deps.registry.allowedTargets(orderId, actor);
       throw new IllegalTransition(`no move leads back to ${change.status}`, allowed);
     }
-    return this.deps.registry.send(orderId, {
+    const order = await this.deps.registry.send(orderId, {
       event: { type, actor },
       ...(change.reason !== undefined ? { reason: change.reason } : {}),
       ...(ifMatch !== undefined ? { ifMatch } : {}),
       ...(loaded !== undefined ? { loaded } : {}),
     });
+    // A planning hint beside the order, not part of its state: lost with a crash right here, the estimate is used instead.
+    if (change.readyInMinutes !== undefined) await this.deps.repo.setExpectedReady(orderId, new Date(this.deps.clock.now().getTime() + change.readyInMinutes * 60_000));
+    return order;
   }
 
   async claim(courier: Principal, orderId: string): Promise<OrderModel.order> {

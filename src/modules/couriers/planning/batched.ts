@@ -21,10 +21,14 @@ type Bundle<P> = { restaurantId: string; pickup: P; orders: PlanOrder<P>[] };
 export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): PlanDecision[] {
   const { now } = input;
   // Couriers finishing their trip within the look-ahead are planned from their last drop-off.
-  const couriers = input.couriers.filter(
+  const candidates = input.couriers.filter(
     (c) => !c.offered && (c.carrying === 0 || (c.freeAt <= now + params.busyLookaheadMinutes && c.carrying < params.maxBundle)) && (c.shiftEnd === null || c.shiftEnd > now),
   );
-  const orders = input.orders.filter((o) => o.readyAt <= now + params.horizonMinutes);
+  const planned = input.orders.filter((o) => o.readyAt <= now + params.horizonMinutes);
+  // Couriers beyond the radius of every planned order are no help this round (and do not count against bundling).
+  const radius = params.radiusMeters ?? Infinity;
+  const couriers = Number.isFinite(radius) ? candidates.filter((c) => planned.some((o) => input.geometry.meters(c.freePoint, o.pickup) <= radius)) : candidates;
+  const orders = planned;
   if (couriers.length === 0 || orders.length === 0) return [];
 
   const bundles = makeBundles(input, orders, couriers.length, params);
@@ -72,6 +76,9 @@ function routeOf<P>(input: PlanInput<P>, bundle: Bundle<P>, courier: PlanCourier
 
 function pairCost<P>(input: PlanInput<P>, params: BatchedParams, bundle: Bundle<P>, courier: PlanCourier<P>): number {
   if (bundle.orders.some((o) => o.excluded?.includes(courier.id))) return INFEASIBLE;
+  if (params.radiusMeters !== undefined && input.geometry.meters(courier.freePoint, bundle.pickup) > params.radiusMeters) return INFEASIBLE;
+  // A courier free now still holds what it carries: the bundle adds to it (COURIER_MAX_ACTIVE counts orders).
+  if (courier.freeAt <= input.now && courier.carrying + bundle.orders.length > params.maxBundle) return INFEASIBLE;
   const { sequence, plan } = routeOf(input, bundle, courier);
   if (courier.shiftEnd !== null && plan.pickupAt > courier.shiftEnd) return INFEASIBLE;
   let cost = 0;

@@ -67,6 +67,13 @@ export type SimulationSummary = {
   /** Placed → a courier assigned, and placed → delivered (ms, over the orders that got there). */
   medianAssignMs: number | null;
   medianDeliveryMs: number | null;
+  /** The MDRP metrics (docs/dispatch.md), in simulated minutes: placed → delivered, ready → picked up. */
+  clickToDoorMeanMin: number | null;
+  clickToDoorP90Min: number | null;
+  readyToPickupMeanMin: number | null;
+  readyToPickupP90Min: number | null;
+  /** Orders delivered per offer accepted. */
+  ordersPerBundle: number | null;
   offers: number;
   offersDeclined: number;
   offersRevoked: number;
@@ -121,6 +128,27 @@ function metersBetween(a: LatLng, b: LatLng): number {
   return Math.hypot((b.lat - a.lat) * M_PER_DEG, (b.lng - a.lng) * M_PER_DEG * Math.cos((a.lat * Math.PI) / 180));
 }
 
+/** The MDRP metrics of the orders so far, in simulated minutes. */
+function mdrpMetrics(all: Tracked[], speedup: number, bundles: number) {
+  const toMin = (ms: number) => (ms * speedup) / 60_000;
+  const round = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
+  const stats = (values: number[]) => {
+    if (values.length === 0) return { mean: null, p90: null };
+    const s = [...values].sort((a, b) => a - b);
+    return { mean: round(s.reduce((a, b) => a + b, 0) / s.length), p90: round(s[Math.min(s.length - 1, Math.ceil(0.9 * s.length) - 1)]!) };
+  };
+  const done = all.filter((o) => o.deliveredAt !== null);
+  const ctd = stats(done.map((o) => toMin(o.deliveredAt! - o.placedAt)));
+  const r2p = stats(all.filter((o) => o.readyAt !== null && o.pickedAt !== null).map((o) => toMin(Math.max(0, o.pickedAt! - o.readyAt!))));
+  return {
+    clickToDoorMeanMin: ctd.mean,
+    clickToDoorP90Min: ctd.p90,
+    readyToPickupMeanMin: r2p.mean,
+    readyToPickupP90Min: r2p.p90,
+    ordersPerBundle: bundles ? round(done.length / bundles) : null,
+  };
+}
+
 function median(values: number[]): number | null {
   if (values.length === 0) return null;
   const s = [...values].sort((a, b) => a - b);
@@ -134,7 +162,8 @@ type Party = { token: string; id: string; api: Api };
 type Restaurant = { id: string; location: LatLng; owner: Party; socket: WebSocket };
 type Customer = Party & { home: LatLng; socket: WebSocket | null };
 type Job = { orderId: string; pickup: LatLng; dropoff: LatLng; status: Status | null };
-type Courier = Party & { at: LatLng; socket: WebSocket; job: Job | null; deciding: Set<string>; lastFixMs: number };
+/** `jobs`: the orders of the offer it accepted (a bundle has several, one pickup), in drop-off order. */
+type Courier = Party & { at: LatLng; socket: WebSocket; jobs: Job[]; deciding: Set<string>; lastFixMs: number };
 type Tracked = {
   id: string;
   restaurantId: string;
@@ -146,6 +175,8 @@ type Tracked = {
   courierId: string | null;
   seenCreated: boolean;
   assignedAt: number | null;
+  readyAt: number | null;
+  pickedAt: number | null;
   deliveredAt: number | null;
   lastChangeAt: number;
 };
@@ -217,7 +248,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
   const sockets: WebSocket[] = [];
   const orders = new Map<string, Tracked>();
   const work = new Set<Promise<void>>();
-  const counts = { offers: 0, offersDeclined: 0, offersRevoked: 0, approachingEvents: 0, etaUpdates: 0, locationsSent: 0, errors: 0 };
+  const counts = { offers: 0, offersDeclined: 0, offersRevoked: 0, bundlesAccepted: 0, approachingEvents: 0, etaUpdates: 0, locationsSent: 0, errors: 0 };
   let phase: SimulationSummary["phase"] = "placing";
   let stopping = false;
 
@@ -262,6 +293,8 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
     o.dispatch = order.dispatch?.state ?? o.dispatch;
     o.lastChangeAt = now();
     if (o.courierId && o.assignedAt === null) o.assignedAt = now();
+    if (o.status === "ready_for_pickup" && o.readyAt === null) o.readyAt = now();
+    if (o.status === "picked_up" && o.pickedAt === null) o.pickedAt = now();
     if (o.status === "delivered" && o.deliveredAt === null) o.deliveredAt = now();
   };
 
@@ -281,6 +314,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
       openByDispatch,
       medianAssignMs: median(all.filter((o) => o.assignedAt !== null).map((o) => o.assignedAt! - o.placedAt)),
       medianDeliveryMs: median(all.filter((o) => o.deliveredAt !== null).map((o) => o.deliveredAt! - o.placedAt)),
+      ...mdrpMetrics(all, opts.speedup, counts.bundlesAccepted),
       ...counts,
       lost: all.filter((o) => !o.seenCreated && now() - o.placedAt > 10_000).length,
       // Open with nothing happening for five simulated minutes (or a minute of real time).
@@ -324,7 +358,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
     // Couriers: on duty, listening on their topic for offers and their orders' changes.
     for (let i = 0; i < opts.couriers; i++) {
       const party = await signUp("courier", i + 1);
-      const courier: Courier = { ...party, at: near(opts.center, 800, random), socket: null as unknown as WebSocket, job: null, deciding: new Set(), lastFixMs: -Infinity };
+      const courier: Courier = { ...party, at: near(opts.center, 800, random), socket: null as unknown as WebSocket, jobs: [], deciding: new Set(), lastFixMs: -Infinity };
       courier.socket = await openSocket(opts.url, party.token, (frame) => onCourierFrame(courier, frame));
       courier.socket.send(JSON.stringify({ op: "subscribe", topic: `courier:${party.id}` }));
       sockets.push(courier.socket);
@@ -336,7 +370,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
 
     // Couriers move (or, idle, report where they wait so they stay dispatchable) every tick.
     ticker = setInterval(() => {
-      for (const c of couriers) if (!c.job && now() - c.lastFixMs > 5_000) sendFix(c);
+      for (const c of couriers) if (c.jobs.length === 0 && now() - c.lastFixMs > 5_000) sendFix(c);
     }, Math.min(opts.tickMs, 1_000));
     reporter = setInterval(() => opts.onProgress?.(summary()), opts.summaryEveryMs);
 
@@ -434,6 +468,8 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
         courierId: order.courierId,
         seenCreated: false,
         assignedAt: null,
+        readyAt: null,
+        pickedAt: null,
         deliveredAt: null,
         lastChangeAt: now(),
       });
@@ -478,7 +514,7 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
 
   function sendFix(courier: Courier): void {
     if (courier.socket.readyState !== WebSocket.OPEN) return;
-    courier.socket.send(JSON.stringify({ op: "location", lat: courier.at.lat, lng: courier.at.lng, speedMps: courier.job ? opts.speedMps : 0 }));
+    courier.socket.send(JSON.stringify({ op: "location", lat: courier.at.lat, lng: courier.at.lng, speedMps: courier.jobs.length ? opts.speedMps : 0 }));
     courier.lastFixMs = now();
     counts.locationsSent++;
   }
@@ -487,13 +523,14 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
     if (frame.type === "offer") {
       counts.offers++;
       const orderId = frame.orderId as string;
-      if (courier.job || courier.deciding.has(orderId) || stopping) return;
+      if (courier.jobs.length || courier.deciding.has(orderId) || stopping) return;
       courier.deciding.add(orderId);
       spawn("offer", () => answerOffer(courier, frame).finally(() => courier.deciding.delete(orderId)));
     } else if (frame.type === "offer.revoked") {
       counts.offersRevoked++;
-    } else if (frame.type === "order.updated" && courier.job && frame.orderId === courier.job.orderId) {
-      courier.job.status = (frame.order as { status: Status }).status;
+    } else if (frame.type === "order.updated") {
+      const job = courier.jobs.find((j) => j.orderId === frame.orderId);
+      if (job) job.status = (frame.order as { status: Status }).status;
     }
   }
 
@@ -514,33 +551,46 @@ export async function runSimulation(partial: Partial<SimulationOptions> & { url:
       if (err instanceof ApiError && err.status === 409) return; // expired or taken meanwhile
       throw err;
     }
-    courier.job = { orderId, pickup: offer.pickup as LatLng, dropoff: offer.dropoff as LatLng, status: accepted.status };
-    emit({ event: "assigned", orderId, courierId: courier.id });
+    counts.bundlesAccepted++;
+    // A bundle (batched dispatch) lists its orders in drop-off order; accepting one accepted all.
+    const listed = Array.isArray(offer.orders) ? (offer.orders as Array<{ orderId: string; dropoff: LatLng }>) : [{ orderId, dropoff: offer.dropoff as LatLng }];
+    courier.jobs = listed.map((o) => ({ orderId: o.orderId, pickup: offer.pickup as LatLng, dropoff: o.dropoff, status: o.orderId === orderId ? accepted.status : null }));
+    for (const job of courier.jobs) emit({ event: "assigned", orderId: job.orderId, courierId: courier.id });
     try {
-      await deliver(courier, courier.job);
+      await deliver(courier, courier.jobs);
     } finally {
-      courier.job = null;
+      courier.jobs = [];
     }
   }
 
-  async function deliver(courier: Courier, job: Job): Promise<void> {
-    const api = courier.api.orders({ id: job.orderId });
-    await drive(courier, job.pickup);
-    // Wait at the counter for the food (the courier's topic says when it is ready; a look now and then in case).
-    let lastLook = now();
-    while (job.status !== "ready_for_pickup") {
-      if (job.status !== null && FINAL.includes(job.status)) return;
-      if (now() - lastLook > 5_000) {
-        lastLook = now();
-        const current = await call(`look ${job.orderId}`, () => api.get());
-        job.status = current.status;
-        continue;
+  /** One trip: to the restaurant, every order of it once ready, then each drop-off in turn. */
+  async function deliver(courier: Courier, jobs: Job[]): Promise<void> {
+    await drive(courier, jobs[0]!.pickup);
+    const carried: Job[] = [];
+    for (const job of jobs) {
+      const api = courier.api.orders({ id: job.orderId });
+      // Wait at the counter for the food (the courier's topic says when it is ready; a look now and then in case).
+      let lastLook = -Infinity;
+      while (job.status !== "ready_for_pickup") {
+        if (job.status !== null && FINAL.includes(job.status)) break;
+        if (now() - lastLook > 5_000) {
+          lastLook = now();
+          const current = await call(`look ${job.orderId}`, () => api.get());
+          job.status = current.status;
+          // Not ours after all (taken or cancelled between the offer and the accept).
+          if (current.courierId !== courier.id) break;
+          continue;
+        }
+        await pause(Math.min(opts.tickMs, 250));
       }
-      await pause(Math.min(opts.tickMs, 250));
+      if (job.status !== "ready_for_pickup") continue;
+      await call(`picked_up ${job.orderId}`, () => api.patch({ status: "picked_up" }));
+      carried.push(job);
     }
-    await call(`picked_up ${job.orderId}`, () => api.patch({ status: "picked_up" }));
-    await drive(courier, job.dropoff);
-    await call(`delivered ${job.orderId}`, () => api.patch({ status: "delivered" }));
+    for (const job of carried) {
+      await drive(courier, job.dropoff);
+      await call(`delivered ${job.orderId}`, () => courier.api.orders({ id: job.orderId }).patch({ status: "delivered" }));
+    }
   }
 
   /** Straight towards `to` at speedMps (simulated), one position report per tick. */
@@ -571,6 +621,11 @@ function printable(s: SimulationSummary): Record<string, unknown> {
     openByDispatch: s.openByDispatch,
     medianAssignS: secs(s.medianAssignMs),
     medianDeliveryS: secs(s.medianDeliveryMs),
+    clickToDoorMeanMin: s.clickToDoorMeanMin,
+    clickToDoorP90Min: s.clickToDoorP90Min,
+    readyToPickupMeanMin: s.readyToPickupMeanMin,
+    readyToPickupP90Min: s.readyToPickupP90Min,
+    ordersPerBundle: s.ordersPerBundle,
     offers: s.offers,
     declined: s.offersDeclined,
     revoked: s.offersRevoked,
@@ -599,6 +654,7 @@ async function main(): Promise<number> {
       "accept-share": { type: "string" },
       "reject-share": { type: "string" },
       "tick-ms": { type: "string" },
+      policy: { type: "string", default: "batched" },
       // The first version's flags.
       orders: { type: "string" },
       "step-ms": { type: "string" },
@@ -618,6 +674,8 @@ async function main(): Promise<number> {
   };
   const print = (line: Record<string, unknown>) => process.stdout.write(JSON.stringify(line) + "\n");
 
+  const policy = values.policy;
+  if (policy !== "batched" && policy !== "nearest") throw new Error("--policy must be batched or nearest");
   let url = values.url;
   let stopServer: (() => Promise<void>) | null = null;
   if (!url) {
@@ -636,7 +694,8 @@ async function main(): Promise<number> {
         RATE_LIMIT_USER_WRITES: "0",
         RATE_LIMIT_IP_WRITES: "0",
         WS_MAX_CONNECTIONS_PER_USER: "100",
-        DISPATCH_POLICY: "nearest",
+        // Planned dispatch (the default) plans every second here, as simulated time runs fast; bundles of up to 3.
+        ...(policy === "batched" ? { DISPATCH_POLICY: "batched", DISPATCH_INTERVAL_SECONDS: "1", COURIER_MAX_ACTIVE: "3" } : { DISPATCH_POLICY: "nearest" }),
       }),
     );
     url = server.url;

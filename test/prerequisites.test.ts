@@ -55,7 +55,7 @@ describe("bun test on a machine missing a prerequisite", () => {
     expect(lines[0]).toContain("apt-get install chromium");
     expect(stderr + stdout).not.toContain("(pass)");
     expect(stderr).not.toMatch(/^\s+at /m);
-  });
+  }, 30_000);
 
   test("without chromium only: the one line names chromium and CHROMIUM_PATH, not redis-server", async () => {
     const { code, stderr } = await probe(await pathWith("redis-only", ["redis-server"]));
@@ -65,11 +65,11 @@ describe("bun test on a machine missing a prerequisite", () => {
     expect(lines[0]).toContain("chromium");
     expect(lines[0]).toContain("CHROMIUM_PATH");
     expect(lines[0]).not.toContain("redis-server");
-  });
+  }, 30_000);
 
   test("with both: the probe runs and passes", async () => {
     const { code, stderr } = await probe(await pathWith("both", ["redis-server", "chromium"]));
     expect(stderr).toContain("1 pass");
     expect(code).toBe(0);
-  });
+  }, 30_000);
 });

@@ -14,7 +14,7 @@ export type InterestEventBusOptions = RelayOptions & {
   unsubscribeGraceMs: number;
   /** How often a probe goes through each shard (a deaf subscriber is resubscribed after two misses). */
   probeIntervalMs: number;
-  /** How long a watch waits for its SUBSCRIBE before going ahead anyway (Redis down: the hub's reconciliation repairs). */
+  /** How long a watch waits for its SUBSCRIBE while Redis is connected before going ahead anyway (the hub's reconciliation repairs). */
   joinTimeoutMs?: number;
 };
 
@@ -172,7 +172,10 @@ export class InterestEventBus extends RelayEventBus {
         return false;
       },
     );
-    const timeout = Bun.sleep(this.opts.joinTimeoutMs ?? 1_000).then(() => false);
+    // Connected: wait for the acknowledgement (a watcher must not read before it holds). Redis
+    // away: go ahead at once; the SUBSCRIBE waits in the offline queue and the reconciliation
+    // repairs what the relay misses meanwhile.
+    const timeout = Bun.sleep(this.sub.status === "ready" ? (this.opts.joinTimeoutMs ?? 10_000) : 0).then(() => false);
     if (!(await Promise.race([subscribed, timeout]))) {
       if (!this.slowJoinLogged) this.relayLog.warn("a topic's channel is not subscribed yet; going ahead (the reconciliation repairs what the relay misses)", { channel });
       this.slowJoinLogged = true;

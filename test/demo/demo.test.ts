@@ -15,6 +15,8 @@ import { cast, orderIn, patch, type Cast } from "../modules/orders/fixtures";
  * a CI image without Debian's package); the preload has already refused to run without one.
  */
 const CHROMIUM = chromiumPath() ?? "chromium";
+// Explicit: Bun applies the preload's default timeout to the first test file only (others get 5 s).
+const BROWSER_MS = 90_000;
 const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"];
 
 let server: TestServer;
@@ -27,13 +29,13 @@ beforeAll(async () => {
   server = await startTestServer({ COURIER_LOCATION_INTERVAL_MS: "0" });
   c = await cast(server);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true });
-});
+}, BROWSER_MS);
 
 afterAll(async () => {
   await browser?.close();
   await server?.stop();
   if (dir) await rm(dir, { recursive: true, force: true });
-});
+}, BROWSER_MS);
 
 /** A page on `on` whose uncaught errors and console errors (failed loads among them) fail the test at close. */
 async function openPage(on: TestServer = server, expectedConsoleError?: RegExp): Promise<Page> {
@@ -149,7 +151,7 @@ describe("the live tracking page in headless Chromium", () => {
     expect([...png.subarray(0, 8)]).toEqual([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
     expect((await stat(shot)).size).toBeGreaterThan(10_000);
     await page.close();
-  });
+  }, BROWSER_MS);
 
   test("a customer pastes a token and picks one order: only that order is shown, and it updates live", async () => {
     const mine = await orderIn(server, c, "placed");
@@ -165,7 +167,7 @@ describe("the live tracking page in headless Chromium", () => {
     expect((await patch(server, c.owner, mine.id, "accepted")).status).toBe(200);
     await page.waitForSelector(`${badge(mine.id)}[data-status="accepted"]`, { timeout: 1_000 });
     await page.close();
-  });
+  }, BROWSER_MS);
 
   test("a bad token is refused on the page", async () => {
     // The browser reports the refused /auth/me (401) in its console: the one error expected here.
@@ -175,7 +177,7 @@ describe("the live tracking page in headless Chromium", () => {
     await page.waitForSelector('#login-error:has-text("token refused")', { timeout: 2_000 });
     expect(await page.isHidden("#app")).toBe(true);
     await page.close();
-  });
+  }, BROWSER_MS);
 });
 
 describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () => {
@@ -187,11 +189,11 @@ describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () 
     tiles = startTileServer();
     mapped = await startTestServer({ COURIER_LOCATION_INTERVAL_MS: "0", MAP_TILE_URL: tiles.template, MAP_TILE_ATTRIBUTION: "&copy; OpenStreetMap contributors (test tiles)" });
     mc = await cast(mapped);
-  });
+  }, BROWSER_MS);
   afterAll(async () => {
     await mapped?.stop();
     await tiles?.stop();
-  });
+  }, BROWSER_MS);
 
   test("tiles load with their attribution; restaurant, customer and courier markers; a PATCH and a courier move show within a second", async () => {
     expect(await (await fetch(`${mapped.url}/demo/map.json`)).json()).toMatchObject({ tileUrl: tiles.template, tiles: "online" });
@@ -233,5 +235,5 @@ describe("the live tracking page on a street map (tiles from MAP_TILE_URL)", () 
       courierWs.close();
     }
     await page.close();
-  });
+  }, BROWSER_MS);
 });

@@ -36,6 +36,10 @@ export async function explainOrderQueries(db: Db, sample: OrderQuerySample): Pro
     ["changedSince: courier", orders.find({ courierId: sample.courierId, updatedAt: { $gte: new Date(0) } }).sort({ updatedAt: 1 }).explain("queryPlanner")],
     ["activeForCourier", orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
     ["carriedBy", orders.find({ courierId: sample.courierId, status: { $in: ["accepted", "picked_up"] } }).explain("queryPlanner")],
+    [
+      "openForDispatch",
+      orders.find({ "dispatch.state": "searching", courierId: null, status: { $in: ["accepted", "preparing", "ready_for_pickup"] } }).sort({ createdAt: 1 }).limit(500).explain("queryPlanner"),
+    ],
     ["timers: claim due", orders.find({ timerPending: true, nextTimerAt: { $lte: new Date() } }).sort({ nextTimerAt: 1 }).explain("queryPlanner")],
   ];
   const plans = await Promise.all(queries.map(([, p]) => p));

@@ -52,7 +52,7 @@ beforeAll(async () => {
   redis = await startRedis();
   server = await startTestServer({ OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, REDIS_URL: redis.url, ACCEPT_TIMEOUT_SECONDS: "1", TIMER_SWEEP_INTERVAL_MS: "100" });
   c = await cast(server);
-});
+}, 60_000);
 afterAll(async () => {
   await server?.stop();
   await redis?.stop();
@@ -118,14 +118,14 @@ describe("OpenTelemetry traces (OTEL_EXPORTER_OTLP_ENDPOINT set)", () => {
     } finally {
       ws.close();
     }
-  });
+  }, 30_000);
 
   test("a durable timer firing is a span (the accept timeout cancels the order)", async () => {
     const order = await placeOrder(server, c);
     const fired = await waitFor("timer.fire span", () => receiver.spans.find((s) => s.name === "timer.fire" && receiver.spans.some((t) => t.traceId === s.traceId && t.name === "order.transition" && t.attrs["order.id"] === order.id && t.attrs["order.to"] === "cancelled")), 15_000);
     expect(fired.attrs["timer.kind"]).toBeDefined();
     expect(receiver.contentTypes.has("application/json")).toBe(true);
-  });
+  }, 30_000);
 });
 
 describe("without OTEL_EXPORTER_OTLP_ENDPOINT", () => {

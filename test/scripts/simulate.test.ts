@@ -61,4 +61,33 @@ describe("bun run simulate", () => {
     expect(result.stuck).toBe(result.unfinished); // still open when it stopped
     expect(result.lost).toBe(0);
   });
+
+  test("against DISPATCH_POLICY=batched (bundles of up to 3): couriers carry every order of the bundles they accept; 0 lost, 0 stuck; the MDRP metrics are reported", async () => {
+    const batched = await startTestServer({ COURIER_LOCATION_INTERVAL_MS: "100", DISPATCH_POLICY: "batched", DISPATCH_INTERVAL_SECONDS: "1", COURIER_MAX_ACTIVE: "3" });
+    try {
+      const proc = Bun.spawn(
+        ["bun", "run", "simulate", "--", "--url", batched.url, "--restaurants", "2", "--couriers", "2", "--customers", "8", "--minutes", "0.1", "--speedup", "60", "--tick-ms", "100", "--drain-minutes", "1", "--accept-share", "1", "--reject-share", "0", "--seed", "5"],
+        { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" },
+      );
+      const timer = setTimeout(() => proc.kill("SIGKILL"), 80_000);
+      const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      clearTimeout(timer);
+      expect({ code, err: err.slice(-500) }).toEqual({ code: 0, err: expect.any(String) });
+      const summary = out.trim().split("\n").map((l) => JSON.parse(l) as Line).at(-1)!;
+      expect(summary).toMatchObject({ event: "summary", phase: "done", lost: 0, stuck: 0, errors: 0, unfinished: 0 });
+      expect(summary.delivered).toBe(summary.orders);
+      expect(summary.clickToDoorMeanMin).toBeGreaterThan(0);
+      expect(summary.clickToDoorP90Min).toBeGreaterThanOrEqual(summary.clickToDoorMeanMin * 0.5);
+      expect(summary.readyToPickupMeanMin).toBeGreaterThanOrEqual(0);
+      expect(summary.ordersPerBundle).toBeGreaterThanOrEqual(1);
+      const docs = await batched.deps.db.db.collection(COLLECTIONS.orders).find({}).toArray();
+      for (const d of docs) {
+        const events = (d.history as Array<{ event: string }>).map((h) => h.event);
+        expect(events.filter((e) => e === "OFFER_ACCEPT").length).toBe(1);
+        expect(events.slice(-2)).toEqual(["PICK_UP", "DELIVER"]);
+      }
+    } finally {
+      await batched.stop();
+    }
+  }, 100_000);
 });

@@ -81,6 +81,8 @@ export const ORDER_INDEXES: IndexDescription[] = [
   // Realtime resume of restaurant and courier topics (changedSince).
   { name: "orders_restaurant_updatedAt", key: { restaurantId: 1, updatedAt: 1 } },
   { name: "orders_courier_updatedAt", key: { courierId: 1, updatedAt: 1 } },
+  // The batched planner's read (openForDispatch): orders waiting for a courier, oldest first.
+  { name: "orders_dispatchState_createdAt", key: { "dispatch.state": 1, createdAt: 1 } },
   // The timer sweeper's claim (db/timers.ts): due orders, earliest first.
   { name: "orders_timerPending_nextTimerAt", key: { timerPending: 1, nextTimerAt: 1 } },
   {

@@ -154,7 +154,7 @@ describe("batched: rolling horizon, bundles, optimal assignment, late commitment
 });
 
 describe("ReadyTimeEstimator", () => {
-  test("the default until a restaurant reports, then a weighted mean of its preparation times, never before now", () => {
+  test("the default until any restaurant reports, then a weighted mean of each one's preparation times, never before now", () => {
     const e = new ReadyTimeEstimator(15, 0.5);
     expect(e.readyAt("r", 100, 100)).toBe(115);
     e.observe("r", 10);
@@ -164,6 +164,8 @@ describe("ReadyTimeEstimator", () => {
     expect(e.readyAt("r", 100, 130)).toBe(130);
     e.observe("r", Number.NaN);
     expect(e.prepMinutes("r")).toBe(15);
-    expect(e.prepMinutes("other")).toBe(15);
+    // A restaurant never seen: the mean over all of them (weight 0.5 / 4 across restaurants).
+    expect(e.prepMinutes("other")).toBe(10 + 0.125 * (20 - 10));
+    expect(new ReadyTimeEstimator(15).prepMinutes("any")).toBe(15);
   });
 });

@@ -97,7 +97,7 @@ describe("POST /orders with Idempotency-Key: a repeat while the first is in flig
     } finally {
       await server.deps.db.client.db("admin").command({ configureFailPoint: "failCommand", mode: "off" });
     }
-  });
+  }, 30_000);
 
   test("a burst of 20 concurrent identical requests: exactly one 201, the others 409 or 200 with that order; one order exists", async () => {
     const customer = await server.register("customer");
@@ -109,7 +109,7 @@ describe("POST /orders with Idempotency-Key: a repeat while the first is in flig
       if (a.status === 200) expect(a.body.id).toBe(created[0]!.body.id);
     }
     expect((await ordersOf(customer)).map((o) => o.id)).toEqual([created[0]!.body.id]);
-  });
+  }, 30_000);
 });
 
 describe("POST /orders with Idempotency-Key: refusals and expiry", () => {

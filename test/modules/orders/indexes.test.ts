@@ -112,6 +112,7 @@ describe("order indexes", () => {
       activeForCourier: ["orders_courier_createdAt", "orders_courier_updatedAt"],
       carriedBy: ["orders_courier_createdAt", "orders_courier_updatedAt"],
       "timers: claim due": ["orders_timerPending_nextTimerAt"],
+      openForDispatch: ["orders_dispatchState_createdAt"],
     };
     const embedded = server.deps.db.embedded;
     const table = plans.map(({ query, plan }) => {

@@ -13,7 +13,7 @@
  */
 import { cpus, loadavg } from "node:os";
 import { startEngineProcess, startServerProcess, stopAllProcesses } from "../../test/helpers/processes";
-import { Failures, TINY, cpuMsOf, fmt, ratio, stats, table } from "./lib";
+import { Failures, TINY, cpuMsOf, fmt, inBatches, ratio, stats, table } from "./lib";
 
 const STEPS = (process.env.BENCH_LOCATIONS_STEPS ?? (TINY ? "10,20" : "250,500,1000,2000")).split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (TINY ? 2 : 10));
@@ -48,20 +48,6 @@ async function openSocket(wsUrl: string, token: string, onMessage: (data: Json) 
   return ws;
 }
 let closing = false;
-
-async function inBatches<T>(n: number, concurrency: number, make: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await make(i);
-      }
-    }),
-  );
-  return out;
-}
 
 async function main(): Promise<void> {
   const loadBefore = loadavg();

@@ -112,6 +112,8 @@ export type CheckInput = {
   feeds?: FeedWatch[];
   /** What the load noted per order (refusals, requests given up), to explain orders left open. */
   notes?: Map<string, OrderNote[]>;
+  /** Couriers of the load carrying nothing when the drain ended (none: open unassigned orders are the load's excess). */
+  idleCouriersAtEnd?: number;
   config: CheckConfig;
 };
 
@@ -454,7 +456,7 @@ export function checkFeed(orders: Order[], watch: FeedWatch): Violation[] {
  * courier (dispatch should have found one of the idle couriers), or when nothing explains it.
  * A client-side note alone (an actor of the load that stopped) makes it the load's.
  */
-export function checkStuck(orders: Order[], notes: Map<string, OrderNote[]>): StuckOrder[] {
+export function checkStuck(orders: Order[], notes: Map<string, OrderNote[]>, idleCouriersAtEnd = 1): StuckOrder[] {
   const out: StuckOrder[] = [];
   for (const order of orders) {
     if (FINAL.has(order.status)) continue;
@@ -469,7 +471,10 @@ export function checkStuck(orders: Order[], notes: Map<string, OrderNote[]>): St
     let serverCaused = true;
     if (server.length) reason = text(server);
     else if (order.status === "placed") reason = "still placed: the accept timeout never ended it";
-    else if (order.courierId === null) reason = "no courier was assigned although couriers were idle (dispatch stalled)";
+    else if (order.courierId === null && idleCouriersAtEnd === 0) {
+      reason = "no courier was assigned: every courier of the load was still busy when the drain ended (more orders than couriers could carry)";
+      serverCaused = false;
+    } else if (order.courierId === null) reason = `no courier was assigned although ${idleCouriersAtEnd} courier(s) were idle at the end (dispatch stalled)`;
     else if (client.length) {
       reason = text(client);
       serverCaused = false;
@@ -498,7 +503,7 @@ export function check(input: CheckInput): CheckResult {
     violations.push({ kind: "timer-overdue", orderId: t.orderId, detail: `${t.kind} due ${t.dueAt} never fired` });
   }
   for (const feed of input.feeds ?? []) violations.push(...checkFeed(input.orders, feed));
-  const stuck = checkStuck(input.orders, input.notes ?? new Map());
+  const stuck = checkStuck(input.orders, input.notes ?? new Map(), input.idleCouriersAtEnd);
   for (const s of stuck) if (s.serverCaused) violations.push({ kind: "stuck-order", orderId: s.orderId, detail: `left ${s.state}: ${s.reason}` });
   return {
     violations,

@@ -325,6 +325,11 @@ export class Load {
     this.notes.set(orderId, list);
   }
 
+  /** Couriers carrying nothing now (as the load knows). */
+  idleCouriers(): number {
+    return this.couriers.filter((c) => !c.busy).length;
+  }
+
   /** Restaurant and courier topic watchers. */
   feedWatches(): FeedWatch[] {
     return this.feeds.map((f) => f.watch);

@@ -126,7 +126,8 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
 
     const open = await Promise.race([load.drain(opts.drainMs), abort.then(() => [] as string[])]);
     if (aborted()) throw new Error("aborted");
-    opts.log({ event: "drained", open: open.length });
+    const idleCouriersAtEnd = load.idleCouriers();
+    opts.log({ event: "drained", open: open.length, idleCouriers: idleCouriersAtEnd });
     // Every instance up and answering before the final reads.
     await cluster.waitReady(15_000);
 
@@ -148,6 +149,7 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
       overdueTimers,
       feeds: load.feedWatches(),
       notes: load.notes,
+      idleCouriersAtEnd,
       config: {
         acceptTimeoutMs: Number(env.ACCEPT_TIMEOUT_SECONDS) * 1000,
         offerTtlMs: Number(env.OFFER_TTL_SECONDS) * 1000,

@@ -272,6 +272,8 @@ describe("orders left open", () => {
     expect(stuck[1].reason).toContain("accept timeout");
     expect(stuck[2].reason).toContain("no courier");
     expect(stuck[3].reason).toContain("stopped waiting");
+    // With every courier still busy at the end, an unassigned order is the load's excess, not the server's doing.
+    expect(checkStuck([unassigned], notes, 0)).toMatchObject([{ orderId: "s3", serverCaused: false }]);
     // In check(), the server-caused ones are violations.
     const result = check({ orders: [refused, clientOnly], owners, acks: [], watches: [], offers: [], notes, config: CONFIG });
     expect(result.violations.filter((v) => v.kind === "stuck-order").map((v) => v.orderId)).toEqual(["s1"]);

@@ -40,7 +40,7 @@ export class CourierCapacity implements CourierCapacityPort {
    * slot it already holds renews it. Call before committing the assignments; release the slots
    * of those that are then not committed.
    */
-  async reserve(courierId: string, orderIds: string[]): Promise<void> {
+  async reserve(courierId: string, orderIds: string[]): Promise<"taken" | "held"> {
     const { couriers, maxActive } = this.deps;
     if (orderIds.length > maxActive) throw this.refusal(courierId, orderIds);
     // Orders assigned before slots existed (or a courier never seen here) are counted first.
@@ -50,6 +50,7 @@ export class CourierCapacity implements CourierCapacityPort {
       outcome = await couriers.takeSlots(courierId, orderIds, maxActive, this.deps.clock.now());
     }
     if (outcome === "full") throw this.refusal(courierId, orderIds);
+    return outcome;
   }
 
   /** Frees the courier's slots of these orders (they ended, or their assignment was not committed). */

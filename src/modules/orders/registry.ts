@@ -54,7 +54,8 @@ export type CommitListener = (committed: CommittedTransition) => void;
  * ends or the assignment is not committed. `reserve` throws a 409 when the courier is full.
  */
 export type CourierCapacityPort = {
-  reserve(courierId: string, orderIds: string[]): Promise<void>;
+  /** "taken" when this call took the slot, "held" when it was already there (another attempt's, or a bundle's). */
+  reserve(courierId: string, orderIds: string[]): Promise<"taken" | "held">;
   release(courierId: string, orderIds: string[]): Promise<void>;
 };
 
@@ -73,8 +74,11 @@ export function contentionBackoffMs(lostRaces: number, leftMs: number): number {
   return Math.max(0, Math.min(leftMs, Math.random() * ceiling));
 }
 
-/** The courier slot one move took (capacity), and whether its assignment was committed. */
-type HeldSlot = { courierId: string | null; atMs: number; committed: boolean };
+/**
+ * The courier slot one move reserved (capacity): whether this move took it (only then may it
+ * give it back) and whether its assignment was committed.
+ */
+type HeldSlot = { courierId: string | null; atMs: number; took: boolean; committed: boolean };
 
 type LiveOrder = {
   actor: Actor<typeof orderMachine>;
@@ -224,12 +228,13 @@ export class OrderActorRegistry {
   }
 
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
-    const slot: HeldSlot = { courierId: null, atMs: 0, committed: false };
+    const slot: HeldSlot = { courierId: null, atMs: 0, took: false, committed: false };
     try {
       return await inSpan("order.transition", { "order.id": orderId }, () => this.decideAndCommit(orderId, command, slot));
     } finally {
-      // A slot taken for an assignment that was not committed goes back at once.
-      if (slot.courierId !== null && !slot.committed) await this.releaseSlot(slot.courierId, orderId);
+      // A slot this move took for an assignment it did not commit goes back, unless the order is
+      // the courier's anyway (the same courier's accept or claim won on another instance).
+      if (slot.courierId !== null && slot.took && !slot.committed) await this.releaseUnlessHeld(slot.courierId, orderId);
     }
   }
 
@@ -256,6 +261,7 @@ export class OrderActorRegistry {
       const mismatch = command.ifMatch !== undefined && command.ifMatch !== current.version;
       // Claiming an order one already holds is a retry, not a change.
       if (!mismatch && event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
+        if (slot.courierId === event.actor.id) slot.committed = true; // the courier holds it: the slot stays
         return current;
       }
       if (mismatch || !snapshot.can(event)) {
@@ -275,9 +281,11 @@ export class OrderActorRegistry {
       const taker = snapshot.context.courierId === null ? next.context.courierId : null;
       const capacity = this.deps.capacity;
       if (capacity && taker !== null && (slot.courierId !== taker || Date.now() - slot.atMs > SLOT_RENEW_MS)) {
-        if (slot.courierId !== null && slot.courierId !== taker) await this.releaseSlot(slot.courierId, orderId);
+        const tookBefore = slot.took && slot.courierId === taker;
+        if (slot.courierId !== null && slot.courierId !== taker && slot.took) await this.releaseUnlessHeld(slot.courierId, orderId);
         slot.courierId = null;
-        await capacity.reserve(taker, [orderId]);
+        const outcome = await capacity.reserve(taker, [orderId]);
+        slot.took = outcome === "taken" || tookBefore;
         slot.courierId = taker;
         slot.atMs = Date.now();
         // Decide again with a time taken after the slot: the history never shows the assignment
@@ -325,7 +333,12 @@ export class OrderActorRegistry {
 
       annotate({ "order.from": current.status, "order.to": committed.order.status, "order.seq": committed.order.version, "order.event": event.type });
       // Committed: now the live actor takes the event (effects, if any, run after the commit).
-      if (slot.courierId !== null && committed.order.courierId === slot.courierId) slot.committed = true;
+      if (slot.courierId !== null && committed.order.courierId === slot.courierId) {
+        slot.committed = true;
+        // Another attempt took this slot; if it gave it back meanwhile (it lost and read the order
+        // before this commit), take it again so the courier's count stays right.
+        if (!slot.took) await this.ensureSlot(slot.courierId, orderId);
+      }
       const carrier = snapshot.context.courierId;
       if (carrier !== null && isFinalStatus(committed.order.status)) await this.releaseSlot(carrier, orderId);
       live.actor.send(event);
@@ -344,6 +357,25 @@ export class OrderActorRegistry {
       else this.live.set(orderId, live);
       return committed.order;
     }
+  }
+
+  private async ensureSlot(courierId: string, orderId: string): Promise<void> {
+    try {
+      await this.deps.capacity?.reserve(courierId, [orderId]);
+    } catch (err) {
+      this.deps.log.error("a committed assignment found no slot for its courier", { orderId, courierId, err: err instanceof Error ? err : String(err) });
+    }
+  }
+
+  /** Frees the courier's slot of an order not assigned to it (read now); a held one stays. */
+  private async releaseUnlessHeld(courierId: string, orderId: string): Promise<void> {
+    try {
+      const now = await this.deps.repo.findById(orderId);
+      if (now && now.order.courierId === courierId && !isFinalStatus(now.order.status)) return;
+    } catch {
+      return; // unreadable: leave it to the reconciliation rather than free a slot that may be in use
+    }
+    await this.releaseSlot(courierId, orderId);
   }
 
   /** Frees a courier's slot; a failure is left to the next reconciliation (capacity.ts) rather than failing the move. */

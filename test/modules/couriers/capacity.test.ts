@@ -3,6 +3,8 @@ import { createLogger } from "../../../src/log";
 import { CourierAtLimit, CourierCapacity, PENDING_SLOT_GRACE_MS } from "../../../src/modules/couriers/capacity";
 import { CourierRepository } from "../../../src/modules/couriers/repository";
 import { OrderRepository } from "../../../src/modules/orders/repository";
+import { OrderActorRegistry } from "../../../src/modules/orders/registry";
+import { LocalEventBus } from "../../../src/realtime/bus";
 import { startTestServer, type Registered, type TestServer } from "../../helpers/server";
 import { WsClient } from "../../helpers/ws";
 import { cast, orderIn, patch, type Cast } from "../orders/fixtures";
@@ -138,6 +140,28 @@ describe("slots left behind (a crash between taking a slot and committing, or be
     expect(await couriers.slots(courier.user.id)).toBeNull();
     expect((await claim(courier, b.id)).status).toBe(409);
     expect((await couriers.slots(courier.user.id))?.map((s) => s.orderId)).toEqual([a.id]);
+  });
+});
+
+describe("the same courier's claim of one order through two instances at once (chaos F4, second cause)", () => {
+  test("the losing attempt does not give back the slot the winner holds: the courier stays at its limit", async () => {
+    const courier = await server.register("courier");
+    const [a, b] = await Promise.all([orderIn(server, c, "accepted"), orderIn(server, c, "accepted")]);
+    const repo = new OrderRepository(server.deps.db.db);
+    const instance = (id: string) => {
+      const r = new OrderActorRegistry({ repo, bus: new LocalEventBus(log), clock: { now: () => new Date() }, log, instanceId: id, idleSeconds: 300, capacity: capacity(1) });
+      r.start();
+      return r;
+    };
+    const [one, two] = [instance("I1"), instance("I2")];
+    const actor = { role: "courier" as const, id: courier.user.id };
+    // Both load the order unassigned, both find the slot (one takes it), one commits, the other loses and sees it done.
+    await Promise.all([one.inspect(a.id), two.inspect(a.id)]);
+    const results = await Promise.allSettled([one.send(a.id, { event: { type: "ASSIGN_COURIER", actor } }), two.send(a.id, { event: { type: "ASSIGN_COURIER", actor } })]);
+    expect(results.every((r) => r.status === "fulfilled")).toBe(true);
+    expect((await couriers.slots(courier.user.id))?.map((s) => s.orderId)).toEqual([a.id]);
+    expect((await claim(courier, b.id)).status).toBe(409);
+    await Promise.all([one.stop(), two.stop()]);
   });
 });
 

@@ -1,11 +1,11 @@
 /**
  * `bun run bench`: every benchmark, one after another (each in its own process, so none
- * inherits another's heap or sockets): bench:db, bench:api, bench:ws. Exits non-zero if any fails.
+ * inherits another's heap or sockets): bench:db, bench:api, bench:ws, bench:locations. Exits non-zero if any fails.
  */
 import { resolve } from "node:path";
 
 const REPO_ROOT = resolve(import.meta.dir, "../..");
-const BENCHES = ["db", "api", "ws"];
+const BENCHES = ["db", "api", "ws", "locations"];
 
 let failed = 0;
 for (const name of BENCHES) {

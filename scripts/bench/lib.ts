@@ -65,3 +65,18 @@ export function cpuMsOf(pid: number): number {
     return NaN;
   }
 }
+
+/** Runs make(0..n-1) with at most `concurrency` in flight; results in index order. */
+export async function inBatches<T>(n: number, concurrency: number, make: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = new Array(n);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      while (next < n) {
+        const i = next++;
+        out[i] = await make(i);
+      }
+    }),
+  );
+  return out;
+}

@@ -23,7 +23,7 @@ import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { REPO_ROOT, spawnManaged, startServerProcess, stopAllProcesses, type ManagedProcess } from "../../test/helpers/processes";
 import { startRedis } from "../../test/helpers/redis";
-import { Failures, TINY, cpuMsOf, fmt, ratio as ratioOf, stats, table, type Stats } from "./lib";
+import { Failures, TINY, cpuMsOf, fmt, inBatches, ratio as ratioOf, stats, table, type Stats } from "./lib";
 
 const QUICK = process.env.BENCH_WS_QUICK === "1" || TINY;
 const CAP = Number(process.env.BENCH_WS_MAX_CONNECTIONS ?? (TINY ? 50 : QUICK ? 2000 : 15_000));
@@ -253,20 +253,6 @@ async function ok(p: Promise<{ status: number; body: Json }>, what: string): Pro
   const res = await p;
   if (res.status >= 300) throw new Error(`${what}: ${res.status} ${JSON.stringify(res.body)}`);
   return res.body;
-}
-
-async function inBatches<T>(n: number, concurrency: number, make: (i: number) => Promise<T>): Promise<T[]> {
-  const out: T[] = new Array(n);
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      while (next < n) {
-        const i = next++;
-        out[i] = await make(i);
-      }
-    }),
-  );
-  return out;
 }
 
 /** A token the way both servers read it: HS256 over {sub, role, iat, exp}. */

@@ -162,6 +162,15 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
   }
 }
 
+async function killAllSessions(internal: MongoClient): Promise<void> {
+  try {
+    await internal.db("admin").command({ killAllSessions: [] });
+  } catch (e) {
+    // MongoDB answers Interrupted (11601) when it killed the very session running the command.
+    if ((e as { code?: number }).code !== 11601) throw e;
+  }
+}
+
 async function setupInitialData(internal: MongoClient, initialData: unknown): Promise<void> {
   if (initialData === undefined) return;
   if (!Array.isArray(initialData)) throw new RunnerError("initialData must be an array");
@@ -422,6 +431,8 @@ async function runTest(
     runNested: (op) => runOperation(ctx, op, timeoutMs),
   };
   try {
+    // As the format requires: no session or transaction left open by an earlier test may block this one.
+    await withTimeout(killAllSessions(internal), timeoutMs, "killAllSessions");
     await withTimeout(setupInitialData(internal, spec.initialData), timeoutMs, "initialData");
     if (spec.createEntities !== undefined) entities.create(spec.createEntities);
     if (!Array.isArray(test.operations)) throw new RunnerError("test has no operations array");

@@ -28,8 +28,10 @@ export function isDocument(v: unknown): v is Doc {
 }
 
 /**
- * The actual value as a document: plain documents as they are, and Maps (the driver sends
- * `sort` as a Map) as their entries; null for anything else.
+ * The actual value as a document: plain documents as they are, Maps (the driver sends `sort` as
+ * a Map) as their entries, and the driver's value objects (ReadConcern, WriteConcern,
+ * ReadPreference, ...: class instances that are not BSON values) as their defined own fields,
+ * which is what they serialize to on the wire; null for anything else.
  */
 export function asDocument(v: unknown): Doc | null {
   if (isDocument(v)) return v;
@@ -38,7 +40,11 @@ export function asDocument(v: unknown): Doc | null {
     for (const [k, val] of v) out[String(k)] = val;
     return out;
   }
-  return null;
+  if (v === null || typeof v !== "object" || Array.isArray(v) || v instanceof Date || v instanceof RegExp || ArrayBuffer.isView(v)) return null;
+  if (bsonTypeTag(v) !== undefined || typeof (v as { toBSON?: unknown }).toBSON === "function") return null;
+  const out: Doc = {};
+  for (const [k, val] of Object.entries(v)) if (val !== undefined) out[k] = val;
+  return out;
 }
 
 /** A key counts as present when it is an own property whose value is not `undefined`. */

@@ -1,7 +1,7 @@
 // The engine's state: databases and collections, sessions, transactions, cursors and the journal.
 // Everything here is synchronous; server.ts feeds it one command at a time per connection.
 
-import type { Document } from "bson";
+import { type Document, Timestamp } from "bson";
 import { type CollectionAccess, DirectAccess } from "./access";
 import { ChangeClock, Collection, documentKey } from "./collection";
 import { CursorRegistry } from "./cursors";
@@ -71,6 +71,9 @@ export class Engine {
     compressedMessagesIn: 0,
   };
   private readonly journal: Journal | null;
+  /** The cluster time (seconds, increment): every command that writes gets a later one. */
+  private clusterSeconds = 0;
+  private clusterIncrement = 0;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(options: EngineOptions) {
@@ -205,6 +208,20 @@ export class Engine {
       this.journal.compact(() => this.dump()).catch((err: unknown) => this.log.error("journal compaction failed", { error: String(err) }));
     }
     return durable;
+  }
+
+  /** The current cluster time; `advance` moves it past the last one (a command that wrote). */
+  clusterTime(advance = false): Timestamp {
+    if (advance || this.clusterSeconds === 0) {
+      const now = Math.floor(Date.now() / 1000);
+      if (now > this.clusterSeconds) {
+        this.clusterSeconds = now;
+        this.clusterIncrement = 1;
+      } else {
+        this.clusterIncrement++;
+      }
+    }
+    return new Timestamp({ t: this.clusterSeconds, i: this.clusterIncrement });
   }
 
   /** The whole state as journal ops (collections, their indexes, their documents). */

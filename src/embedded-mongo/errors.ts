@@ -37,6 +37,25 @@ export const ErrorCode = {
   TransactionCommitted: 256,
   OperationNotSupportedInTransaction: 263,
   NoQueryExecutionPlans: 291,
+  HostUnreachable: 6,
+  HostNotFound: 7,
+  LockTimeout: 24,
+  MaxTimeMSExpired: 50,
+  WriteConcernFailed: 64,
+  UnknownReplWriteConcern: 79,
+  NetworkTimeout: 89,
+  ShutdownInProgress: 91,
+  UnsatisfiableWriteConcern: 100,
+  PrimarySteppedDown: 189,
+  ExceededTimeLimit: 262,
+  SocketException: 9001,
+  LegacyNotPrimary: 10058,
+  NotWritablePrimary: 10107,
+  NotPrimaryNoSecondaryOk: 13435,
+  NotPrimaryOrSecondary: 13436,
+  InterruptedAtShutdown: 11600,
+  Interrupted: 11601,
+  InterruptedDueToReplStateChange: 11602,
   DuplicateKey: 11000,
   UnrecognizedPipelineStage: 40324,
   GeoNearNotFirstStage: 40602,
@@ -103,6 +122,46 @@ export function typeMismatch(message: string): CommandError {
 
 export function namespaceNotFound(message = "ns not found"): CommandError {
   return new CommandError(ErrorCode.NamespaceNotFound, message);
+}
+
+/** MongoDB's retriable errors (ErrorCodes::isRetriableError): the driver may retry the write or commit. */
+const RETRIABLE = new Set<number>([
+  ErrorCode.HostUnreachable,
+  ErrorCode.HostNotFound,
+  ErrorCode.NetworkTimeout,
+  ErrorCode.ShutdownInProgress,
+  ErrorCode.PrimarySteppedDown,
+  ErrorCode.ExceededTimeLimit,
+  ErrorCode.SocketException,
+  ErrorCode.LegacyNotPrimary,
+  ErrorCode.NotWritablePrimary,
+  ErrorCode.NotPrimaryNoSecondaryOk,
+  ErrorCode.NotPrimaryOrSecondary,
+  ErrorCode.InterruptedAtShutdown,
+  ErrorCode.InterruptedDueToReplStateChange,
+]);
+
+/**
+ * The labels mongod attaches to an error (getErrorLabels): TransientTransactionError inside a
+ * transaction for write conflicts and retriable errors (for commit/abort only NoSuchTransaction
+ * without a write concern error), RetryableWriteError on retryable writes, commit and abort for
+ * retriable errors and write concern errors.
+ */
+export function serverErrorLabels(commandName: string, cmd: Document, code: number | null, writeConcernCode: number | null): string[] {
+  if (cmd.txnNumber === undefined) return [];
+  const labels: string[] = [];
+  const inTransaction = cmd.autocommit === false;
+  const commitOrAbort = commandName === "commitTransaction" || commandName === "abortTransaction";
+  if (inTransaction && code !== null) {
+    let transient = code === ErrorCode.WriteConflict || code === ErrorCode.LockTimeout;
+    if (commitOrAbort) transient ||= code === ErrorCode.NoSuchTransaction && writeConcernCode === null;
+    else transient ||= RETRIABLE.has(code) || code === ErrorCode.NoSuchTransaction;
+    if (transient) labels.push("TransientTransactionError");
+  }
+  if ((!inTransaction || commitOrAbort) && ((code !== null && RETRIABLE.has(code)) || (writeConcernCode !== null && RETRIABLE.has(writeConcernCode)))) {
+    labels.push("RetryableWriteError");
+  }
+  return labels;
 }
 
 /** Turns anything thrown by a handler (our errors, mingo's, geo's) into a CommandError. */

@@ -6,6 +6,8 @@ import { CommandError, ErrorCode } from "./errors";
 import { isPlainObject, numericValue } from "./values";
 
 export interface FailAction {
+  /** Whether the fail point named its labels (then mongod adds none of its own). */
+  labelsGiven: boolean;
   closeConnection: boolean;
   blockTimeMS: number;
   error: CommandError | null;
@@ -99,6 +101,7 @@ export class FailPoints {
     const code = numericValue(d.errorCode);
     const labels = Array.isArray(d.errorLabels) ? d.errorLabels.map(String) : undefined;
     return {
+      labelsGiven: labels !== undefined,
       closeConnection: d.closeConnection === true,
       blockTimeMS: d.blockConnection === true ? (numericValue(d.blockTimeMS) ?? 0) : 0,
       error: code !== null ? new CommandError(code, "Failing command via 'failCommand' failpoint", { errorLabels: labels }) : null,

@@ -4,9 +4,9 @@
 // option is ever accepted and silently ignored. The README's support table is checked against
 // these lists by a test.
 
-import type { Document } from "bson";
+import { type Document, Timestamp } from "bson";
 import { CommandError, ErrorCode } from "./errors";
-import { isPlainObject, numericValue } from "./values";
+import { bsonTypeOf, isPlainObject, numericValue } from "./values";
 
 /** Fields any command may carry (sessions, transactions, concerns, API version, routing). */
 export const GENERIC_FIELDS: readonly string[] = [
@@ -103,7 +103,7 @@ const READ_CONCERN_LEVELS = new Set(["local", "majority", "linearizable", "avail
 const SNAPSHOT_READS = new Set(["find", "aggregate", "distinct"]);
 
 /** Validates readConcern as a single-node primary would; returns the level (null when absent). */
-export function readConcernLevel(command: string, cmd: Document, inTransaction: boolean): string | null {
+export function readConcernLevel(command: string, cmd: Document, inTransaction: boolean, clusterTime: Timestamp): string | null {
   const rc = cmd.readConcern;
   if (rc === undefined) return null;
   if (!isPlainObject(rc)) throw new CommandError(ErrorCode.TypeMismatch, "BSON field 'readConcern' is the wrong type, expected type 'object'");
@@ -119,7 +119,15 @@ export function readConcernLevel(command: string, cmd: Document, inTransaction: 
     throw new CommandError(ErrorCode.InvalidOptions, "readConcern.atClusterTime is only valid with level snapshot");
   }
   if (rc.atClusterTime !== undefined) {
-    throw new CommandError(ErrorCode.NotImplemented, "readConcern.atClusterTime is not implemented by the embedded engine (it keeps no history to read from)");
+    // The engine keeps no history: it can read "as of" a cluster time only while nothing has been written since.
+    const at = rc.atClusterTime;
+    if (!(at instanceof Timestamp) && bsonTypeOf(at) !== "Timestamp") throw new CommandError(ErrorCode.TypeMismatch, "readConcern.atClusterTime must be a Timestamp");
+    if (clusterTime.compare(at as Timestamp) < 0) {
+      throw new CommandError(ErrorCode.InvalidOptions, "readConcern atClusterTime value must not be greater than the current clusterTime");
+    }
+    if (clusterTime.compare(at as Timestamp) > 0) {
+      throw new CommandError(ErrorCode.NotImplemented, "readConcern.atClusterTime before the latest write is not implemented by the embedded engine (it keeps no history to read from)");
+    }
   }
   return level;
 }

@@ -60,6 +60,7 @@ export class InterestEventBus extends RelayEventBus {
   private readonly probes = new Map<string, Probe>();
   private readonly prober: ReturnType<typeof setInterval>;
   private probing = false;
+  private readonly subscribersReady: Promise<void>;
   private slowJoinLogged = false;
 
   constructor(private readonly opts: InterestEventBusOptions) {
@@ -71,6 +72,9 @@ export class InterestEventBus extends RelayEventBus {
     this.sub = connectRedis(opts.redis, { connectionName: name, offlineQueue: true, maxRetriesPerRequest: null, shardedSubscribers: true });
     this.watchConnections();
     this.sub.on(this.sharded ? "smessage" : "message", (channel: string, payload: string) => this.onMessage(channel, payload));
+    // ioredis routes an SSUBSCRIBE by its slot map, which it has only once its sharded
+    // subscribers are set up; one sent before that is refused (not queued).
+    this.subscribersReady = this.sharded ? new Promise<void>((resolve) => this.sub.once("subscribersReady", () => resolve())) : Promise.resolve();
     this.prober = setInterval(() => void this.probe(), opts.probeIntervalMs);
     this.prober.unref?.();
   }
@@ -90,8 +94,8 @@ export class InterestEventBus extends RelayEventBus {
     let interest = this.interests.get(channel);
     if (!interest) {
       const fresh: Interest = { topic, watchers: 0, ready: Promise.resolve(), leaveTimer: null };
-      fresh.ready = this.join(channel, fresh);
       this.interests.set(channel, fresh);
+      fresh.ready = this.join(channel, fresh);
       this.relay.metrics?.channels?.(this.interests.size);
       interest = fresh;
     }
@@ -165,13 +169,7 @@ export class InterestEventBus extends RelayEventBus {
    * the watcher reads, so its first relayed change does not wait for a gap fill.
    */
   private async join(channel: string, interest: Interest): Promise<void> {
-    const subscribed = this.subscribe(channel).then(
-      () => true,
-      (err: unknown) => {
-        this.markDown("subscriber", err instanceof Error ? err : new Error(String(err)));
-        return false;
-      },
-    );
+    const subscribed = this.subscribeUntilDone(channel, interest);
     // Connected: wait for the acknowledgement (a watcher must not read before it holds). Redis
     // away: go ahead at once; the SUBSCRIBE waits in the offline queue and the reconciliation
     // repairs what the relay misses meanwhile.
@@ -183,6 +181,24 @@ export class InterestEventBus extends RelayEventBus {
     }
     this.slowJoinLogged = false;
     await this.catchUp(interest.topic);
+  }
+
+  /**
+   * SUBSCRIBE (SSUBSCRIBE) a watched channel, again and again with a backoff while it is refused
+   * (cluster not set up yet, failover), until it holds or nobody here watches the topic any more.
+   */
+  private async subscribeUntilDone(channel: string, interest: Interest): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing || this.interests.get(channel) !== interest) return false;
+      try {
+        await Promise.race([this.subscribersReady, Bun.sleep(2_000)]);
+        await this.subscribe(channel);
+        return true;
+      } catch (err) {
+        this.markDown("subscriber", err instanceof Error ? err : new Error(String(err)));
+        await Bun.sleep(Math.min(50 * 2 ** attempt, 2_000));
+      }
+    }
   }
 
   /** Delivers what an order this instance heard of before committed while it was not listening. */

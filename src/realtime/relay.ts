@@ -1,3 +1,4 @@
+import { Cluster, type Redis } from "ioredis";
 import type { Logger } from "../log";
 import type { RedisClient } from "../redis";
 import type { OrderChange } from "../events/change";
@@ -90,6 +91,10 @@ export abstract class RelayEventBus extends LocalEventBus {
 
   /** Wires the connections' state to the outage log; call once both exist. */
   protected watchConnections(): void {
+    // A cluster client connects to each node on its first command, and with no offline queue it
+    // refuses (and later re-routes, out of order) the commands sent while that connection is
+    // being made: connect to every node as soon as the client knows of it.
+    if (this.pub instanceof Cluster) this.pub.on("+node", (node: Redis) => void node.ping().catch(() => undefined));
     for (const [name, conn] of [["publisher", this.pub], ["subscriber", this.sub]] as const) {
       conn.on("error", (err: Error) => {
         this.relay.metrics?.redisError(name);

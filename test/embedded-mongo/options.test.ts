@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { type Db, type Document, MongoServerError } from "mongodb";
+import { type Db, type Document, MongoServerError, Timestamp } from "mongodb";
 import { COMMANDS } from "../../src/embedded-mongo/commands/index";
 import { INDEX_OPTIONS } from "../../src/embedded-mongo/indexes";
 import { DELETE_STATEMENT_FIELDS, UPDATE_STATEMENT_FIELDS } from "../../src/embedded-mongo/operations";
@@ -151,7 +151,14 @@ describe("features the engine does not have are refused through the driver", () 
     expect((await refusal({ insert: "c", documents: [{ _id: 2 }], readConcern: snapshot })).code).toBe(72);
     expect((await refusal({ listCollections: 1, readConcern: snapshot })).code).toBe(72);
     expect((await refusal({ listIndexes: "c", readConcern: snapshot })).code).toBe(72);
-    expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: new Date() } })).code).toBe(238);
+    // No history is kept: a snapshot read at a cluster time before the latest write is refused, never answered with newer data.
+    const before = (await db.command({ ping: 1 })).operationTime as Timestamp;
+    await db.collection("c").insertOne({ _id: 100 as never });
+    expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: before } })).code).toBe(238);
+    const now = (await db.command({ ping: 1 })).operationTime as Timestamp;
+    expect((await db.command({ find: "c", filter: {}, readConcern: { level: "snapshot", atClusterTime: now } })).cursor.firstBatch.length).toBeGreaterThan(0);
+    expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: new Timestamp({ t: now.high + 3600, i: 1 }) } })).code).toBe(72);
+    await db.collection("c").deleteOne({ _id: 100 as never });
     expect((await refusal({ find: "c", readConcern: { level: "bogus" } })).code).toBe(9);
     // A snapshot find reads its whole result at once: a later write does not show in its getMore.
     const c = db.collection("snap");

@@ -118,7 +118,7 @@ for (const [name, target, subscribers] of deployments) {
       expect(b.server.seqs(topics.order("o1"))).toEqual([]);
       watchA.release();
       watchB.release();
-    });
+    }, 60_000);
 
     test("a change on two watched channels (order and restaurant) is delivered once", async () => {
       const ns = `t:${crypto.randomUUID().slice(0, 8)}:`;
@@ -134,7 +134,7 @@ for (const [name, target, subscribers] of deployments) {
       expect(a.server.seqs(topics.restaurant("r3"))).toEqual([1, 2, 3]);
       w1.release();
       w2.release();
-    });
+    }, 60_000);
 
     test("the channel is subscribed while watched, kept through the grace period, and dropped after it", async () => {
       const ns = `t:${crypto.randomUUID().slice(0, 8)}:`;
@@ -156,7 +156,7 @@ for (const [name, target, subscribers] of deployments) {
       again.release();
       await eventually(async () => (await subscribers(channel)) === 0, "channel unsubscribed after the grace period");
       expect(a.counts.channels).toBe(0);
-    });
+    }, 60_000);
 
     test("rejoining an order heard of before reads what it missed, so the next change goes out at once", async () => {
       const ns = `t:${crypto.randomUUID().slice(0, 8)}:`;
@@ -183,7 +183,7 @@ for (const [name, target, subscribers] of deployments) {
       expect(a.server.seqs(topics.order("o5"))).toEqual([1, 2, 3, 4, 5]);
       expect(asked.length).toBe(1); // no gap fill for seq 5
       back.release();
-    });
+    }, 60_000);
 
     test("a subscriber whose subscriptions vanished without a word is found by the probe and subscribed again", async () => {
       const ns = `t:${crypto.randomUUID().slice(0, 8)}:`;
@@ -206,6 +206,6 @@ for (const [name, target, subscribers] of deployments) {
       c.bus.publish(changeFor("o6", 1, "C"));
       await a.server.until(() => a.server.seqs(topics.order("o6")).length === 1);
       w.release();
-    });
+    }, 60_000);
   });
 }

@@ -135,7 +135,7 @@ describe(`several instances behind ${deployment}`, () => {
   test("/ready reports Redis", async () => {
     const ready = await http(B, "GET", "/ready");
     expect(ready).toEqual({ status: 200, body: { status: "ready", database: "up", redis: "up" } });
-  });
+  }, 60_000);
 
   test("a client on A sees a PATCH made through B, and a restaurant on C sees an order placed through B", async () => {
     const restaurantFeed = await open(C, owner);
@@ -151,7 +151,7 @@ describe(`several instances behind ${deployment}`, () => {
     const event = await onA.next((f) => f.type === "order.updated");
     expect(event).toMatchObject({ topic, orderId: order.id, seq: 2, status: "accepted", prevStatus: "placed" });
     expect(await onA.drain()).toEqual([]); // once, no echo
-  });
+  }, 60_000);
 
   test("a client that misses changes made elsewhere resumes on another instance with exactly the missed ones", async () => {
     const order = await placeOrder(A);
@@ -175,7 +175,7 @@ describe(`several instances behind ${deployment}`, () => {
     await resumed.next((f) => f.seq === 6);
     expect(await resumed.drain()).toEqual([]);
     expect(resumed.seqs(topic)).toEqual([3, 4, 5, 6]);
-  });
+  }, 60_000);
 
   test("SIGKILL of an instance while orders move loses no committed change for clients that resume elsewhere", async () => {
     const orders = await Promise.all([1, 2, 3, 4, 5, 6].map(() => placeOrder(A)));
@@ -233,7 +233,7 @@ describe(`several instances behind ${deployment}`, () => {
       // was read back from the database when the next change of that order showed the gap.
       expect(onA.seqs(topic)).toEqual([2, 3, 4, 5, 6, 7]);
     }
-  });
+  }, 60_000);
 
   test("with Redis down an instance keeps serving its own clients, logs it once, and relays again once Redis is back", async () => {
     const order = await placeOrder(A);
@@ -274,7 +274,7 @@ describe(`several instances behind ${deployment}`, () => {
     // A's own client gets seq 4 over its socket too, not necessarily before C's does.
     await onA.until((frames) => frames.some((f) => f.topic === topic && f.seq === 4));
     expect(onA.seqs(topic)).toEqual([2, 3, 4]);
-  });
+  }, 60_000);
 
   test("a change committed elsewhere while Redis was down reaches subscribers even when it was the order's last", async () => {
     const order = await placeOrder(A);
@@ -295,7 +295,7 @@ describe(`several instances behind ${deployment}`, () => {
     // C compares its subscribed orders with the database and delivers what the relay lost.
     await onC.until((frames) => frames.some((f) => f.topic === topic && f.seq === 2), 10_000);
     expect(onC.seqs(topic)).toEqual([2]);
-  });
+  }, 60_000);
 
   /** Kills Redis and waits until `via` notices (its /ready answers 503). */
   async function redisDown(via: ServerProcess) {
@@ -365,7 +365,7 @@ describe(`several instances behind ${deployment}`, () => {
     expect(code).toBe(0);
     expect(performance.now() - started).toBeLessThan(5_000);
     expect((await client.closed).code).toBe(1001);
-  });
+  }, 60_000);
 });
 
 /** Interest routing and failover on the cluster (issue 13, 5a-5c); they run first, while B has no sockets. */

@@ -54,6 +54,19 @@ describe("benchmarks in tiny mode", () => {
     },
     150_000,
   );
+  test(
+    "bench:locations: couriers' fixes over WebSockets, forwarded to a follower, no error frame",
+    async () => {
+      const r = await runBench("locations", 100_000);
+      expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
+      expect(r.out).toContain("fixes per CPU-second");
+      const rows = r.out.split("\n").filter((l) => /^\| (10|20) +\|/.test(l));
+      expect(rows).toHaveLength(2);
+      // Fixes of the followed couriers were forwarded (the sample is not empty).
+      for (const row of rows) expect(row).toMatch(/\((?!0\))\d+\) +\|$/);
+    },
+    110_000,
+  );
 });
 
 describe("what the benchmarks share", () => {

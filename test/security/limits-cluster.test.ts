@@ -54,7 +54,7 @@ describe("RedisLimits on a Redis Cluster", () => {
     } finally {
       await limits.close();
     }
-  });
+  }, 60_000);
 
   test("connection slots: concurrent acquires on two instances never exceed the limit; a dead instance's slots expire", async () => {
     const prefix = `t-${crypto.randomUUID().slice(0, 6)}:`;
@@ -75,7 +75,7 @@ describe("RedisLimits on a Redis Cluster", () => {
       await a.close();
       await b.close();
     }
-  });
+  }, 60_000);
 });
 
 describe("two instances sharing a Redis Cluster", () => {
@@ -109,7 +109,7 @@ describe("two instances sharing a Redis Cluster", () => {
     const statuses = [];
     for (const s of [a, b, a, b, a, b]) statuses.push((await s.request("PUT", "/couriers/me/availability", { token: courier.token, body: { available: true } })).status);
     expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
-  });
+  }, 60_000);
 
   test("failed logins for one email count on both instances together", async () => {
     const victim = await a.register("customer");
@@ -119,7 +119,7 @@ describe("two instances sharing a Redis Cluster", () => {
     }
     const blocked = await b.request("POST", "/auth/login", { body: { email: victim.email, password: victim.password }, headers: { "x-forwarded-for": "10.9.1.1" } });
     expect([...statuses, blocked.status]).toEqual([401, 401, 401, 429]);
-  });
+  }, 60_000);
 
   test("WebSocket connections per user count on both instances together", async () => {
     const customer = await a.register("customer");
@@ -134,5 +134,5 @@ describe("two instances sharing a Redis Cluster", () => {
     expect((await three.closed).code).toBe(1008);
     one.close();
     two.close();
-  });
+  }, 60_000);
 });

@@ -55,6 +55,15 @@ function cursorBatchSize(cmd: Document): number | undefined {
   return nonNegative(cursor.batchSize, "cursor.batchSize");
 }
 
+/** A snapshot read reports the cluster time it read at (the driver pins a snapshot session's later reads to it). */
+function snapshotReply(cmd: Document, ctx: CommandContext, reply: Document): Document {
+  if (!isSnapshotRead(cmd)) return reply;
+  const at = ctx.engine.clusterTime();
+  if (isPlainObject(reply.cursor)) reply.cursor = { ...reply.cursor, atClusterTime: at };
+  else reply.atClusterTime = at;
+  return reply;
+}
+
 function cursorReply(c: CursorReply): Document {
   return { cursor: c, ok: 1 };
 }
@@ -115,14 +124,14 @@ function find(cmd: Document, ctx: CommandContext): Document {
   const docs = isView(ctx, name)
     ? runPipeline(ctx, { collectionName: name, pipeline: findAsPipeline(spec), variables: spec.variables }).docs
     : findDocuments(ctx.engine.access(ctx, name), spec);
-  return cursorReply(
+  return snapshotReply(cmd, ctx, cursorReply(
     ctx.engine.cursors.open(ns, isSnapshotRead(cmd) ? [...docs] : docs, {
       batchSize,
       singleBatch: cmd.singleBatch === true,
       sessionKey: sessionKeyOf(ctx),
       noCursorTimeout: cmd.noCursorTimeout === true,
     }),
-  );
+  ));
 }
 
 function cursorId(v: unknown): bigint {
@@ -208,7 +217,7 @@ function distinct(cmd: Document, ctx: CommandContext): Document {
     const [res] = [...runPipeline(ctx, { collectionName: name, pipeline }).docs];
     return { values: (res?.v as unknown[] | undefined) ?? [], ok: 1 };
   }
-  return { values: distinctValues(ctx.engine.access(ctx, name), cmd.key, { filter, hint: cmd.hint }), ok: 1 };
+  return snapshotReply(cmd, ctx, { values: distinctValues(ctx.engine.access(ctx, name), cmd.key, { filter, hint: cmd.hint }), ok: 1 });
 }
 
 function pipelineInput(cmd: Document, ctx: CommandContext): PipelineInput {
@@ -228,7 +237,7 @@ function aggregate(cmd: Document, ctx: CommandContext): Document {
     throw failedToParse("The 'cursor' option is required, except for aggregate with the explain argument");
   }
   const result = runPipeline(ctx, input);
-  return cursorReply(ctx.engine.cursors.open(result.ns, isSnapshotRead(cmd) ? [...result.docs] : result.docs, { batchSize: cursorBatchSize(cmd), sessionKey: sessionKeyOf(ctx) }));
+  return snapshotReply(cmd, ctx, cursorReply(ctx.engine.cursors.open(result.ns, isSnapshotRead(cmd) ? [...result.docs] : result.docs, { batchSize: cursorBatchSize(cmd), sessionKey: sessionKeyOf(ctx) })));
 }
 
 // ---- explain ----------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 // Routes a command document to its handler, wrapping it in what every command shares: fail
 // points, sessions, transactions, retryable writes, error replies and the journal batch.
 
-import type { Document } from "bson";
+import { Binary, type Document, Long, type Timestamp } from "bson";
 import type { Engine, OpContext } from "../engine";
-import { CommandError, ErrorCode, toCommandError } from "../errors";
+import { CommandError, ErrorCode, serverErrorLabels, toCommandError } from "../errors";
 import type { ServerSession } from "../sessions";
 import { TRANSIENT_TRANSACTION_ERROR, type Transaction } from "../transactions";
 import { isPlainObject, numericValue } from "../values";
@@ -23,7 +23,7 @@ const GENERIC = new Set(GENERIC_FIELDS);
 const ACCEPTED = new Map(Object.entries(COMMANDS).map(([name, spec]) => [name, spec.options === "any" ? null : new Set(spec.options)]));
 
 /** Refuses what the command does not implement and validates the concerns, before anything runs. */
-function checkCommand(name: string, cmd: Document): void {
+function checkCommand(name: string, cmd: Document, clusterTime: Timestamp): void {
   const accepted = ACCEPTED.get(name);
   if (accepted) {
     for (const [k, v] of Object.entries(cmd)) {
@@ -31,11 +31,14 @@ function checkCommand(name: string, cmd: Document): void {
       refuseOption(name, k, v);
     }
   }
-  readConcernLevel(name, cmd, cmd.autocommit === false);
+  readConcernLevel(name, cmd, cmd.autocommit === false, clusterTime);
 }
 
 /** The reply to send, or `close` to drop the connection without one (failCommand closeConnection). */
 export type DispatchResult = { reply: Document } | { close: true };
+
+/** Without authentication the cluster time carries an all-zero signature, as on an unauthenticated mongod. */
+const NO_SIGNATURE = { hash: new Binary(new Uint8Array(20), 0), keyId: Long.fromNumber(0) };
 
 /** Drops the connection instead of replying, once whatever was applied is journaled (onPrimaryTransactionalWrite). */
 class DropConnection extends Error {
@@ -62,7 +65,11 @@ export class CommandDispatcher {
     if (fail) {
       if (fail.blockTimeMS > 0) await Bun.sleep(fail.blockTimeMS);
       if (fail.closeConnection) return { close: true };
-      if (fail.error) return { reply: fail.error.toReply() };
+      if (fail.error) {
+        const e = fail.error;
+        const labels = fail.labelsGiven ? e.errorLabels : serverErrorLabels(name, cmd, e.code, null);
+        return { reply: new CommandError(e.code, e.message, { errorLabels: labels }).toReply() };
+      }
     }
 
     const db = typeof cmd.$db === "string" ? cmd.$db : defaultDb;
@@ -70,7 +77,7 @@ export class CommandDispatcher {
     let reply: Document;
     let dropConnection = false;
     try {
-      checkCommand(name, cmd);
+      checkCommand(name, cmd, this.engine.clusterTime());
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
       dropConnection = err instanceof DropConnection;
@@ -88,12 +95,17 @@ export class CommandDispatcher {
       reply = new CommandError(ErrorCode.InternalError, `write could not be made durable: ${String(err)}`).toReply();
     }
     if (dropConnection) return { close: true };
+    // A replica-set member's gossip: the driver keeps the newest and sends it back (afterClusterTime in causal sessions).
+    const operationTime = this.engine.clusterTime(ctx.journal.length > 0);
+    reply = { ...reply, operationTime, $clusterTime: { clusterTime: operationTime, signature: NO_SIGNATURE } };
     const unsatisfiable = reply.ok === 1 ? unsatisfiableWriteConcern(cmd) : null;
     if (unsatisfiable) reply = { ...reply, writeConcernError: unsatisfiable };
     if (fail?.writeConcernError && reply.ok === 1) {
       // The command ran; only its acknowledgement "failed" (drivers retry such writes).
       reply = { ...reply, writeConcernError: fail.writeConcernError };
-      if (fail.errorLabels.length > 0) reply.errorLabels = fail.errorLabels;
+      const wcCode = typeof fail.writeConcernError.code === "number" ? fail.writeConcernError.code : null;
+      const labels = fail.labelsGiven ? fail.errorLabels : serverErrorLabels(name, cmd, null, wcCode);
+      if (labels.length > 0) reply.errorLabels = labels;
     }
     return { reply };
   }

@@ -77,7 +77,7 @@ export class Planner {
     await this.running;
   }
 
-  /** One planning round (tests call it directly); the number of offers made, or null without the lease. */
+  /** One planning round: the number of offers made, or null when another instance holds the lease. */
   async round(): Promise<number | null> {
     const { orders, couriers, clock, lease } = this.deps;
     const now = clock.now();

@@ -219,7 +219,8 @@ describe("dispatch invariants", () => {
       await server.request("PATCH", `/orders/${order.id}`, { token: admin.token, body: { status: "cancelled" } });
       await server.request("PUT", "/couriers/me/availability", { token: offered.who.token, body: { available: false } });
     }
-  });
+    // Six rounds of sign-ups and races: about 6 s on a loaded 2-core machine, past the 5 s default.
+  }, 20_000);
 
   test("a manual claim wins while an offer is out (the offer is revoked and the courier freed); nobody claims an assigned order", async () => {
     const s = await scene();

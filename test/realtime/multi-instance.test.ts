@@ -332,6 +332,9 @@ describe(`several instances behind ${deployment}`, () => {
     // history, as a resume's replay is, earlier entries of its order may come along).
     await courierOnC.until((frames) => frames.some((f) => f.orderId === order.id && f.seq === 4), 15_000);
     expect(pairs(courierOnC, courierTopic, order.id).filter((seq) => seq >= 3)).toEqual([3, 4]);
+    // Leave no topic watched: later tests count what each instance receives.
+    onC.close();
+    courierOnC.close();
   }, 30_000);
 
   test("restaurant topics (chaos F5): an order C first hears of mid-way after an outage reaches C's watcher from its first change, in order", async () => {
@@ -355,6 +358,7 @@ describe(`several instances behind ${deployment}`, () => {
     // In seq order per order: never a lower seq after a higher one (repeats of a pair are allowed).
     expect(got.every((seq, i) => i === 0 || seq >= got[i - 1] || got.slice(0, i).includes(seq))).toBe(true);
     expect(pairs(onC, feedTopic, order.id)).toEqual([1, 2, 3]);
+    onC.close();
   }, 30_000);
 
   test("SIGTERM with WebSockets open: clients get 1001 and the process exits 0 promptly", async () => {

@@ -83,11 +83,11 @@ describe("nearest: today's dispatch", () => {
 
 describe("batched: rolling horizon, bundles, optimal assignment, late commitment", () => {
   test("the assignment is optimal for the whole round, not greedy per order", () => {
-    // Greedy (order a first) would take c1 for a, leaving b to c2 far away; the optimum swaps.
     const decisions = plan("batched", {
       now: 0,
-      orders: [order("a", { readyAt: 10 }), order("b", { restaurantId: "r2", pickup: R2, dropoff: { x: 3000, y: 1000 }, readyAt: 10 })],
-      couriers: [courier("c1", { x: 1500, y: 0 }), courier("c2", { x: -600, y: 0 })],
+      orders: [order("a", { readyAt: 0 }), order("b", { restaurantId: "r2", pickup: R2, dropoff: { x: 3000, y: 1000 }, readyAt: 0 })],
+      // c1 is 5 min from a's restaurant and 25 from b's; c2 10 and 40: greedy a→c1, b→c2 drives 45 min, the optimum 35.
+      couriers: [courier("c1", { x: 500, y: 0 }), courier("c2", { x: -1000, y: 0 })],
       geometry,
       service,
     }, params);

@@ -20,10 +20,10 @@ export const DEFAULT_BATCHED: BatchedParams = {
   bundleFromOrdersPerCourier: 1,
   busyLookaheadMinutes: 10,
   targetMinutes: 40,
-  latePenalty: 1,
+  latePenalty: 0,
   waitWeight: 0.5,
   approachWeight: 2,
-  commitSlackMinutes: 0,
+  commitSlackMinutes: -1,
 };
 
 /** One planning round of the chosen policy. */

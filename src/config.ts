@@ -16,8 +16,8 @@ export const ConfigSchema = T.Object({
   REDIS_URL: T.Optional(T.String({ pattern: "^rediss?://" })),
   /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,host:port (the rest are discovered). */
   REDIS_CLUSTER_NODES: T.Optional(T.String({ pattern: "^[A-Za-z0-9._-]+:[0-9]{1,5}(,[A-Za-z0-9._-]+:[0-9]{1,5})*$", maxLength: 4096 })),
-  /** interest: one channel per topic, an instance receives only the topics its sockets watch; broadcast (default until the interest relay passes chaos runs reliably, docs/scaling.md): one channel, every instance receives every message. */
-  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "broadcast" }),
+  /** interest: one channel per topic, an instance receives only the topics its sockets watch; broadcast: one channel, every instance receives every message. */
+  RELAY_MODE: T.Union([T.Literal("interest"), T.Literal("broadcast")], { default: "interest" }),
   /** Interest relay: how long a topic's channel stays subscribed after its last local watcher left (a quick re-subscribe costs nothing). */
   RELAY_UNSUBSCRIBE_GRACE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
   /** Interest relay: how often a probe message goes through each Redis shard to find a subscriber connection that silently stopped receiving. */

@@ -265,7 +265,7 @@ describe("GET /metrics: Redis relay", () => {
   beforeAll(async () => {
     redis = await startRedis();
     // One database name: one relay channel, so the two apps relay to each other.
-    const env = { REDIS_URL: redis.url, MONGODB_DB: shared };
+    const env = { REDIS_URL: redis.url, MONGODB_DB: shared, RELAY_MODE: "interest" };
     a = await startTestServer({ ...env, INSTANCE_ID: "metrics-a" });
     b = await startTestServer({ ...env, INSTANCE_ID: "metrics-b" });
     for (const s of [a, b]) {

@@ -92,6 +92,7 @@ beforeAll(async () => {
   const env = {
     ...database.env,
     ...redis.env,
+    RELAY_MODE: "interest",
     RELAY_UNSUBSCRIBE_GRACE_MS: "300",
     ADMIN_EMAIL: ADMIN.email,
     ADMIN_PASSWORD: ADMIN.password,

@@ -25,6 +25,8 @@ const FEED_RECONCILE_LIMIT = 1_000;
  * (docs/realtime.md, "Reconciliation cost").
  */
 export const RECONCILE_BATCH = 128;
+/** The longest wait between reads of an order for a catching-up subscriber while the database does not answer. */
+const FILL_RETRY_MAX_MS = 2_000;
 
 type RecoveryDeps = {
   bus: EventBus;
@@ -120,7 +122,7 @@ export class CatchUps {
   }
 
   /** Sends a catching-up subscriber the order's seqs it lacks from the database, then what was held meanwhile. */
-  private async fill(entry: CatchUp): Promise<void> {
+  private async fill(entry: CatchUp, attempt = 0): Promise<void> {
     const { client } = entry;
     try {
       const stored = await this.deps.sources.findOrder(entry.orderId);
@@ -128,7 +130,11 @@ export class CatchUps {
         for (const event of orderTopicReplay(stored.order, entry.topic, entry.lastSent)) this.send(entry, event.seq, event.data);
       }
     } catch (err) {
-      this.deps.log.warn("reading an order to fill a subscriber's gap failed; the client can resume with since", { orderId: entry.orderId, err: errorField(err) });
+      // Sending what was held now would leave the subscriber a gap: keep holding and read again.
+      if (client.closed || client.catchingUp.get(entry.topic) !== entry) return;
+      if (attempt === 0) this.deps.log.warn("reading an order to fill a subscriber's gap failed; retrying", { orderId: entry.orderId, err: errorField(err) });
+      await Bun.sleep(Math.min(100 * 2 ** attempt, FILL_RETRY_MAX_MS));
+      return this.fill(entry, attempt + 1);
     }
     const held = entry.held ?? [];
     entry.held = null;

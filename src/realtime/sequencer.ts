@@ -7,7 +7,8 @@ import { changesFromOrder, type OrderChange } from "../events/change";
  * publishes over its own Redis connection), and one can go missing when an instance dies
  * between commit and publish. A change one past the last delivered seq goes out at once;
  * a later one waits up to `gapWaitMs` for the missing seqs, then the gap is filled from the
- * database (`fillGap`) or, failing that, skipped (clients repair it by resuming with `since`).
+ * database (`fillGap`; read again, backing off, while the database does not answer). Only a gap
+ * the database does not have either (or no `fillGap`) is skipped.
  * Seqs at or below the last delivered one are duplicates and are dropped.
  */
 export type SequencerOptions = {
@@ -27,8 +28,13 @@ export type SequencerOptions = {
   firstSightSinceMs?: () => number;
 };
 
+/** The longest wait between reads of a gap while the database does not answer. */
+const MAX_GAP_RETRY_MS = 2_000;
+
 type OrderState = {
   last: number;
+  /** Reads of the current gap that failed in a row. */
+  failures: number;
   held: Map<number, OrderChange>;
   timer: ReturnType<typeof setTimeout> | null;
 };
@@ -45,7 +51,7 @@ export class ChangeSequencer {
     if (!state) {
       // First sight of this order here: it starts there, after what this instance missed of it.
       const missed = this.missedBefore(change);
-      state = { last: (missed[0]?.seq ?? change.seq) - 1, held: new Map(), timer: null };
+      state = { last: (missed[0]?.seq ?? change.seq) - 1, failures: 0, held: new Map(), timer: null };
       this.orders.set(change.orderId, state);
       this.forgetOldest();
       for (const earlier of missed) this.deliver(state, earlier);
@@ -117,8 +123,15 @@ export class ChangeSequencer {
           if (change.seq === state.last + 1) this.deliver(state, change);
         }
         this.flushConsecutive(state);
+        state.failures = 0;
       } catch {
-        // Database unreachable: fall through and skip the gap.
+        // Database unreachable: the missing seqs are committed, so skipping would leave connected
+        // subscribers a gap for good (chaos finding F7). Hold on and read again, backing off.
+        if (this.closed) return;
+        state.failures++;
+        const waitMs = Math.min(this.opts.gapWaitMs * 2 ** state.failures, MAX_GAP_RETRY_MS);
+        state.timer ??= setTimeout(() => void this.resolveGap(orderId, state), waitMs);
+        return;
       }
     }
     if (state.held.size === 0) return;

@@ -413,6 +413,13 @@ function clusterOnly(): void {
       await Bun.sleep(50);
     }
     feed.close();
+    await feed.closed;
+    // The next test counts what each instance receives: A must have left the restaurant's channel too.
+    const feedChannel = `dispatch:${database.env.MONGODB_DB}:{${topics.restaurant(restaurantId)}}`;
+    while ((await shardSubscribers(feedChannel)) !== 0) {
+      if (Date.now() > deadline + 5_000) throw new Error("the restaurant's channel still has a subscriber after A's feed left");
+      await Bun.sleep(50);
+    }
   }, 60_000);
 
   test("proportionality: with disjoint watched orders each instance receives only the changes of its own", async () => {

@@ -61,12 +61,47 @@ describe("ChangeSequencer", () => {
     expect(skipped).toEqual([]);
   });
 
-  test("when the gap cannot be filled then it is skipped and reported", async () => {
+  test("when the database does not answer then the gap is held and read again until it does; nothing is skipped (chaos F7)", async () => {
+    let down = true;
+    let reads = 0;
+    const { sequencer, seqs, skipped } = collecting({
+      fillGap: async (id) => {
+        reads++;
+        if (down) throw new Error("database down");
+        return [changeFor(id, 2), changeFor(id, 3)];
+      },
+    });
+    sequencer.offer(changeFor("o1", 1));
+    sequencer.offer(changeFor("o1", 4));
+    sequencer.offer(changeFor("o1", 5));
+    await Bun.sleep(250);
+    expect(reads).toBeGreaterThanOrEqual(2);
+    expect(seqs()).toEqual([1]);
+    expect(sequencer.lastSeq("o1")).toBe(1);
+    down = false;
+    await Bun.sleep(600);
+    expect(seqs()).toEqual([1, 2, 3, 4, 5]);
+    expect(skipped).toEqual([]);
+    sequencer.close();
+  });
+
+  test("while the database does not answer, a redelivery of the missing seqs fills the gap", async () => {
     const { sequencer, seqs, skipped } = collecting({
       fillGap: async () => {
         throw new Error("database down");
       },
     });
+    sequencer.offer(changeFor("o1", 1));
+    sequencer.offer(changeFor("o1", 4));
+    await Bun.sleep(80);
+    for (const seq of [2, 3, 4]) sequencer.offer(changeFor("o1", seq));
+    expect(seqs()).toEqual([1, 2, 3, 4]);
+    expect(skipped).toEqual([]);
+    sequencer.close();
+  });
+
+  test("when the database does not have the missing seqs either then the gap is skipped and reported", async () => {
+    const { sequencer, seqs, skipped } = collecting({ fillGap: async () => [] });
     sequencer.offer(changeFor("o1", 1));
     sequencer.offer(changeFor("o1", 4));
     sequencer.offer(changeFor("o1", 5));

@@ -6,21 +6,38 @@ import { REPO_ROOT } from "../helpers/processes";
  * Every benchmark runs here in its tiny mode (BENCH_TINY=1: a few requests each), so a change
  * that breaks one breaks the build; a benchmark whose requests fail exits non-zero.
  */
+/** Two benchmarks at a time: they mostly wait on their servers, and tiny mode checks outcomes, not speed. */
+const LANES = 2;
+let running = 0;
+const waiting: Array<() => void> = [];
+async function inLane<T>(fn: () => Promise<T>): Promise<T> {
+  while (running >= LANES) await new Promise<void>((resolve) => waiting.push(resolve));
+  running++;
+  try {
+    return await fn();
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
 async function runBench(name: string, timeoutMs: number): Promise<{ code: number | null; out: string; err: string }> {
-  const proc = Bun.spawn(["bun", "run", `scripts/bench/${name}.ts`], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, BENCH_TINY: "1" },
-    stdout: "pipe",
-    stderr: "pipe",
+  return inLane(async () => {
+    const proc = Bun.spawn(["bun", "run", `scripts/bench/${name}.ts`], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, BENCH_TINY: "1" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+    const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    clearTimeout(timer);
+    return { code, out, err };
   });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
-  return { code, out, err };
 }
 
 describe("benchmarks in tiny mode", () => {
-  test(
+  test.concurrent(
     "bench:api: transitions, /health and the raw commit side by side, no failed request",
     async () => {
       const r = await runBench("api", 100_000);
@@ -34,7 +51,7 @@ describe("benchmarks in tiny mode", () => {
     110_000,
   );
 
-  test(
+  test.concurrent(
     "bench:db: geo and single-document tables",
     async () => {
       const r = await runBench("db", 100_000);
@@ -44,7 +61,7 @@ describe("benchmarks in tiny mode", () => {
     110_000,
   );
 
-  test(
+  test.concurrent(
     "bench:ws: fan-out on two instances with Redis, every event delivered",
     async () => {
       const r = await runBench("ws", 140_000);
@@ -54,7 +71,7 @@ describe("benchmarks in tiny mode", () => {
     },
     150_000,
   );
-  test(
+  test.concurrent(
     "bench:locations: couriers' fixes over WebSockets, forwarded to a follower, no error frame",
     async () => {
       const r = await runBench("locations", 100_000);
@@ -64,6 +81,18 @@ describe("benchmarks in tiny mode", () => {
       expect(rows).toHaveLength(2);
       // Fixes of the followed couriers were forwarded (the sample is not empty).
       for (const row of rows) expect(row).toMatch(/\((?!0\))\d+\) +\|$/);
+    },
+    110_000,
+  );
+  test.concurrent(
+    "bench:scale: interest and broadcast relays on a Redis Cluster, every watched message delivered",
+    async () => {
+      const r = await runBench("scale", 100_000);
+      expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
+      // Each interest instance received exactly what its sockets watch.
+      const rows = r.out.split("\n").filter((l) => /^\| interest +\| 2 /.test(l));
+      expect(rows).toHaveLength(2);
+      for (const row of rows) expect(row).toContain("| 1.00× ");
     },
     110_000,
   );

@@ -18,7 +18,8 @@ afterAll(async () => {
 type Line = Record<string, any>;
 
 describe("bun run simulate", () => {
-  test("a short sped-up run over HTTP and /ws exits by itself with every order delivered or rejected: 0 lost, 0 stuck", async () => {
+  // The two sped-up runs (own servers) go side by side; the time-limit run on the first server after them.
+  test.concurrent("a short sped-up run over HTTP and /ws exits by itself with every order delivered or rejected: 0 lost, 0 stuck", async () => {
     const proc = Bun.spawn(
       ["bun", "run", "simulate", "--", "--url", server.url, "--restaurants", "2", "--couriers", "4", "--customers", "5", "--minutes", "0.1", "--speedup", "60", "--tick-ms", "100", "--drain-minutes", "0.5", "--accept-share", "0.9", "--seed", "3"],
       { cwd: REPO_ROOT, stdout: "pipe", stderr: "pipe" },
@@ -53,16 +54,7 @@ describe("bun run simulate", () => {
     expect(await server.deps.db.db.collection(COLLECTIONS.couriers).countDocuments({ _id: { $in: drivers as never[] }, position: { $exists: true } })).toBe(drivers.length);
   }, 60_000);
 
-  test("stops by itself at its time limit, whatever is still moving, and reports what is left open", async () => {
-    const started = performance.now();
-    const result = await runSimulation({ url: server.url, restaurants: 1, couriers: 1, customers: 2, durationSeconds: 0.6, seed: 9 });
-    expect(performance.now() - started).toBeLessThan(5_000);
-    expect(result.unfinished).toBeGreaterThan(0);
-    expect(result.stuck).toBe(result.unfinished); // still open when it stopped
-    expect(result.lost).toBe(0);
-  });
-
-  test("against DISPATCH_POLICY=batched (bundles of up to 3): couriers carry every order of the bundles they accept; 0 lost, 0 stuck; the MDRP metrics are reported", async () => {
+  test.concurrent("against DISPATCH_POLICY=batched (bundles of up to 3): couriers carry every order of the bundles they accept; 0 lost, 0 stuck; the MDRP metrics are reported", async () => {
     const batched = await startTestServer({ COURIER_LOCATION_INTERVAL_MS: "100", DISPATCH_POLICY: "batched", DISPATCH_INTERVAL_SECONDS: "1", COURIER_MAX_ACTIVE: "3" });
     try {
       const proc = Bun.spawn(
@@ -90,4 +82,13 @@ describe("bun run simulate", () => {
       await batched.stop();
     }
   }, 100_000);
+
+  test("stops by itself at its time limit, whatever is still moving, and reports what is left open", async () => {
+    const started = performance.now();
+    const result = await runSimulation({ url: server.url, restaurants: 1, couriers: 1, customers: 2, durationSeconds: 0.6, seed: 9 });
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(result.unfinished).toBeGreaterThan(0);
+    expect(result.stuck).toBe(result.unfinished); // still open when it stopped
+    expect(result.lost).toBe(0);
+  });
 });

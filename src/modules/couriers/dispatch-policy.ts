@@ -1,5 +1,6 @@
 import type { LatLng } from "../../geo";
 import type { DispatchContext } from "../orders/machine";
+import { rankNearest } from "./planning";
 
 /**
  * The dispatch choice, as plain functions: who is dispatchable, who gets the next offer, and
@@ -47,8 +48,8 @@ export type DispatchDecision =
   | { kind: "wait"; reason: "max_attempts" | "no_courier"; retryAt: Date };
 
 /**
- * Who gets the order next: the nearest dispatchable courier within the radius who has not
- * declined it or let its offer expire, unless this round's attempts are used up.
+ * Who gets the order next: the `nearest` policy's rule (planning/nearest.ts, the one the MDRP benchmark
+ * replays) over the dispatchable couriers, unless this round's attempts are used up.
  */
 export function decide(
   order: Pick<DispatchContext, "roundAttempts" | "excluded">,
@@ -58,9 +59,8 @@ export function decide(
 ): DispatchDecision {
   const retryAt = new Date(now.getTime() + policy.retryMs);
   if (order.roundAttempts >= policy.maxAttempts) return { kind: "wait", reason: "max_attempts", retryAt };
-  const ranked = candidates
-    .filter((c) => c.distanceMeters <= policy.radiusMeters && !order.excluded.includes(c.id) && isDispatchable(c, now, policy))
-    .sort((a, b) => a.distanceMeters - b.distanceMeters || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const dispatchable = candidates.filter((c) => isDispatchable(c, now, policy));
+  const ranked = rankNearest(dispatchable, (c) => c.distanceMeters, order.excluded, policy.radiusMeters);
   if (ranked.length === 0) return { kind: "wait", reason: "no_courier", retryAt };
   return { kind: "offer", ranked, expiresAt: new Date(now.getTime() + policy.offerTtlMs) };
 }

@@ -81,6 +81,23 @@ describe("nearest: today's dispatch", () => {
   });
 });
 
+test("the server's per-order search ranks with the same rule as the nearest policy", async () => {
+  const { decide } = await import("../../../src/modules/couriers/dispatch-policy");
+  const now = new Date(0);
+  const at = [courier("b", { x: 300, y: 0 }), courier("a", { x: 0, y: 300 }), courier("c", { x: 100, y: 0 }), courier("far", { x: 9000, y: 0 })];
+  const fresh = { roundAttempts: 0, excluded: ["c"] };
+  const d = decide(
+    fresh,
+    at.map((c) => ({ id: c.id, available: true, lastSeenAt: now, offer: null, distanceMeters: geometry.meters(c.position, R1), activeOrders: 0 })),
+    now,
+    { maxAttempts: 3, radiusMeters: 8000, maxActive: 1, seenWithinMs: 60_000, offerTtlMs: 30_000, retryMs: 30_000 },
+  );
+  const p = plan("nearest", { now: 0, orders: [order("o", { excluded: ["c"] })], couriers: at, geometry, service }, params);
+  // a and b are equally near: both break the tie by id, and both skip c (declined) and the courier outside the radius.
+  expect(d.kind === "offer" && d.ranked.map((c) => c.id)).toEqual(["a", "b"]);
+  expect(p).toEqual([{ kind: "offer", courierId: "a", orderIds: ["o"] }]);
+});
+
 describe("batched: rolling horizon, bundles, optimal assignment, late commitment", () => {
   test("the assignment is optimal for the whole round, not greedy per order", () => {
     const decisions = plan("batched", {

@@ -5,6 +5,7 @@ import type { BatchedParams, NearestParams, PlanDecision, PlanInput, PolicyName 
 export * from "./types";
 export { planRoute, bestSequence, type RoutePlan, type RouteStop } from "./route";
 export { ReadyTimeEstimator } from "./ready";
+export { rankNearest } from "./nearest";
 
 export type PolicyParams = { nearest: NearestParams; batched: BatchedParams };
 

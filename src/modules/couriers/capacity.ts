@@ -2,7 +2,7 @@ import type { Clock } from "../../clock";
 import { Conflict } from "../../errors";
 import type { Logger } from "../../log";
 import { isFinalStatus } from "../../vocabulary";
-import type { CourierCapacityPort } from "../orders/registry";
+import type { CourierCapacityPort } from "../orders/courier-slots";
 import type { OrderRepository } from "../orders/repository";
 import type { CarrySlot, CourierRepository } from "./repository";
 

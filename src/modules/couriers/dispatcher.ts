@@ -11,7 +11,7 @@ import type { CommittedTransition, OrderActorRegistry } from "../orders/registry
 import type { OrderRepository } from "../orders/repository";
 import type { RestaurantRepository } from "../restaurants/repository";
 import { CourierAtLimit } from "./capacity";
-import type { CourierCapacityPort } from "../orders/registry";
+import type { CourierCapacityPort } from "../orders/courier-slots";
 import { decide, offerMessage, type Candidate, type DispatchPolicy, type RevokeReason } from "./dispatch-policy";
 import type { CourierRepository } from "./repository";
 

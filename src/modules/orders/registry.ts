@@ -1,7 +1,7 @@
 import { createActor, transition, type Actor } from "xstate";
 import { annotate, inSpan } from "../../tracing";
 import type { Clock } from "../../clock";
-import { Conflict, IllegalTransition, NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
+import { NotFound, PreconditionFailed, ServiceUnavailable } from "../../errors";
 import { isFinalStatus } from "../../vocabulary";
 import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
@@ -22,6 +22,10 @@ import {
 import type { OrderModel } from "./model";
 import type { EtaDates, OrderRepository, StoredOrder } from "./repository";
 import type { Metrics } from "../../metrics";
+import { ContentionBudget, DEFAULT_CONTENTION_RETRY_MS } from "./contention";
+import { CourierSlots, noSlot, type CourierCapacityPort, type HeldSlot } from "./courier-slots";
+import { outcomeOf, refusal } from "./refusals";
+import { SerialQueues } from "./serial-queues";
 
 export type OrderCommand = {
   event: OrderEvent;
@@ -48,37 +52,7 @@ export type CommittedTransition = {
 
 export type CommitListener = (committed: CommittedTransition) => void;
 
-/**
- * COURIER_MAX_ACTIVE across instances (modules/couriers/capacity.ts implements it): a courier's
- * slot for an order is reserved before an assignment is committed, and released when the order
- * ends or the assignment is not committed. `reserve` throws a 409 when the courier is full.
- */
-export type CourierCapacityPort = {
-  /** "taken" when this call took the slot, "held" when it was already there (another attempt's, or a bundle's). */
-  reserve(courierId: string, orderIds: string[]): Promise<"taken" | "held">;
-  release(courierId: string, orderIds: string[]): Promise<void>;
-};
-
-/** A held slot is renewed before a compare-and-set attempt when older than this (the grace to free one is 30 s). */
-const SLOT_RENEW_MS = 5_000;
-
 const DEFAULT_TIMING: TimerTiming = { searchTimeoutMs: 30_000 };
-const DEFAULT_CONTENTION_RETRY_MS = 3_000;
-
-/**
- * Pause before the next attempt after `lostRaces` lost compare-and-sets: full jitter on an
- * exponential step (2, 4, 8 … up to 64 ms), never past the time left.
- */
-export function contentionBackoffMs(lostRaces: number, leftMs: number): number {
-  const ceiling = Math.min(64, 2 ** Math.min(lostRaces, 6));
-  return Math.max(0, Math.min(leftMs, Math.random() * ceiling));
-}
-
-/**
- * The courier slot one move reserved (capacity): whether this move took it (only then may it
- * give it back) and whether its assignment was committed.
- */
-type HeldSlot = { courierId: string | null; atMs: number; took: boolean; committed: boolean };
 
 type LiveOrder = {
   actor: Actor<typeof orderMachine>;
@@ -120,13 +94,16 @@ export type RegistryDeps = {
  */
 export class OrderActorRegistry {
   private readonly live = new Map<string, LiveOrder>();
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly queues = new SerialQueues();
+  private readonly slots: CourierSlots;
   private readonly commitListeners = new Set<CommitListener>();
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
 
-  constructor(private readonly deps: RegistryDeps) {}
+  constructor(private readonly deps: RegistryDeps) {
+    this.slots = new CourierSlots(deps);
+  }
 
   /** Starts the idle sweep and listens for changes committed by other instances. */
   start(): void {
@@ -148,7 +125,7 @@ export class OrderActorRegistry {
       const end = timing.startTimer({ event: command.event.type });
       run.then(
         () => end({ outcome: "committed" }),
-        (err: unknown) => end({ outcome: err instanceof Error ? outcomeOf(err) : "error" }),
+        (err: unknown) => end({ outcome: outcomeOf(err) }),
       );
     }
     return run;
@@ -209,32 +186,20 @@ export class OrderActorRegistry {
     this.stopped = true;
     if (this.sweeper) clearInterval(this.sweeper);
     this.unsubscribe?.();
-    await Promise.all([...this.queues.values()]);
+    await this.queues.drained();
     for (const orderId of [...this.live.keys()]) this.drop(orderId);
   }
 
   private enqueue<T>(orderId: string, work: () => Promise<T>): Promise<T> {
-    const previous = this.queues.get(orderId) ?? Promise.resolve();
-    const run = previous.then(work);
-    const tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    this.queues.set(orderId, tail);
-    void tail.then(() => {
-      if (this.queues.get(orderId) === tail) this.queues.delete(orderId);
-    });
-    return run;
+    return this.queues.run(orderId, work);
   }
 
   private async apply(orderId: string, command: OrderCommand): Promise<OrderModel.order> {
-    const slot: HeldSlot = { courierId: null, atMs: 0, took: false, committed: false };
+    const slot = noSlot();
     try {
       return await inSpan("order.transition", { "order.id": orderId }, () => this.decideAndCommit(orderId, command, slot));
     } finally {
-      // A slot this move took for an assignment it did not commit goes back, unless the order is
-      // the courier's anyway (the same courier's accept or claim won on another instance).
-      if (slot.courierId !== null && slot.took && !slot.committed) await this.releaseUnlessHeld(slot.courierId, orderId);
+      await this.slots.settle(slot, orderId);
     }
   }
 
@@ -248,9 +213,8 @@ export class OrderActorRegistry {
       live = await this.load(orderId);
       fresh = true;
     }
-    // Set at the first lost compare-and-set: retries stop there and the caller gets 503.
-    let giveUpAt: number | null = null;
-    let lostRaces = 0;
+    // Starts at the first lost compare-and-set: when spent, the caller gets 503.
+    const contention = new ContentionBudget(this.deps.contentionRetryMs ?? DEFAULT_CONTENTION_RETRY_MS);
     for (;;) {
       const at = this.deps.clock.now();
       live.lastUsedMs = at.getTime();
@@ -261,7 +225,7 @@ export class OrderActorRegistry {
       const mismatch = command.ifMatch !== undefined && command.ifMatch !== current.version;
       // Claiming an order one already holds is a retry, not a change.
       if (!mismatch && event.type === "ASSIGN_COURIER" && event.actor.role === "courier" && snapshot.context.courierId === event.actor.id) {
-        if (slot.courierId === event.actor.id) slot.committed = true; // the courier holds it: the slot stays
+        this.slots.keepHeld(slot, event.actor.id);
         return current;
       }
       if (mismatch || !snapshot.can(event)) {
@@ -272,22 +236,15 @@ export class OrderActorRegistry {
           continue;
         }
         this.forgetIfFinal(orderId, live);
-        throw mismatch ? new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version) : this.refusal(live, event);
+        throw mismatch ? new PreconditionFailed(`If-Match is ${command.ifMatch} but the order is at version ${current.version}`, current.version) : refusal(current, snapshot, event);
       }
 
       const [next] = transition(orderMachine, snapshot, event);
       // A courier gets this order: its slot first (one conditional write; 409 when it is full),
       // renewed before later attempts so no reconciliation takes it from an assignment in flight.
       const taker = snapshot.context.courierId === null ? next.context.courierId : null;
-      const capacity = this.deps.capacity;
-      if (capacity && taker !== null && (slot.courierId !== taker || Date.now() - slot.atMs > SLOT_RENEW_MS)) {
-        const tookBefore = slot.took && slot.courierId === taker;
-        if (slot.courierId !== null && slot.courierId !== taker && slot.took) await this.releaseUnlessHeld(slot.courierId, orderId);
-        slot.courierId = null;
-        const outcome = await capacity.reserve(taker, [orderId]);
-        slot.took = outcome === "taken" || tookBefore;
-        slot.courierId = taker;
-        slot.atMs = Date.now();
+      if (taker !== null && this.slots.needsReservation(slot, taker)) {
+        await this.slots.reserve(slot, taker, orderId);
         // Decide again with a time taken after the slot: the history never shows the assignment
         // before the courier's previous order ended.
         continue;
@@ -314,16 +271,10 @@ export class OrderActorRegistry {
         // Another writer won the compare-and-set. Contention is no answer to a legal move: decide
         // it again against the order as now committed (a 409 or 412 comes from that, never from
         // losing), after a short randomized backoff so competing writers spread out.
-        const nowMs = Date.now();
-        giveUpAt ??= nowMs + (this.deps.contentionRetryMs ?? DEFAULT_CONTENTION_RETRY_MS);
-        if (lostRaces > 0) {
-          const pause = contentionBackoffMs(lostRaces, giveUpAt - nowMs);
-          if (pause > 0) await Bun.sleep(pause);
-        }
-        lostRaces++;
-        if (Date.now() >= giveUpAt || this.stopped) {
+        const inBudget = await contention.loseRace();
+        if (!inBudget || this.stopped) {
           this.drop(orderId);
-          this.deps.log.warn("order move kept losing the compare-and-set; answering 503", { orderId, event: event.type, lostRaces });
+          this.deps.log.warn("order move kept losing the compare-and-set; answering 503", { orderId, event: event.type, lostRaces: contention.lostRaces });
           throw new ServiceUnavailable(`order ${orderId} is being changed by other writers; retry shortly`, 1);
         }
         live = await this.reload(orderId);
@@ -333,14 +284,8 @@ export class OrderActorRegistry {
 
       annotate({ "order.from": current.status, "order.to": committed.order.status, "order.seq": committed.order.version, "order.event": event.type });
       // Committed: now the live actor takes the event (effects, if any, run after the commit).
-      if (slot.courierId !== null && committed.order.courierId === slot.courierId) {
-        slot.committed = true;
-        // Another attempt took this slot; if it gave it back meanwhile (it lost and read the order
-        // before this commit), take it again so the courier's count stays right.
-        if (!slot.took) await this.ensureSlot(slot.courierId, orderId);
-      }
-      const carrier = snapshot.context.courierId;
-      if (carrier !== null && isFinalStatus(committed.order.status)) await this.releaseSlot(carrier, orderId);
+      const final = isFinalStatus(committed.order.status);
+      await this.slots.committed(slot, orderId, { courierId: committed.order.courierId, final }, snapshot.context.courierId);
       live.actor.send(event);
       live.stored = committed;
       if (statusOf(live.actor.getSnapshot()) !== committed.order.status) {
@@ -353,37 +298,9 @@ export class OrderActorRegistry {
         this.publish(committed.order);
       }
       this.notifyCommitted({ orderId, prev: snapshot, next: live.actor.getSnapshot(), stored: committed, event });
-      if (isFinalStatus(committed.order.status)) this.drop(orderId);
+      if (final) this.drop(orderId);
       else this.live.set(orderId, live);
       return committed.order;
-    }
-  }
-
-  private async ensureSlot(courierId: string, orderId: string): Promise<void> {
-    try {
-      await this.deps.capacity?.reserve(courierId, [orderId]);
-    } catch (err) {
-      this.deps.log.error("a committed assignment found no slot for its courier", { orderId, courierId, err: err instanceof Error ? err : String(err) });
-    }
-  }
-
-  /** Frees the courier's slot of an order not assigned to it (read now); a held one stays. */
-  private async releaseUnlessHeld(courierId: string, orderId: string): Promise<void> {
-    try {
-      const now = await this.deps.repo.findById(orderId);
-      if (now && now.order.courierId === courierId && !isFinalStatus(now.order.status)) return;
-    } catch {
-      return; // unreadable: leave it to the reconciliation rather than free a slot that may be in use
-    }
-    await this.releaseSlot(courierId, orderId);
-  }
-
-  /** Frees a courier's slot; a failure is left to the next reconciliation (capacity.ts) rather than failing the move. */
-  private async releaseSlot(courierId: string, orderId: string): Promise<void> {
-    try {
-      await this.deps.capacity?.release(courierId, [orderId]);
-    } catch (err) {
-      this.deps.log.warn("releasing a courier slot failed; the next reconciliation frees it", { orderId, courierId, err: errorField(err) });
     }
   }
 
@@ -406,20 +323,6 @@ export class OrderActorRegistry {
         this.deps.log.error("commit listener failed", { orderId: committed.orderId, err: errorField(err) });
       }
     }
-  }
-
-  private refusal(live: LiveOrder, event: OrderEvent): Error {
-    const { order } = live.stored;
-    if (event.type === "ASSIGN_COURIER") {
-      if (order.courierId !== null) return new Conflict(`order ${order.id} already has a courier`);
-      return new Conflict(`order ${order.id} is ${order.status}; only accepted, preparing or ready_for_pickup orders can be claimed`);
-    }
-    const allowed = allowedTargets(live.actor.getSnapshot(), event.actor);
-    return new IllegalTransition(
-      `${event.actor.role} ${event.actor.id} may not make ${event.type} on a ${order.status} order` +
-        (allowed.length ? ` (allowed: ${allowed.join(", ")})` : " (no move allowed now)"),
-      allowed,
-    );
   }
 
   private publish(order: OrderModel.order): void {
@@ -478,16 +381,7 @@ export class OrderActorRegistry {
   private dropIdle(): void {
     const cutoff = this.deps.clock.now().getTime() - this.deps.idleSeconds * 1000;
     for (const [orderId, live] of this.live) {
-      if (live.lastUsedMs < cutoff && !this.queues.has(orderId)) this.drop(orderId);
+      if (live.lastUsedMs < cutoff && !this.queues.busy(orderId)) this.drop(orderId);
     }
   }
-}
-
-/** A refused or failed event's metric label. */
-function outcomeOf(err: Error): string {
-  if (err instanceof IllegalTransition || err instanceof Conflict) return "refused";
-  if (err instanceof PreconditionFailed) return "conflict";
-  if (err instanceof ServiceUnavailable) return "unavailable";
-  if (err instanceof NotFound) return "not_found";
-  return "error";
 }

@@ -38,6 +38,8 @@ type Command =
   | { cmd: "collect" }
   | { cmd: "reset" }
   | { cmd: "clock" }
+  /** Answer `{sample}`: the first dispatch-protocol event frame since the last sample (the floor pushes the same bytes). */
+  | { cmd: "sample" }
   | { cmd: "close" }
   | { cmd: "exit" };
 
@@ -67,6 +69,7 @@ let urlOf: number[] = [];
 /** Deliveries per "orderId:seq", and the keys an `await` still waits for. */
 let counts = new Map<string, number>();
 let waiting: { id: number; need: Map<string, number> } | null = null;
+let sample: string | null = null;
 
 /** One masked client frame (RFC 6455 §5.3: clients mask). */
 function frame(opcode: number, payload: Uint8Array): Uint8Array {
@@ -148,6 +151,7 @@ function record(conn: Conn, t: number, payload: Uint8Array): void {
   const m = EVENT_KEY.exec(utf8.decode(payload.subarray(0, 320)));
   if (!m) return;
   const key = `${m[1]}:${m[2]}`;
+  if (sample === null && conn.protocol === "dispatch") sample = utf8.decode(payload);
   stamps.push(t);
   keys.push(key);
   sizes.push(payload.length);
@@ -351,6 +355,10 @@ for await (const chunk of Bun.stdin.stream()) {
         break;
       case "clock":
         out({ now: now() });
+        break;
+      case "sample":
+        out({ sample });
+        sample = null;
         break;
       case "close":
         await closeAll();

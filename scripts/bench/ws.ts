@@ -8,7 +8,10 @@
  * process (scripts/bench/ws-subscribers.ts) holding every client socket. This process sends the
  * PATCHes and stamps each one just before sending; the subscriber process stamps each event when
  * its socket hands it over; both stamps are `performance.timeOrigin + performance.now()`.
- * Stops by itself and prints Markdown tables.
+ * The floor, in the same run: a bare Bun server (scripts/bench/ws-floor.ts: Bun.serve with native
+ * WebSocket topics, no framework, its own process) publishing the frame dispatch sent to the same
+ * subscribers, for each sequential load on one instance; dispatch's fan-out spread is reported
+ * against it. Stops by itself and prints Markdown tables.
  *
  * Env: BENCH_WS_MAX_CONNECTIONS (capacity cap, default 15000), BENCH_WS_REPEAT (runs per sequential load and server, default 2), BENCH_WS_RATE (PATCH/s of the
  * 1,000-orders load, default 200), BENCH_WS_SYSTEMS ("dispatch,reference"), BENCH_WS_QUICK=1
@@ -32,7 +35,9 @@ const FSYNC = process.env.BENCH_WS_FSYNC ?? "always";
 const SYSTEMS = (process.env.BENCH_WS_SYSTEMS ?? (TINY ? "dispatch" : "dispatch,reference")).split(",") as SystemName[];
 /** Which parts run (for a focused run): "sequential", "many", "idle"; and which instance counts. */
 const PARTS = new Set((process.env.BENCH_WS_PARTS ?? "sequential,many,idle").split(","));
-const INSTANCES = (process.env.BENCH_WS_INSTANCES ?? (TINY ? "2" : "1,2")).split(",").map(Number);
+const INSTANCES = (process.env.BENCH_WS_INSTANCES ?? "1,2").split(",").map(Number);
+/** The floor runs once, beside the one-instance clusters (or the first ones when no run has one instance). */
+const FLOOR_INSTANCES = INSTANCES.includes(1) ? 1 : INSTANCES[0];
 const JWT_SECRET = "bench-ws-secret-0123456789abcdef-0123";
 const ADMIN = { email: "admin@bench.test", password: "bench-admin-password" };
 const REFERENCE_DIR = join(REPO_ROOT, "scripts/bench/reference");
@@ -62,7 +67,7 @@ const LOADS = TINY
     ];
 const MANY = { name: "1,000 orders × 3 subscribers", orders: TINY ? 20 : QUICK ? 200 : 1000, subsPerOrder: 3 };
 
-type SystemName = "dispatch" | "reference";
+type SystemName = "dispatch" | "reference" | "floor";
 /** One delivery: [orderId, seq, receivedAt, index of the instance it came from, frame bytes]. */
 type Sample = [string, number, number, number, number];
 type Protocol = "dispatch" | "socketio";
@@ -186,6 +191,12 @@ class Subscribers {
     return best;
   }
 
+  /** The first dispatch event frame the subscribers received since the last call (null if none). */
+  async sample(): Promise<string | null> {
+    const res = await this.ask({ cmd: "sample" }, (l) => "sample" in l);
+    return (res?.sample as string | null | undefined) ?? null;
+  }
+
   async stop(): Promise<void> {
     this.proc.stdin.write(`${JSON.stringify({ cmd: "exit" })}\n`);
     this.proc.stdin.flush();
@@ -240,11 +251,11 @@ type Cluster = {
   stop(): Promise<void>;
 };
 
-async function call(method: string, url: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: Json }> {
+async function call(method: string, url: string, token: string | undefined, body?: unknown, raw?: string): Promise<{ status: number; body: Json }> {
   const headers: Record<string, string> = {};
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await fetch(url, { method, headers, body: raw ?? (body === undefined ? undefined : JSON.stringify(body)) });
   const text = await res.text();
   return { status: res.status, body: text ? (JSON.parse(text) as Json) : {} };
 }
@@ -353,6 +364,22 @@ async function startReference(instances: number, db: string, engineUri: string, 
       }),
     stop: async () => {
       await Promise.all(servers.map((s) => s.stop("SIGTERM")));
+    },
+  };
+}
+
+/** The bare Bun server (scripts/bench/ws-floor.ts): one process, whatever the instance count. */
+async function startFloor(): Promise<Cluster> {
+  const proc = spawnManaged("ws-floor", ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec bun run scripts/bench/ws-floor.ts'], { PORT: "0" });
+  const line = await proc.waitForLine((l) => l.msg === "listening" && typeof l.port === "number");
+  const url = `http://127.0.0.1:${line.port as number}`;
+  return {
+    urls: [url],
+    pids: [proc.proc.pid],
+    tokens: { customer: "floor", owner: "floor", admin: "floor" },
+    createOrders: (n) => inBatches(n, 16, async () => (await ok(call("POST", `${url}/orders`, undefined), "floor order")).id as string),
+    stop: async () => {
+      await proc.stop("SIGTERM");
     },
   };
 }
@@ -664,28 +691,45 @@ type SystemResults = { fanout: FanoutResult[]; capacity: CapacityResult | null; 
  * so background load on the machine falls on both alike; then each gets its idle-connection run
  * on a fresh instance.
  */
+/** Dispatch's order event frame as a subscriber received it (from the warm-up), for the floor. */
+let frame: string | null = null;
+
 async function runAll(names: SystemName[], engineUri: string, redisUrl: string): Promise<Map<SystemName, SystemResults>> {
-  const startOf = (name: SystemName) => (name === "dispatch" ? startDispatch : startReference);
-  const protocolOf = (name: SystemName): Protocol => (name === "dispatch" ? "dispatch" : "socketio");
+  const startOf = (name: SystemName) => (name === "dispatch" ? startDispatch : name === "reference" ? startReference : startFloor);
+  const protocolOf = (name: SystemName): Protocol => (name === "reference" ? "socketio" : "dispatch");
   const client = Subscribers.start();
   const clock = await client.clockOffset();
-  const results = new Map<SystemName, SystemResults>(names.map((n) => [n, { fanout: [], capacity: null, clock }]));
-  const turn = (k: number) => (k % 2 === 0 ? names : [...names].reverse());
+  const withFloor = PARTS.has("sequential");
+  const results = new Map<SystemName, SystemResults>([...names, ...(withFloor ? ["floor" as const] : [])].map((n) => [n, { fanout: [], capacity: null, clock }]));
   try {
     for (const instances of INSTANCES) {
       const clusters = new Map<SystemName, Cluster>();
+      // The floor takes its turn in the sequential loads of one run only.
+      const sequentialNames: SystemName[] = withFloor && instances === FLOOR_INSTANCES ? [...names, "floor"] : names;
+      const turn = (k: number, of: SystemName[]) => (k % 2 === 0 ? of : [...of].reverse());
       try {
         for (const name of names) {
           progress(`${name}: starting ${instances} instance(s)${instances > 1 ? " with Redis" : ""}`);
           clusters.set(name, await startOf(name)(instances, `bench_${name}_${instances}`, engineUri, instances > 1 ? redisUrl : null));
         }
         // Warm-up (JIT, pools, first writes), not measured.
-        for (const name of names) await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: TINY ? 2 : 20, orders: TINY ? 2 : 20 });
+        for (const name of names) {
+          await sequentialFanout(clusters.get(name)!, client, protocolOf(name), { name: "warm-up", subs: TINY ? 2 : 20, orders: TINY ? 2 : 20 });
+          if (name === "dispatch") frame = (await client.sample()) ?? frame;
+        }
+        if (sequentialNames.includes("floor")) {
+          progress("floor: starting a bare Bun server");
+          const floor = await startFloor();
+          clusters.set("floor", floor);
+          // The bytes dispatch sent for an order event, so both push the same frame.
+          if (frame) await ok(call("PUT", `${floor.urls[0]}/frame`, undefined, undefined, frame), "floor frame");
+          await sequentialFanout(floor, client, "dispatch", { name: "warm-up", subs: TINY ? 2 : 20, orders: TINY ? 2 : 20 });
+        }
         let k = 0;
         for (const load of PARTS.has("sequential") ? LOADS : []) {
           const pooled = new Map<SystemName, Raw>();
           for (let rep = 0; rep < REPEAT; rep++) {
-            for (const name of turn(k++)) {
+            for (const name of turn(k++, sequentialNames)) {
               progress(`${name} ×${instances}: ${load.name} (run ${rep + 1} of ${REPEAT})`);
               const raw = await sequentialFanout(clusters.get(name)!, client, protocolOf(name), load);
               const before = pooled.get(name);
@@ -694,7 +738,7 @@ async function runAll(names: SystemName[], engineUri: string, redisUrl: string):
           }
           for (const [name, raw] of pooled) results.get(name)!.fanout.push(summarise(raw));
         }
-        for (const name of PARTS.has("many") ? turn(k++) : []) {
+        for (const name of PARTS.has("many") ? turn(k++, names) : []) {
           progress(`${name} ×${instances}: ${MANY.name}`);
           results.get(name)!.fanout.push(summarise(await manyOrders(clusters.get(name)!, client, protocolOf(name))));
         }
@@ -738,6 +782,7 @@ async function main(): Promise<void> {
 
   const d = results.get("dispatch");
   const r = results.get("reference");
+  const floor = results.get("floor");
   const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(" / ");
   const out: string[] = [];
   out.push(
@@ -786,8 +831,8 @@ async function main(): Promise<void> {
       String(f.expected),
       ...cell(mine),
       ...cell(ref),
-      ratio(ref?.all.p99, mine?.all.p99),
-      f.load.startsWith("1 subscriber") || f.load.startsWith("1,000 orders") ? "–" : ratio(ref?.spread.p99, mine?.spread.p99),
+      ratio(mine?.all.p99, ref?.all.p99),
+      f.load.startsWith("1 subscriber") || f.load.startsWith("1,000 orders") ? "–" : ratio(mine?.spread.p99, ref?.spread.p99),
     ]);
   }
   out.push(
@@ -802,13 +847,42 @@ async function main(): Promise<void> {
         "reference p50",
         "p99",
         "max",
-        "p99 reference ÷ dispatch",
-        "spread p99 reference ÷ dispatch",
+        "p99 dispatch ÷ reference",
+        "spread p99 dispatch ÷ reference",
       ],
       rows,
     ),
   );
   out.push("");
+  // The floor: the same frame to the same sockets from a bare Bun server (one process).
+  const floorOf = (f: FanoutResult) => floor?.fanout.find((x) => x.load === f.load);
+  const floorRows: string[][] = [];
+  for (const f of floor ? (d?.fanout ?? []) : []) {
+    const bare = floorOf(f);
+    if (!bare) continue;
+    const spreadApplies = !f.load.startsWith("1 subscriber");
+    floorRows.push([
+      f.load,
+      f.instances === 1 ? "1" : "2 (Redis)",
+      spreadApplies ? `${fmt(f.spread.p50)} / ${fmt(f.spread.p99)}` : "–",
+      spreadApplies ? `${fmt(bare.spread.p50)} / ${fmt(bare.spread.p99)}` : "–",
+      spreadApplies ? ratio(f.spread.p99, bare.spread.p99) : "–",
+      `${fmt(f.all.p99)} / ${fmt(bare.all.p99)}`,
+      `${fmt(f.serverCpuMs, 1)} / ${fmt(bare.serverCpuMs, 1)}`,
+      `${f.frameBytes} / ${bare.frameBytes}`,
+    ]);
+  }
+  if (floorRows.length) {
+    out.push("### Fan-out against its floor: a bare Bun server (Bun.serve, native topics, one process) publishing the same frame to the same sockets (ms)");
+    out.push("");
+    out.push(
+      table(
+        ["load", "dispatch instances", "dispatch spread p50 / p99", "floor spread p50 / p99", "spread p99 dispatch ÷ floor", "end-to-end p99 dispatch / floor", "server CPU ms per event: dispatch / floor", "frame bytes: dispatch / floor"],
+        floorRows,
+      ),
+    );
+    out.push("");
+  }
   out.push("### Details: PATCH round trip, fan-out spread, deliveries through Redis (ms); CPU per PATCH; frame size");
   out.push("");
   const detail: string[][] = [];
@@ -821,7 +895,7 @@ async function main(): Promise<void> {
         `${fmt(f.patch.p50)} / ${fmt(f.patch.p99)}`,
         f.load.startsWith("1 subscriber") ? "–" : `${fmt(f.spread.p50)} / ${fmt(f.spread.p99)}`,
         f.remote ? `${fmt(f.remote.p50)} / ${fmt(f.remote.p99)} (${f.remote.n})` : "–",
-        `${fmt(f.serverCpuMs, 1)} / ${fmt(f.engineCpuMs, 1)}`,
+        `${fmt(f.serverCpuMs, 1)} / ${name === "floor" ? "–" : fmt(f.engineCpuMs, 1)}`,
         String(f.frameBytes),
         `${f.all.n}/${f.expected}`,
         String(f.errors + f.stalls),
@@ -869,18 +943,22 @@ async function main(): Promise<void> {
       capRows,
     ),
   );
-  if (d && r) {
-    const met = d.fanout.filter((f) => {
-      const ref = refBy.get(keyOf(f));
-      return ref !== undefined && ref.all.p99 >= 3 * f.all.p99;
-    });
+  if (d && (r || floor)) {
     out.push("");
-    out.push("### Against the targets");
+    out.push("### Against the targets (issue 12)");
     out.push("");
-    out.push(
-      `- p99 fan-out at least 3× lower than the reference: met in ${met.length} of ${d.fanout.length} loads${met.length ? ` (${met.map(keyOf).join("; ")})` : ""}.`,
-    );
-    if (d.capacity && r.capacity) {
+    const verdict = (x: number, limit: number) => (Number.isFinite(x) ? `${x.toFixed(2)}× (${x <= limit ? "met" : "not met"})` : "– (not measured)");
+    const thousand = d.fanout.find((f) => f.instances === FLOOR_INSTANCES && f.load.startsWith("1,000 subscribers"));
+    const bare = thousand ? floorOf(thousand) : undefined;
+    if (floor) out.push(`- Spread p99 at 1,000 subscribers at most 1.5× the floor's: ${verdict((thousand?.spread.p99 ?? NaN) / (bare?.spread.p99 ?? NaN), 1.5)}.`);
+    for (const load of ["1 subscriber, one order", "100 subscribers, one order"]) {
+      if (!r) break;
+      for (const f of d.fanout.filter((x) => x.load === load)) {
+        const ref = refBy.get(keyOf(f));
+        out.push(`- End-to-end p99, ${load}, ${f.instances} instance(s), at most 0.6× the reference's: ${verdict(f.all.p99 / (ref?.all.p99 ?? NaN), 0.6)}.`);
+      }
+    }
+    if (r && d.capacity && r.capacity) {
       out.push(
         `- Connections per GiB at least 2× the reference: ${fmt(r.capacity.perConn / d.capacity.perConn, 2)}× ` +
           `(${kib(d.capacity.perConn)} vs ${kib(r.capacity.perConn)} KiB RSS per connection).`,

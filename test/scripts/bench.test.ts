@@ -62,12 +62,16 @@ describe("benchmarks in tiny mode", () => {
   );
 
   test.concurrent(
-    "bench:ws: fan-out on two instances with Redis, every event delivered",
+    "bench:ws: fan-out on one and two instances (Redis) and the bare-Bun floor, every event delivered",
     async () => {
       const r = await runBench("ws", 140_000);
       expect({ code: r.code, err: r.err.slice(-1500) }).toEqual({ code: 0, err: expect.any(String) });
       expect(r.out).toContain("### Fan-out latency");
       expect(r.out).not.toMatch(/\| (\d+)\/(?!\1 )\d+ +\|/); // received / expected differ nowhere
+      // The floor (a bare Bun server) ran beside dispatch and its spread ratio is a number, not "–".
+      expect(r.out).toContain("### Fan-out against its floor");
+      expect(r.out).toMatch(/^\| floor +\| 100 subscribers, one order +\| 1 +\|/m);
+      expect(r.out).toMatch(/^\| 100 subscribers, one order +\| 1 +\| [\d.]+ \/ [\d.]+ +\| [\d.]+ \/ [\d.]+ +\| [\d.]+× +\|/m);
     },
     150_000,
   );

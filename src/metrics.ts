@@ -31,112 +31,30 @@ const LAG_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly httpRequests = new Counter({
-    name: "dispatch_http_requests_total",
-    help: "HTTP requests answered, by method, matched route pattern and status",
-    labelNames: ["method", "route", "status"] as const,
-    registers: [this.registry],
-  });
-  readonly httpRequestDuration = new Histogram({
-    name: "dispatch_http_request_duration_seconds",
-    help: "Time from request received to response sent, by method, matched route pattern and status",
-    labelNames: ["method", "route", "status"] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly httpRequests = this.counter("dispatch_http_requests_total", "HTTP requests answered, by method, matched route pattern and status", ["method", "route", "status"]);
+  readonly httpRequestDuration = this.histogram("dispatch_http_request_duration_seconds", "Time from request received to response sent, by method, matched route pattern and status", LATENCY_BUCKETS, ["method", "route", "status"]);
 
-  readonly wsConnectionsOpened = new Counter({
-    name: "dispatch_ws_connections_opened_total",
-    help: "WebSocket connections accepted",
-    registers: [this.registry],
-  });
-  readonly wsMessagesReceived = new Counter({
-    name: "dispatch_ws_messages_received_total",
-    help: "WebSocket frames received from clients, by op (invalid: refused before decoding)",
-    labelNames: ["op"] as const,
-    registers: [this.registry],
-  });
-  readonly wsMessagesSent = new Counter({
-    name: "dispatch_ws_messages_sent_total",
-    help: "WebSocket frames sent to clients: replies (acks, replays, errors) and topic messages per subscriber, by topic kind",
-    labelNames: ["kind"] as const,
-    registers: [this.registry],
-  });
+  readonly wsConnectionsOpened = this.counter("dispatch_ws_connections_opened_total", "WebSocket connections accepted");
+  readonly wsMessagesReceived = this.counter("dispatch_ws_messages_received_total", "WebSocket frames received from clients, by op (invalid: refused before decoding)", ["op"]);
+  readonly wsMessagesSent = this.counter("dispatch_ws_messages_sent_total", "WebSocket frames sent to clients: replies (acks, replays, errors) and topic messages per subscriber, by topic kind", ["kind"]);
 
-  readonly orderTransitions = new Counter({
-    name: "dispatch_order_transitions_total",
-    help: "Order changes committed by this instance, by previous and new status (from=none: placed)",
-    labelNames: ["from", "to"] as const,
-    registers: [this.registry],
-  });
-  readonly orderTransitionDuration = new Histogram({
-    name: "dispatch_order_transition_duration_seconds",
-    help: "Time to apply an order event (queue, load, machine, compare-and-set commit), by event and outcome",
-    labelNames: ["event", "outcome"] as const,
-    buckets: LATENCY_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly orderTransitions = this.counter("dispatch_order_transitions_total", "Order changes committed by this instance, by previous and new status (from=none: placed)", ["from", "to"]);
+  readonly orderTransitionDuration = this.histogram("dispatch_order_transition_duration_seconds", "Time to apply an order event (queue, load, machine, compare-and-set commit), by event and outcome", LATENCY_BUCKETS, ["event", "outcome"]);
 
-  readonly relayMessages = new Counter({
-    name: "dispatch_relay_messages_total",
-    help: "Redis relay envelopes, by direction (published, received, dropped: not sent while Redis was down)",
-    labelNames: ["direction"] as const,
-    registers: [this.registry],
-  });
-  readonly relayLag = new Histogram({
-    name: "dispatch_relay_lag_seconds",
-    help: "Time from another instance publishing a change to this instance receiving it from Redis (wall clocks of both hosts)",
-    buckets: LAG_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly relayMessages = this.counter("dispatch_relay_messages_total", "Redis relay envelopes, by direction (published, received, dropped: not sent while Redis was down)", ["direction"]);
+  readonly relayLag = this.histogram("dispatch_relay_lag_seconds", "Time from another instance publishing a change to this instance receiving it from Redis (wall clocks of both hosts)", LAG_BUCKETS);
 
-  readonly relayReceived = new Counter({
-    name: "dispatch_relay_received_total",
-    help: "Messages from other instances received through Redis (probes excluded)",
-    registers: [this.registry],
-  });
-  readonly relayReceivedWatched = new Counter({
-    name: "dispatch_relay_received_watched_total",
-    help: "Messages from other instances received through Redis for a topic a local socket watches (broadcast relay: every message counts as watched)",
-    registers: [this.registry],
-  });
-  readonly relayChannels = new Gauge({
-    name: "dispatch_relay_channels",
-    help: "Redis channels this instance is subscribed to (interest relay: topics watched here, or in their grace period; broadcast: 1)",
-    registers: [this.registry],
-  });
-  readonly relayResubscriptions = new Counter({
-    name: "dispatch_relay_resubscriptions_total",
-    help: "Channels subscribed again after the probe of their shard stopped coming back (a subscriber left deaf by a failover)",
-    registers: [this.registry],
-  });
-  readonly relayProbeFailures = new Counter({
-    name: "dispatch_relay_probe_failures_total",
-    help: "Relay probes (one per shard per RELAY_PROBE_INTERVAL_MS) that did not come back before the next",
-    registers: [this.registry],
-  });
+  readonly relayReceived = this.counter("dispatch_relay_received_total", "Messages from other instances received through Redis (probes excluded)");
+  readonly relayReceivedWatched = this.counter("dispatch_relay_received_watched_total", "Messages from other instances received through Redis for a topic a local socket watches (broadcast relay: every message counts as watched)");
+  readonly relayChannels = this.gauge("dispatch_relay_channels", "Redis channels this instance is subscribed to (interest relay: topics watched here, or in their grace period; broadcast: 1)");
+  readonly relayResubscriptions = this.counter("dispatch_relay_resubscriptions_total", "Channels subscribed again after the probe of their shard stopped coming back (a subscriber left deaf by a failover)");
+  readonly relayProbeFailures = this.counter("dispatch_relay_probe_failures_total", "Relay probes (one per shard per RELAY_PROBE_INTERVAL_MS) that did not come back before the next");
 
   /** For durable timers (dispatch offers, timeouts): observe how late each one fired. */
-  readonly timerLag = new Histogram({
-    name: "dispatch_timer_lag_seconds",
-    help: "How late a durable timer fired after its due time, by timer kind",
-    labelNames: ["timer"] as const,
-    buckets: LAG_BUCKETS,
-    registers: [this.registry],
-  });
+  readonly timerLag = this.histogram("dispatch_timer_lag_seconds", "How late a durable timer fired after its due time, by timer kind", LAG_BUCKETS, ["timer"]);
 
-  readonly dbErrors = new Counter({
-    name: "dispatch_db_errors_total",
-    help: "Database errors: requests that failed on one (request), failed heartbeats (heartbeat), failed connection checkouts (pool), failed metric reads (metrics)",
-    labelNames: ["kind"] as const,
-    registers: [this.registry],
-  });
-  readonly redisErrors = new Counter({
-    name: "dispatch_redis_errors_total",
-    help: "Redis errors, by connection (publisher, subscriber)",
-    labelNames: ["connection"] as const,
-    registers: [this.registry],
-  });
+  readonly dbErrors = this.counter("dispatch_db_errors_total", "Database errors: requests that failed on one (request), failed heartbeats (heartbeat), failed connection checkouts (pool), failed metric reads (metrics)", ["kind"]);
+  readonly redisErrors = this.counter("dispatch_redis_errors_total", "Redis errors, by connection (publisher, subscriber)", ["connection"]);
 
   private readonly sources: Partial<MetricSources> = {};
   private readonly ordersCacheMs: number;
@@ -146,34 +64,32 @@ export class Metrics {
     this.ordersCacheMs = opts.ordersCacheMs ?? 5_000;
     if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     const sources = this.sources;
-    new Gauge({
-      name: "dispatch_ws_connections",
-      help: "Open WebSocket connections",
-      registers: [this.registry],
-      collect() {
-        this.set(sources.wsConnections?.() ?? 0);
-      },
+    this.gauge("dispatch_ws_connections", "Open WebSocket connections", [], function () {
+      this.set(sources.wsConnections?.() ?? 0);
     });
-    new Gauge({
-      name: "dispatch_order_actors",
-      help: "Live order actors held in memory (the actor registry's size)",
-      registers: [this.registry],
-      collect() {
-        this.set(sources.orderActors?.() ?? 0);
-      },
+    this.gauge("dispatch_order_actors", "Live order actors held in memory (the actor registry's size)", [], function () {
+      this.set(sources.orderActors?.() ?? 0);
     });
     const readOrders = () => this.ordersByStatus();
-    new Gauge({
-      name: "dispatch_orders",
-      help: "Orders in the database by status (read on scrape, cached briefly)",
-      labelNames: ["status"] as const,
-      registers: [this.registry],
-      async collect() {
-        const counts = await readOrders();
-        if (counts === null) return;
-        for (const status of ORDER_STATUSES) this.set({ status }, counts[status] ?? 0);
-      },
+    this.gauge("dispatch_orders", "Orders in the database by status (read on scrape, cached briefly)", ["status"], async function () {
+      const counts = await readOrders();
+      if (counts === null) return;
+      for (const status of ORDER_STATUSES) this.set({ status }, counts[status] ?? 0);
     });
+  }
+
+  // Instruments registered in this app's registry only.
+  private counter<L extends string = string>(name: string, help: string, labelNames: readonly L[] = []): Counter<L> {
+    return new Counter<L>({ name, help, labelNames, registers: [this.registry] });
+  }
+
+  private histogram<L extends string = string>(name: string, help: string, buckets: number[], labelNames: readonly L[] = []): Histogram<L> {
+    return new Histogram<L>({ name, help, buckets, labelNames, registers: [this.registry] });
+  }
+
+  /** `collect`, when given, sets the value at scrape time. */
+  private gauge<L extends string = string>(name: string, help: string, labelNames: readonly L[] = [], collect?: (this: Gauge<L>) => void | Promise<void>): Gauge<L> {
+    return new Gauge<L>({ name, help, labelNames, registers: [this.registry], ...(collect ? { collect } : {}) });
   }
 
   /** Registers where a scrape-time value comes from (the last registration wins). */

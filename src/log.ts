@@ -25,6 +25,11 @@ export function errorField(err: unknown): Error | string {
   return err instanceof Error ? err : String(err);
 }
 
+/** A caught value as an Error (a thrown non-Error becomes one with its text as the message). */
+export function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 export function createLogger(level: LogLevel, base: LogFields = {}, sink: (line: string) => void = (l) => process.stdout.write(l + "\n")): Logger {
   const threshold = rank[level];
   const emit = (lvl: Exclude<LogLevel, "silent">, msg: string, fields?: LogFields) => {

@@ -1,5 +1,6 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, ROOT_CONTEXT, type Attributes, type Span, type Tracer } from "@opentelemetry/api";
 import type { Config } from "./config";
+import { toError } from "./log";
 
 /**
  * OpenTelemetry traces over OTLP/HTTP, on only when OTEL_EXPORTER_OTLP_ENDPOINT is set. Off, the
@@ -54,8 +55,9 @@ export async function startTracing(config: Pick<Config, "OTEL_EXPORTER_OTLP_ENDP
 }
 
 function fail(span: Span, err: unknown): void {
-  span.recordException(err instanceof Error ? err : new Error(String(err)));
-  span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  const error = toError(err);
+  span.recordException(error);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: error.message });
 }
 
 /** Runs `fn` in a child span of the current one (straight through when tracing is off). */

@@ -1,5 +1,5 @@
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from "rate-limiter-flexible";
-import type { Logger } from "../log";
+import { toError, type Logger } from "../log";
 import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
 import { MemoryConnectionLimiter, type ConnectionLimiter } from "./connection-limit";
 import type { RateDecision, RateLimiter, RateLimiterFactory, RatePolicy } from "./rate-limit";
@@ -122,7 +122,7 @@ export class RedisLimits {
       this.markUp();
       return result;
     } catch (err) {
-      this.markDown(err instanceof Error ? err : new Error(String(err)));
+      this.markDown(toError(err));
       return undefined;
     }
   }

@@ -1,6 +1,7 @@
 import calculateSlot from "cluster-key-slot";
 import type { Cluster } from "ioredis";
 import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
+import { errorField, toError } from "../log";
 import type { TopicWatch } from "../events/bus";
 import { topicsOf, type OrderChange } from "../events/change";
 import { RelayEventBus, type RelayOptions } from "./relay";
@@ -152,7 +153,7 @@ export class InterestEventBus extends RelayEventBus {
     if (this.interests.get(channel) !== interest || interest.watchers > 0) return;
     this.interests.delete(channel);
     this.relay.metrics?.channels?.(this.interests.size);
-    this.unsubscribe(channel).catch((err: unknown) => this.relayLog.warn("unsubscribing from a topic's channel failed", { channel, err: err instanceof Error ? err.message : String(err) }));
+    this.unsubscribe(channel).catch((err: unknown) => this.relayLog.warn("unsubscribing from a topic's channel failed", { channel, err: errorField(err) }));
   }
 
   private subscribe(channel: string): Promise<unknown> {
@@ -195,7 +196,7 @@ export class InterestEventBus extends RelayEventBus {
         await this.subscribe(channel);
         return true;
       } catch (err) {
-        this.markDown("subscriber", err instanceof Error ? err : new Error(String(err)));
+        this.markDown("subscriber", toError(err));
         await Bun.sleep(Math.min(50 * 2 ** attempt, 2_000));
       }
     }
@@ -210,7 +211,7 @@ export class InterestEventBus extends RelayEventBus {
     try {
       this.redeliver(await this.gapFiller(parsed.id, last, Number.MAX_SAFE_INTEGER));
     } catch (err) {
-      this.relayLog.warn("reading an order's changes after joining its channel failed; the next change fills the gap", { orderId: parsed.id, err: err instanceof Error ? err.message : String(err) });
+      this.relayLog.warn("reading an order's changes after joining its channel failed; the next change fills the gap", { orderId: parsed.id, err: errorField(err) });
     }
   }
 
@@ -248,7 +249,7 @@ export class InterestEventBus extends RelayEventBus {
         });
       }
     } catch (err) {
-      this.relayLog.warn("relay probe round failed", { err: err instanceof Error ? err.message : String(err) });
+      this.relayLog.warn("relay probe round failed", { err: errorField(err) });
     } finally {
       this.probing = false;
     }

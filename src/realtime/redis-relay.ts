@@ -1,4 +1,5 @@
 import { connectRedis, type RedisClient, type RedisTarget } from "../redis";
+import { toError } from "../log";
 import type { OrderChange } from "../events/change";
 import { RelayEventBus, type RelayOptions } from "./relay";
 
@@ -32,7 +33,7 @@ export class RedisEventBus extends RelayEventBus {
     this.sub.on("message", (_channel: string, payload: string) => this.receive(payload, true));
     this.sub.subscribe(opts.channel).then(
       () => this.relay.metrics?.channels?.(1),
-      (err: unknown) => this.markDown("subscriber", err instanceof Error ? err : new Error(String(err))),
+      (err: unknown) => this.markDown("subscriber", toError(err)),
     );
   }
 

@@ -1,5 +1,5 @@
 import { Cluster, type Redis } from "ioredis";
-import type { Logger } from "../log";
+import { toError, type Logger } from "../log";
 import type { RedisClient } from "../redis";
 import type { OrderChange } from "../events/change";
 import { LocalEventBus } from "./bus";
@@ -147,7 +147,7 @@ export abstract class RelayEventBus extends LocalEventBus {
         this.droppedWhileDown++;
         this.relay.metrics?.relayed("dropped");
         this.relay.metrics?.redisError("publisher");
-        this.markDown("publisher", err instanceof Error ? err : new Error(String(err)));
+        this.markDown("publisher", toError(err));
       });
     }
   }

@@ -1,7 +1,7 @@
 import type { Clock } from "../../clock";
 import type { Lease } from "../../db/leases";
 import { distanceMeters, type LatLng } from "../../geo";
-import type { Logger } from "../../log";
+import { errorField, type Logger } from "../../log";
 import type { EventBus } from "../../events/bus";
 import { topics } from "../../events/topics";
 import { dispatchStateOf } from "../orders/machine";
@@ -71,7 +71,7 @@ export class Planner {
   private async tick(): Promise<void> {
     if (this.running || this.stopped) return;
     this.running = this.round()
-      .catch((err: unknown) => this.deps.log.warn("planning round failed", { err: err instanceof Error ? err : String(err) }))
+      .catch((err: unknown) => this.deps.log.warn("planning round failed", { err: errorField(err) }))
       .then(() => undefined)
       .finally(() => (this.running = null));
     await this.running;
@@ -174,7 +174,7 @@ export class Planner {
         });
         offered.push(orderId);
       } catch (err) {
-        this.deps.log.debug("bundle order not offered", { orderId, err: err instanceof Error ? err.message : String(err) });
+        this.deps.log.debug("bundle order not offered", { orderId, err: errorField(err) });
       }
     }
     if (offered.length === 0) {

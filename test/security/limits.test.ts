@@ -1,23 +1,17 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { createLogger, type Logger } from "../../src/log";
-import { RedisLimits } from "../../src/http/redis-limits";
-import { startRedis, type TestRedis } from "../helpers/redis";
+import { startRedis } from "../helpers/redis";
 import { startTestServer, type Registered, type TestServer } from "../helpers/server";
 import { WsClient } from "../helpers/ws";
 import { expectProblem, QUIET_DISPATCH_ENV, snapshotDatabase, startEngineBackedServer } from "../helpers/security";
-import { EXTERNAL_MONGODB_URI } from "../helpers/database";
 import { cast, placeOrder, type Cast } from "../modules/orders/fixtures";
+import { describeSharedLimits } from "./shared-limits";
 
 /**
  * Issue 6, limits: per-user and per-IP limits on writes (429 with Retry-After), WebSocket
  * connections per user, request deadlines; and all of it shared by instances through a real
- * redis-server, falling back to per-instance counting (logged once) while Redis is down.
+ * redis-server, falling back to per-instance counting (logged once) while Redis is down
+ * (shared-limits.ts, which limits-cluster.test.ts runs on a Redis Cluster).
  */
-
-function capture(): { log: Logger; lines: Array<Record<string, unknown>> } {
-  const lines: Array<Record<string, unknown>> = [];
-  return { log: createLogger("debug", {}, (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), lines };
-}
 
 async function availability(server: TestServer, courier: Registered, available: boolean, headers: Record<string, string> = {}) {
   return server.request("PUT", "/couriers/me/availability", { token: courier.token, body: { available }, headers });
@@ -143,151 +137,12 @@ describe("request deadline", () => {
   });
 });
 
-describe("RedisLimits against a real redis-server", () => {
-  let redis: TestRedis;
-  beforeAll(async () => {
-    redis = await startRedis();
-  });
-  afterAll(async () => {
-    await redis?.stop();
-  });
-
-  test("a fixed window: exactly `max` of many concurrent attempts pass, refunds give one back, Retry-After is the window's rest", async () => {
-    const { log } = capture();
-    const limits = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix: `t-${crypto.randomUUID().slice(0, 6)}:`, instanceId: "a", log });
-    try {
-      const limiter = limits.rateLimiters()({ name: "burst", max: 5, windowSeconds: 30 });
-      await waitForRedis(limits);
-      const decisions = await Promise.all(Array.from({ length: 40 }, () => limiter.consume("k")));
-      expect(decisions.filter((d) => d.allowed).length).toBe(5);
-      const refused = decisions.find((d) => !d.allowed);
-      expect(refused).toEqual({ allowed: false, retryAfterSeconds: 30 });
-      await limiter.refund("k");
-      expect((await limiter.consume("k")).allowed).toBe(true);
-      expect((await limiter.consume("k")).allowed).toBe(false);
-      expect((await limiter.consume("other")).allowed).toBe(true);
-    } finally {
-      await limits.close();
-    }
-  });
-
-  test("connection slots: concurrent acquires never exceed the limit; a dead instance's slots expire", async () => {
-    const { log } = capture();
-    const prefix = `t-${crypto.randomUUID().slice(0, 6)}:`;
-    const a = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix, instanceId: "a", log, connectionTtlMs: 600 });
-    const b = new RedisLimits({ target: { kind: "single", url: redis.url }, prefix, instanceId: "b", log, connectionTtlMs: 600 });
-    try {
-      await Promise.all([waitForRedis(a), waitForRedis(b)]);
-      const la = a.connectionLimiter(3);
-      const lb = b.connectionLimiter(3);
-      const granted = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? la : lb).acquire("u1", `c${i}`)));
-      expect(granted.filter(Boolean).length).toBe(3);
-      // Instance b goes away without releasing (a crash): its slots lapse; a's are refreshed and stay.
-      const heldByA = granted.map((g, i) => (g && i % 2 ? `c${i}` : null)).filter((x): x is string => x !== null);
-      await b.close();
-      await Bun.sleep(1_000);
-      const more = await Promise.all([la.acquire("u1", "n1"), la.acquire("u1", "n2"), la.acquire("u1", "n3")]);
-      expect(more.filter(Boolean).length).toBe(3 - heldByA.length);
-      await la.release("u1", heldByA[0] ?? "n1");
-      expect(await la.acquire("u1", "n4")).toBe(true);
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-});
-
-async function waitForRedis(limits: RedisLimits): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    if ((await limits.attempt((r) => r.ping())) === "PONG") return;
-    await Bun.sleep(20);
-  }
-  throw new Error("redis did not answer");
-}
-
-describe("two instances sharing Redis", () => {
-  let redis: TestRedis;
-  let a: TestServer;
-  let b: TestServer;
-  let logsA: ReturnType<typeof capture>;
-  let logsB: ReturnType<typeof capture>;
-  let courier: Registered;
-
-  beforeAll(async () => {
-    redis = await startRedis();
-    const env = { ...QUIET_DISPATCH_ENV, REDIS_URL: redis.url, RATE_LIMIT_USER_WRITES: "4", RATE_LIMIT_WINDOW_SECONDS: "60", WS_MAX_CONNECTIONS_PER_USER: "2" };
-    logsA = capture();
-    logsB = capture();
-    a = await startTestServer(env, { log: logsA.log });
-    // The second instance uses the first one's database: one deployment, two processes' worth of app.
-    b = await startTestServer({ ...env, MONGODB_URI: EXTERNAL_MONGODB_URI ?? a.deps.db.target, MONGODB_DB: a.deps.config.MONGODB_DB }, { log: logsB.log });
-    courier = await a.register("courier");
-    for (const s of [a, b]) {
-      for (let i = 0; i < 100 && !(await s.request("GET", "/ready")).status.toString().startsWith("2"); i++) await Bun.sleep(20);
-    }
-  });
-  afterAll(async () => {
-    await b?.stop();
-    await a?.stop();
-    await redis?.stop();
-  });
-
-  test("a user's writes count on both instances together", async () => {
-    const statuses = [];
-    for (const s of [a, b, a, b, a, b]) statuses.push((await availability(s, courier, true)).status);
-    expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
-  });
-
-  test("WebSocket connections per user count on both instances together", async () => {
-    const customer = await a.register("customer");
-    const wsA = (s: TestServer) => s.url.replace(/^http/, "ws") + "/ws";
-    const one = await WsClient.open(wsA(a), customer.token);
-    const two = await WsClient.open(wsA(b), customer.token);
-    for (const ws of [one, two]) {
-      ws.send({ op: "ping" });
-      await ws.next((f) => f.type === "pong");
-    }
-    const three = await WsClient.open(wsA(a), customer.token);
-    expect((await three.closed).code).toBe(1008);
-    two.close();
-    await two.closed;
-    let reopened: WsClient | null = null;
-    for (let attempt = 0; attempt < 50 && !reopened; attempt++) {
-      const candidate = await WsClient.open(wsA(a), customer.token);
-      candidate.send({ op: "ping" });
-      if (await candidate.next((f) => f.type === "pong", 1_000).catch(() => null)) reopened = candidate;
-      else await Bun.sleep(20);
-    }
-    expect(reopened).not.toBeNull();
-    one.close();
-    reopened?.close();
-  });
-
-  test("with Redis down each instance limits on its own and says so once; when Redis is back, limits are shared again", async () => {
-    const fresh = await a.register("courier");
-    await redis.kill();
-    // Down: instance a counts alone (4 per window), so does b.
-    const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) statuses.push((await availability(a, fresh, true)).status);
-    for (let i = 0; i < 5; i++) statuses.push((await availability(b, fresh, true)).status);
-    expect(statuses).toEqual([200, 200, 200, 200, 429, 200, 200, 200, 200, 429]);
-    const downLines = (lines: Array<Record<string, unknown>>) => lines.filter((l) => String(l.msg).startsWith("redis unavailable: rate limits"));
-    expect(downLines(logsA.lines).length).toBe(1);
-    expect(downLines(logsB.lines).length).toBe(1);
-
-    await redis.restart();
-    const back = await a.register("courier");
-    let shared: number[] = [];
-    // Until ioredis has reconnected, a write may still be counted locally; wait for the shared count.
-    for (let attempt = 0; attempt < 100; attempt++) {
-      if (logsA.lines.some((l) => String(l.msg).startsWith("redis answers again")) && logsB.lines.some((l) => String(l.msg).startsWith("redis answers again"))) break;
-      await availability(a, await a.register("courier"), true);
-      await availability(b, await a.register("courier"), true);
-      await Bun.sleep(50);
-    }
-    shared = [];
-    for (const s of [a, b, a, b, a]) shared.push((await availability(s, back, true)).status);
-    expect(shared).toEqual([200, 200, 200, 200, 429]);
-    expect(downLines(logsA.lines).length).toBe(1);
-  }, 30_000);
+describeSharedLimits({
+  name: "one Redis",
+  startTimeoutMs: 10_000,
+  outage: true,
+  start: async () => {
+    const redis = await startRedis();
+    return { env: { REDIS_URL: redis.url }, outage: redis, stop: () => redis.stop() };
+  },
 });

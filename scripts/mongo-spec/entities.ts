@@ -12,9 +12,15 @@ import {
   type MongoClientOptions,
   ReadPreference,
   type ReadPreferenceMode,
+  Timestamp,
 } from "mongodb";
 import type { EntityLookup } from "./matcher";
 import { type Doc, isDocument, show } from "./values";
+
+/** The Node driver's snapshot session: the cluster time its reads are pinned to (set by its first read). */
+export interface SnapshotSession {
+  snapshotTime?: Timestamp;
+}
 
 /** A fault of the runner or the test file (not of the server): the test fails with it. */
 export class RunnerError extends Error {}
@@ -133,8 +139,16 @@ export class EntityMap implements EntityLookup {
         }
         case "session": {
           const client = this.client(String(spec.client));
-          const options = isDocument(spec.sessionOptions) ? spec.sessionOptions : {};
+          const { snapshotTime, ...options } = isDocument(spec.sessionOptions) ? spec.sessionOptions : {};
           const session = client.client.startSession(options);
+          // snapshotTime names an entity (a Timestamp saved by getSnapshotTime); the Node driver has
+          // no startSession option for it, only the session's own (internal) snapshotTime field.
+          if (snapshotTime !== undefined) {
+            if (typeof snapshotTime !== "string") throw new RunnerError(`sessionOptions.snapshotTime must name an entity: ${show(snapshotTime)}`);
+            const value = this.get(snapshotTime);
+            if (!(value instanceof Timestamp)) throw new RunnerError(`entity ${snapshotTime} is not a Timestamp`);
+            (session as unknown as SnapshotSession).snapshotTime = value;
+          }
           this.set(spec.id, { kind: "session", session, client, lsid: session.id });
           break;
         }

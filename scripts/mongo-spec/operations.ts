@@ -15,7 +15,7 @@ import {
   type MongoClient,
   type UpdateResult,
 } from "mongodb";
-import { type ClientEntity, collOrDbOptions, type Entity, type EntityMap, readPreference, RunnerError } from "./entities";
+import { type ClientEntity, collOrDbOptions, type Entity, type EntityMap, readPreference, RunnerError, type SnapshotSession } from "./entities";
 import { type Doc, isDocument, show } from "./values";
 
 export interface Operation {
@@ -363,6 +363,12 @@ async function sessionOp(ctx: OpContext, op: Operation, session: ClientSession):
         for (const nested of callback) await ctx.runNested(nested as Operation);
       }, o);
       return { value: undefined };
+    }
+    case "getSnapshotTime": {
+      options(ctx, op, []);
+      const time = (session as unknown as SnapshotSession).snapshotTime;
+      if (!session.snapshotEnabled || time === undefined) throw new RunnerError("getSnapshotTime: the session has no snapshot time (not a snapshot session, or no read yet)");
+      return { value: time };
     }
     default:
       throw new RunnerError(`unsupported session operation ${op.name}`);

@@ -1,13 +1,15 @@
-// How a command sees one collection: directly (writes applied and journaled at once) or
-// through a transaction overlay (transactions.ts). Commands are written against this interface.
+// How a command sees one collection: directly (writes applied and journaled at once), through a
+// transaction overlay (transactions.ts), or as of an earlier cluster time (a snapshot read).
+// Commands are written against this interface.
 
 import type { Document } from "bson";
 import type { Collection, QueryPlan } from "./collection";
+import { CommandError, ErrorCode } from "./errors";
 import type { JournalOp } from "./journal";
 
 export interface CollectionAccess {
   readonly collection: Collection;
-  /** True when reads must merge uncommitted transaction writes (indexes only cover committed data). */
+  /** True when what it reads differs from what the indexes cover (uncommitted writes, older versions). */
   readonly hasPendingWrites: boolean;
   get(key: string): Document | undefined;
   count(): number;
@@ -69,4 +71,51 @@ export class DirectAccess implements CollectionAccess {
     const old = this.collection.remove(key);
     if (old) this.journal.push({ op: "del", db: this.collection.dbName, coll: this.collection.name, id: old._id });
   }
+}
+
+/** A snapshot read at an earlier cluster time (history.ts): read-only. */
+export class SnapshotAccess implements CollectionAccess {
+  readonly collection: Collection;
+  private readonly at: number;
+
+  constructor(collection: Collection, at: number) {
+    this.collection = collection;
+    this.at = at;
+  }
+
+  get hasPendingWrites(): boolean {
+    return !this.collection.currentAt(this.at);
+  }
+
+  get(key: string): Document | undefined {
+    return this.collection.getAt(key, this.at);
+  }
+
+  count(): number {
+    return this.collection.countAt(this.at);
+  }
+
+  scan(): Iterable<[string, Document]> {
+    return this.collection.scanAt(this.at);
+  }
+
+  candidates(plan: QueryPlan): Iterable<[string, Document]> {
+    return this.collection.candidatesAt(plan, this.at);
+  }
+
+  insert(): void {
+    throw readOnly();
+  }
+
+  replace(): void {
+    throw readOnly();
+  }
+
+  remove(): void {
+    throw readOnly();
+  }
+}
+
+function readOnly(): CommandError {
+  return new CommandError(ErrorCode.InvalidOptions, "writes are not allowed with readConcern level snapshot and atClusterTime");
 }

@@ -6,6 +6,7 @@
 import type { Binary, Document } from "bson";
 import { UUID } from "bson";
 import { CommandError, ErrorCode, badValue } from "./errors";
+import type { History, Version } from "./history";
 import { ID_INDEX_SPEC, Index, type IndexKey, type IndexSpec, sameIndexOptions } from "./indexes";
 import { equalityConstraints } from "./query";
 import { bsonTypeOf, canonicalKey, formatValue, isPlainObject } from "./values";
@@ -15,6 +16,8 @@ export class ChangeClock {
   seq = 0;
   /** Only recorded while transactions are open; see Collection.lastChange. */
   tracking = false;
+  /** Set while older versions are kept (history.ts); null otherwise, so a write pays one check. */
+  history: History | null = null;
 }
 
 export type QueryPlan =
@@ -38,6 +41,10 @@ export class Collection {
   private readonly clock: ChangeClock;
   /** docKey → clock.seq of its last modification, while clock.tracking. */
   private readonly changes = new Map<string, number>();
+  /** docKey → the versions it had before, oldest first (history.ts); null while none are kept. */
+  versions: Map<string, Version[]> | null = null;
+  /** The cluster time (history.timeValue) of the newest kept version: reads at or after it see `docs`. */
+  lastVersion = 0;
 
   constructor(dbName: string, name: string, options: Document, clock: ChangeClock) {
     this.dbName = dbName;
@@ -73,6 +80,71 @@ export class Collection {
     return this.docs.get(key);
   }
 
+  // ---- reads as of a cluster time (the caller checked it is not older than the history) -------
+
+  /** True when the documents as of `at` are the current ones (nothing kept was replaced after it). */
+  currentAt(at: number): boolean {
+    return this.versions === null || this.versions.size === 0 || this.lastVersion <= at;
+  }
+
+  getAt(key: string, at: number): Document | undefined {
+    const list = this.versions?.get(key);
+    if (list) for (const v of list) if (v.until > at) return v.doc;
+    return this.docs.get(key);
+  }
+
+  hasAt(key: string, at: number): boolean {
+    return this.getAt(key, at) !== undefined;
+  }
+
+  *scanAt(at: number): Iterable<[string, Document]> {
+    const versions = this.versions;
+    if (versions === null || this.currentAt(at)) {
+      yield* this.docs;
+      return;
+    }
+    for (const [key, doc] of this.docs) {
+      if (!versions.has(key)) yield [key, doc];
+      else {
+        const then = this.getAt(key, at);
+        if (then) yield [key, then];
+      }
+    }
+    for (const key of versions.keys()) {
+      if (this.docs.has(key)) continue;
+      const then = this.getAt(key, at);
+      if (then) yield [key, then];
+    }
+  }
+
+  countAt(at: number): number {
+    let n = this.docs.size;
+    if (this.versions === null || this.currentAt(at)) return n;
+    for (const key of this.versions.keys()) n += (this.hasAt(key, at) ? 1 : 0) - (this.docs.has(key) ? 1 : 0);
+    return n;
+  }
+
+  /** What a plan selects as of `at`: the indexes know the current documents, so every versioned key is offered too. */
+  *candidatesAt(plan: QueryPlan, at: number): Iterable<[string, Document]> {
+    const keys = this.planKeys(plan);
+    if (keys === null) {
+      yield* this.scanAt(at);
+      return;
+    }
+    const seen = new Set<string>();
+    for (const key of keys) {
+      seen.add(key);
+      const doc = this.getAt(key, at);
+      if (doc) yield [key, doc];
+    }
+    if (this.versions === null || this.currentAt(at) || plan.kind === "id") return;
+    for (const key of this.versions.keys()) {
+      if (seen.has(key)) continue;
+      const doc = this.getAt(key, at);
+      if (doc) yield [key, doc];
+    }
+  }
+
   /** All index specs, _id first, as listIndexes reports them. */
   indexSpecs(): IndexSpec[] {
     return [ID_INDEX_SPEC, ...[...this.indexes.values()].map((i) => i.spec)];
@@ -103,6 +175,7 @@ export class Collection {
   insert(doc: Document): string {
     const key = documentKey(doc._id);
     this.checkUnique(doc, key, true);
+    this.clock.history?.record(this, key, undefined);
     this.store(key, doc);
     return key;
   }
@@ -112,6 +185,7 @@ export class Collection {
     const old = this.docs.get(key);
     if (!old) throw new CommandError(ErrorCode.InternalError, `document ${key} vanished during update`);
     this.checkUnique(doc, key, false);
+    this.clock.history?.record(this, key, old);
     for (const index of this.indexes.values()) index.remove(key, old);
     this.docs.set(key, doc);
     for (const index of this.indexes.values()) index.add(key, doc);
@@ -121,6 +195,7 @@ export class Collection {
   remove(key: string): Document | undefined {
     const old = this.docs.get(key);
     if (!old) return undefined;
+    this.clock.history?.record(this, key, old);
     for (const index of this.indexes.values()) index.remove(key, old);
     this.docs.delete(key);
     this.touch(key);
@@ -131,6 +206,7 @@ export class Collection {
   putUnchecked(doc: Document): void {
     const key = documentKey(doc._id);
     const old = this.docs.get(key);
+    this.clock.history?.record(this, key, old);
     if (old) for (const index of this.indexes.values()) index.remove(key, old);
     this.store(key, doc);
   }

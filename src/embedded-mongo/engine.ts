@@ -2,10 +2,11 @@
 // Everything here is synchronous; server.ts feeds it one command at a time per connection.
 
 import { type Document, Timestamp } from "bson";
-import { type CollectionAccess, DirectAccess } from "./access";
+import { type CollectionAccess, DirectAccess, SnapshotAccess } from "./access";
 import { ChangeClock, Collection, documentKey } from "./collection";
 import { CursorRegistry } from "./cursors";
 import { CommandError, ErrorCode } from "./errors";
+import { History, INCREMENT_BITS, SNAPSHOT_WINDOW_MS, snapshotTooOld, timeValue } from "./history";
 import { type IndexSpec, normalizeIndexSpec } from "./indexes";
 import { type FsyncPolicy, Journal, type JournalOp } from "./journal";
 import type { Logger } from "./log";
@@ -45,6 +46,8 @@ export interface OpContext {
   txn: Transaction | null;
   /** Journal ops of this command, appended as one batch before the reply. */
   journal: JournalOp[];
+  /** A snapshot read at an earlier cluster time (history.timeValue); null: the current data. */
+  readAt?: number | null;
 }
 
 const TTL_MONITOR_INTERVAL_MS = 60_000;
@@ -74,12 +77,17 @@ export class Engine {
   /** The cluster time (seconds, increment): every command that writes gets a later one. */
   private clusterSeconds = 0;
   private clusterIncrement = 0;
+  /** The cluster time of the command writing now, taken at its first versioned write (see writeTime). */
+  private pendingWrite: Timestamp | null = null;
+  /** Until when a snapshot read's session may come back with atClusterTime (history is kept until then). */
+  private snapshotReadsUntil = 0;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(options: EngineOptions) {
     this.log = options.log;
     this.transactions = new TransactionManager(this.clock, () => {
       for (const c of this.allCollections()) c.forgetChanges();
+      this.stopHistoryIfIdle();
     });
     const dir = options.dataDir;
     if (dir && dir !== ":memory:") {
@@ -185,7 +193,73 @@ export class Engine {
   }
 
   accessTo(ctx: OpContext, coll: Collection): CollectionAccess {
-    return ctx.txn ? this.transactions.access(ctx.txn, coll) : new DirectAccess(coll, ctx.journal);
+    if (ctx.txn) {
+      const { readTime, readTimestamp } = ctx.txn;
+      if (this.clock.history && readTime < this.clock.history.from) throw snapshotTooOld(readTimestamp, ["TransientTransactionError"]);
+      return this.transactions.access(ctx.txn, coll);
+    }
+    if (ctx.readAt != null) return new SnapshotAccess(coll, ctx.readAt);
+    return new DirectAccess(coll, ctx.journal);
+  }
+
+  // ---- snapshots: transactions and snapshot reads (history.ts) -------------------------------
+
+  /** Starts a transaction reading the data as of now (plus its own writes). */
+  beginTransaction(txnNumber: number, sessionKey: string): Transaction {
+    const now = this.clusterTime();
+    this.keepHistory(timeValue(now));
+    return this.transactions.begin(txnNumber, sessionKey, now);
+  }
+
+  /**
+   * For a snapshot read outside a transaction: the cluster time to read at when it is older than
+   * the current one (null: the current data). Keeps history for the session's later reads.
+   */
+  snapshotReadAt(cmd: Document): number | null {
+    const now = this.clusterTime();
+    this.snapshotReadsUntil = Date.now() + SNAPSHOT_WINDOW_MS;
+    this.keepHistory(timeValue(now));
+    const at = (cmd.readConcern as Document).atClusterTime as Timestamp | undefined;
+    if (at === undefined) return null;
+    const value = timeValue(at);
+    if (value >= timeValue(now)) return null;
+    const history = this.clock.history as History;
+    history.check(value, at);
+    return value;
+  }
+
+  private keepHistory(from: number): void {
+    if (!this.clock.history) this.clock.history = new History(from, () => timeValue(this.writeTime()));
+  }
+
+  /** Drops what no open transaction or recent snapshot read can need; all of it once none is open. */
+  private stopHistoryIfIdle(now = Date.now()): void {
+    const history = this.clock.history;
+    if (!history) return;
+    if (this.transactions.openCount === 0 && now > this.snapshotReadsUntil) {
+      history.clear();
+      this.clock.history = null;
+      return;
+    }
+    const windowStart = (Math.floor((now - SNAPSHOT_WINDOW_MS) / 1000)) * INCREMENT_BITS;
+    const oldestTxn = this.transactions.oldestReadTime();
+    history.trim(now > this.snapshotReadsUntil ? oldestTxn : Math.min(windowStart, oldestTxn));
+  }
+
+  /** The cluster time of the current command's writes (advanced once, at its first versioned write). */
+  private writeTime(): Timestamp {
+    if (!this.pendingWrite) this.pendingWrite = this.clusterTime(true);
+    return this.pendingWrite;
+  }
+
+  /**
+   * Ends a command: its operationTime, later than the last one if it wrote. Called as soon as the
+   * handler returns, before any await, so no other command sees its writes under an earlier time.
+   */
+  finishCommand(wrote: boolean): Timestamp {
+    const stamped = this.pendingWrite;
+    this.pendingWrite = null;
+    return stamped ?? this.clusterTime(wrote);
   }
 
   // ---- durability --------------------------------------------------------------------------
@@ -216,6 +290,10 @@ export class Engine {
       const now = Math.floor(Date.now() / 1000);
       if (now > this.clusterSeconds) {
         this.clusterSeconds = now;
+        this.clusterIncrement = 1;
+      } else if (this.clusterIncrement + 1 >= INCREMENT_BITS) {
+        // history.timeValue packs the increment in 21 bits: run a second ahead rather than overflow.
+        this.clusterSeconds++;
         this.clusterIncrement = 1;
       } else {
         this.clusterIncrement++;
@@ -283,6 +361,7 @@ export class Engine {
     this.cursors.reap();
     this.transactions.expire();
     this.endSessions(this.sessions.expired());
+    this.stopHistoryIfIdle();
   }
 
   /** Deletes documents whose TTL index date has passed, as mongod's TTL monitor does every minute. */
@@ -303,6 +382,7 @@ export class Engine {
         }
       }
     }
+    this.finishCommand(removed > 0);
     const failed = (err: unknown) => this.log.error("journal append failed for TTL deletes", { error: String(err) });
     try {
       this.commit(journal).catch(failed);

@@ -11,6 +11,7 @@ export const ErrorCode = {
   InvalidLength: 16,
   IllegalOperation: 20,
   NotImplemented: 238,
+  SnapshotTooOld: 239,
   NamespaceNotFound: 26,
   IndexNotFound: 27,
   PathNotViable: 28,
@@ -153,7 +154,7 @@ export function serverErrorLabels(commandName: string, cmd: Document, code: numb
   const inTransaction = cmd.autocommit === false;
   const commitOrAbort = commandName === "commitTransaction" || commandName === "abortTransaction";
   if (inTransaction && code !== null) {
-    let transient = code === ErrorCode.WriteConflict || code === ErrorCode.LockTimeout;
+    let transient = code === ErrorCode.WriteConflict || code === ErrorCode.LockTimeout || code === ErrorCode.SnapshotTooOld;
     if (commitOrAbort) transient ||= code === ErrorCode.NoSuchTransaction && writeConcernCode === null;
     else transient ||= RETRIABLE.has(code) || code === ErrorCode.NoSuchTransaction;
     if (transient) labels.push("TransientTransactionError");

@@ -119,14 +119,11 @@ export function readConcernLevel(command: string, cmd: Document, inTransaction: 
     throw new CommandError(ErrorCode.InvalidOptions, "readConcern.atClusterTime is only valid with level snapshot");
   }
   if (rc.atClusterTime !== undefined) {
-    // The engine keeps no history: it can read "as of" a cluster time only while nothing has been written since.
+    // Older times are read from the history (Engine.snapshotReadAt), or refused with SnapshotTooOld.
     const at = rc.atClusterTime;
     if (!(at instanceof Timestamp) && bsonTypeOf(at) !== "Timestamp") throw new CommandError(ErrorCode.TypeMismatch, "readConcern.atClusterTime must be a Timestamp");
     if (clusterTime.compare(at as Timestamp) < 0) {
       throw new CommandError(ErrorCode.InvalidOptions, "readConcern atClusterTime value must not be greater than the current clusterTime");
-    }
-    if (clusterTime.compare(at as Timestamp) > 0) {
-      throw new CommandError(ErrorCode.NotImplemented, "readConcern.atClusterTime before the latest write is not implemented by the embedded engine (it keeps no history to read from)");
     }
   }
   return level;

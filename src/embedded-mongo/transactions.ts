@@ -2,14 +2,17 @@
 // only its own reads see; commit applies the overlay to the collections in one step (and one
 // journal batch), abort or session end drops it.
 //
-// Isolation: reads see committed data plus the transaction's own writes (read committed, not a
-// snapshot). Writes follow MongoDB's first-writer-wins rule: writing a document that another open
-// transaction has written, or that anyone changed since this transaction started, fails with
-// WriteConflict (112, TransientTransactionError), so the driver's withTransaction retries.
+// Isolation: snapshot. Reads see the data as of the transaction's start (the older versions
+// history.ts keeps while it is open) plus its own writes. Writes follow MongoDB's first-writer-wins
+// rule: writing a document that another open transaction has written, or that anyone changed
+// since this transaction started, fails with WriteConflict (112, TransientTransactionError), so
+// the driver's withTransaction retries.
 
-import type { Document } from "bson";
+import type { Document, Timestamp } from "bson";
 import type { CollectionAccess } from "./access";
-import { ChangeClock, type Collection, type QueryPlan, documentKey } from "./collection";
+import type { ChangeClock, Collection, QueryPlan } from "./collection";
+import { documentKey } from "./collection";
+import { timeValue } from "./history";
 import { CommandError, ErrorCode } from "./errors";
 import type { JournalOp } from "./journal";
 
@@ -33,13 +36,18 @@ export class Transaction {
   readonly startedAt = Date.now();
   /** The change clock when the transaction started: later changes to a written document conflict. */
   readonly startSeq: number;
+  /** The cluster time its reads see the data as of (readTime: history.timeValue of it). */
+  readonly readTimestamp: Timestamp;
+  readonly readTime: number;
   state: TransactionState = "inProgress";
   readonly overlays = new Map<Collection, Overlay>();
 
-  constructor(txnNumber: number, sessionKey: string, startSeq: number) {
+  constructor(txnNumber: number, sessionKey: string, startSeq: number, readTimestamp: Timestamp) {
     this.txnNumber = txnNumber;
     this.sessionKey = sessionKey;
     this.startSeq = startSeq;
+    this.readTimestamp = readTimestamp;
+    this.readTime = timeValue(readTimestamp);
   }
 
   overlayFor(collection: Collection): Overlay {
@@ -74,11 +82,19 @@ export class TransactionManager {
     return this.open.size;
   }
 
-  begin(txnNumber: number, sessionKey: string): Transaction {
+  /** Use Engine.beginTransaction, which also keeps the history the transaction reads. */
+  begin(txnNumber: number, sessionKey: string, readTimestamp: Timestamp): Transaction {
     this.clock.tracking = true;
-    const txn = new Transaction(txnNumber, sessionKey, this.clock.seq);
+    const txn = new Transaction(txnNumber, sessionKey, this.clock.seq, readTimestamp);
     this.open.add(txn);
     return txn;
+  }
+
+  /** The earliest cluster time an open transaction reads at (Infinity when none is open). */
+  oldestReadTime(): number {
+    let t = Infinity;
+    for (const txn of this.open) if (txn.readTime < t) t = txn.readTime;
+    return t;
   }
 
   access(txn: Transaction, collection: Collection): CollectionAccess {
@@ -188,19 +204,20 @@ class TransactionAccess implements CollectionAccess {
   }
 
   get hasPendingWrites(): boolean {
-    return (this.overlay?.size ?? 0) > 0;
+    return (this.overlay?.size ?? 0) > 0 || !this.collection.currentAt(this.txn.readTime);
   }
 
   get(key: string): Document | undefined {
     const o = this.overlay;
     if (o?.has(key)) return o.get(key) ?? undefined;
-    return this.collection.get(key);
+    return this.collection.getAt(key, this.txn.readTime);
   }
 
   count(): number {
-    let n = this.collection.docs.size;
+    const at = this.txn.readTime;
+    let n = this.collection.countAt(at);
     for (const [key, doc] of this.overlay ?? []) {
-      const inBase = this.collection.docs.has(key);
+      const inBase = this.collection.hasAt(key, at);
       if (inBase && !doc) n--;
       if (!inBase && doc) n++;
     }
@@ -209,18 +226,19 @@ class TransactionAccess implements CollectionAccess {
 
   *scan(): Iterable<[string, Document]> {
     const o = this.overlay;
+    const at = this.txn.readTime;
     if (!o || o.size === 0) {
-      yield* this.collection.docs;
+      yield* this.collection.scanAt(at);
       return;
     }
-    for (const [key, doc] of this.collection.docs) {
+    for (const [key, doc] of this.collection.scanAt(at)) {
       if (!o.has(key)) yield [key, doc];
       else {
         const mine = o.get(key);
         if (mine) yield [key, mine];
       }
     }
-    for (const [key, doc] of o) if (doc && !this.collection.docs.has(key)) yield [key, doc];
+    for (const [key, doc] of o) if (doc && !this.collection.hasAt(key, at)) yield [key, doc];
   }
 
   *candidates(plan: QueryPlan): Iterable<[string, Document]> {
@@ -236,7 +254,17 @@ class TransactionAccess implements CollectionAccess {
       seen.add(key);
       if (doc) yield [key, doc];
     }
-    // The indexes only know committed documents: offer the transaction's own versions too.
+    // The indexes only know the current committed documents: offer the older versions this
+    // transaction reads and its own writes too (the caller filters).
+    const versions = this.collection.versions;
+    if (versions && plan.kind !== "id" && !this.collection.currentAt(this.txn.readTime)) {
+      for (const key of versions.keys()) {
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const doc = this.get(key);
+        if (doc) yield [key, doc];
+      }
+    }
     for (const [key, doc] of o ?? []) if (doc && !seen.has(key)) yield [key, doc];
   }
 

@@ -26,10 +26,6 @@ const DRIVER_WTIMEOUT: Known = {
   why: "the Node driver 7 adds wtimeout: 10000 to the writeConcern of commitTransaction/abortTransaction (lib/sessions.js); the spec expects exactly the writeConcern given",
   proof: /writeConcern: unexpected extra field\(s\) wtimeout/,
 };
-const NO_HISTORY: Known = {
-  why: "the engine keeps no history, so a snapshot read at a cluster time before the latest write is refused (NotImplemented 238), never answered with newer data; the runner has no getSnapshotTime",
-  proof: /code 238\): readConcern\.atClusterTime before the latest write|unsupported session operation getSnapshotTime/,
-};
 const DDL_BEFORE_COMMIT: Known = {
   why: "the engine creates a collection inside a transaction immediately; MongoDB makes it visible at commit",
   proof: /collection transaction-tests\.test exists/,
@@ -63,16 +59,6 @@ const KNOWN_FAILURES = new Map<string, Known>([
   ["transactions/update.json :: collections writeConcern ignored for update", DRIVER_WTIMEOUT],
   ["transactions/write-concern.json :: commit with majority", DRIVER_WTIMEOUT],
   ["transactions/write-concern.json :: abort with majority", DRIVER_WTIMEOUT],
-  ["sessions/snapshot-sessions.json :: Find operation with snapshot", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Distinct operation with snapshot", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Aggregate operation with snapshot", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Mixed operation with snapshot", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Write commands with snapshot session do not affect snapshot reads", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Find operation with snapshot and snapshot time", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Distinct operation with snapshot and snapshot time", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Aggregate operation with snapshot and snapshot time", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: countDocuments operation with snapshot and snapshot time", NO_HISTORY],
-  ["sessions/snapshot-sessions.json :: Mixed operation with snapshot and snapshotTime", NO_HISTORY],
   ["retryable-writes/bulkWrite.json :: First insertOne is never committed", DRIVER_BULK_IDS],
 ]);
 

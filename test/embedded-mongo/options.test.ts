@@ -151,10 +151,11 @@ describe("features the engine does not have are refused through the driver", () 
     expect((await refusal({ insert: "c", documents: [{ _id: 2 }], readConcern: snapshot })).code).toBe(72);
     expect((await refusal({ listCollections: 1, readConcern: snapshot })).code).toBe(72);
     expect((await refusal({ listIndexes: "c", readConcern: snapshot })).code).toBe(72);
-    // No history is kept: a snapshot read at a cluster time before the latest write is refused, never answered with newer data.
+    // With no transaction or snapshot read open no history is kept: a snapshot read at a cluster time
+    // before the latest write is refused (SnapshotTooOld), never answered with newer data.
     const before = (await db.command({ ping: 1 })).operationTime as Timestamp;
     await db.collection("c").insertOne({ _id: 100 as never });
-    expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: before } })).code).toBe(238);
+    expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: before } })).code).toBe(239);
     const now = (await db.command({ ping: 1 })).operationTime as Timestamp;
     expect((await db.command({ find: "c", filter: {}, readConcern: { level: "snapshot", atClusterTime: now } })).cursor.firstBatch.length).toBeGreaterThan(0);
     expect((await refusal({ find: "c", readConcern: { level: "snapshot", atClusterTime: new Timestamp({ t: now.high + 3600, i: 1 }) } })).code).toBe(72);

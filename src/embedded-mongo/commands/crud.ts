@@ -1,7 +1,7 @@
 // Reads and writes: find, getMore, killCursors, insert, update, delete, findAndModify, count,
 // distinct, aggregate and explain.
 
-import { type Document, Long } from "bson";
+import { type Document, Long, type Timestamp } from "bson";
 import { type PipelineInput, explainPipeline, runPipeline } from "../aggregate";
 import type { CursorReply } from "../cursors";
 import { viewError } from "../engine";
@@ -58,7 +58,8 @@ function cursorBatchSize(cmd: Document): number | undefined {
 /** A snapshot read reports the cluster time it read at (the driver pins a snapshot session's later reads to it). */
 function snapshotReply(cmd: Document, ctx: CommandContext, reply: Document): Document {
   if (!isSnapshotRead(cmd)) return reply;
-  const at = ctx.engine.clusterTime();
+  const given = (cmd.readConcern as Document).atClusterTime as Timestamp | undefined;
+  const at = given ?? ctx.engine.clusterTime();
   if (isPlainObject(reply.cursor)) reply.cursor = { ...reply.cursor, atClusterTime: at };
   else reply.atClusterTime = at;
   return reply;

@@ -11,7 +11,7 @@ import type { CommandContext, CommandSpec, ConnectionInfo, ServerInfo } from "./
 import { crudCommands } from "./crud";
 import { ddlCommands } from "./ddl";
 import { handshakeCommands } from "./handshake";
-import { GENERIC_FIELDS, readConcernLevel, refuseOption, unsatisfiableWriteConcern } from "../options";
+import { GENERIC_FIELDS, isSnapshotRead, readConcernLevel, refuseOption, unsatisfiableWriteConcern } from "../options";
 import { noSuchTransaction, sessionCommands } from "./sessions";
 
 export type { CommandContext, ConnectionInfo, ServerInfo } from "./context";
@@ -78,6 +78,7 @@ export class CommandDispatcher {
     let dropConnection = false;
     try {
       checkCommand(name, cmd, this.engine.clusterTime());
+      if (isSnapshotRead(cmd)) ctx.readAt = this.engine.snapshotReadAt(cmd);
       reply = this.run(name, spec, cmd, ctx);
     } catch (err) {
       dropConnection = err instanceof DropConnection;
@@ -87,6 +88,7 @@ export class CommandDispatcher {
       }
       reply = e.toReply();
     }
+    const operationTime = this.engine.finishCommand(ctx.journal.length > 0);
     // Whatever was applied (also before an error in an ordered batch) is journaled before the reply.
     try {
       await this.engine.commit(ctx.journal);
@@ -96,7 +98,6 @@ export class CommandDispatcher {
     }
     if (dropConnection) return { close: true };
     // A replica-set member's gossip: the driver keeps the newest and sends it back (afterClusterTime in causal sessions).
-    const operationTime = this.engine.clusterTime(ctx.journal.length > 0);
     reply = { ...reply, operationTime, $clusterTime: { clusterTime: operationTime, signature: NO_SIGNATURE } };
     const unsatisfiable = reply.ok === 1 ? unsatisfiableWriteConcern(cmd) : null;
     if (unsatisfiable) reply = { ...reply, writeConcernError: unsatisfiable };
@@ -160,7 +161,7 @@ export class CommandDispatcher {
       if (session.txn?.state === "inProgress") this.engine.transactions.abort(session.txn);
       session.txnNumber = txnNumber;
       session.lastRetryable = null;
-      session.txn = this.engine.transactions.begin(txnNumber, session.key);
+      session.txn = this.engine.beginTransaction(txnNumber, session.key);
       return session.txn;
     }
     const txn = session.txn;

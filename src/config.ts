@@ -55,6 +55,8 @@ export const ConfigSchema = T.Object({
   DISPATCH_POLICY: T.Union([T.Literal("nearest"), T.Literal("batched")], { default: "batched" }),
   /** batched: seconds between planning rounds (one instance plans at a time, under a lease). */
   DISPATCH_INTERVAL_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 60 }),
+  /** batched: a free courier matched to food expected within this many minutes, too early to offer, is sent `courier.reposition` towards the restaurant (0: off; docs/dispatch.md). */
+  DISPATCH_REPOSITION_MINUTES: T.Integer({ minimum: 0, maximum: 600, default: 0 }),
   /** Preparation minutes assumed for a restaurant whose orders have not been ready yet (and no readyInMinutes given). */
   READY_DEFAULT_MINUTES: T.Integer({ minimum: 0, maximum: 600, default: 15 }),
   /** Orders a courier may carry at once and still get offers. */

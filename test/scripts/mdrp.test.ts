@@ -51,6 +51,14 @@ describe("MDRP replay", () => {
     expect(metricsOf(samplesOf(r), 40).undelivered).toBe(0);
   });
 
+  test("with repositioning on, couriers sent ahead to restaurants still give a feasible solution delivering everything", () => {
+    const instance = loadInstance(instanceDir(SMALL[0]!));
+    const r = replay(instance, { policy: "batched", params: { ...params, batched: { ...DEFAULT_BATCHED, repositionWithinMinutes: 20 } }, estimatedReady: false });
+    expect(r.repositions).toBeGreaterThan(0);
+    expect(checkSolution(r)).toEqual([]);
+    expect(metricsOf(samplesOf(r), 40).undelivered).toBe(0);
+  });
+
   test("the feasibility check catches a pickup before the food is ready and an order delivered twice", () => {
     const instance = loadInstance(instanceDir(SMALL[0]!));
     const files = solutionFiles(replay(instance, { policy: "batched", params, estimatedReady: false }));

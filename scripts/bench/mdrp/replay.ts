@@ -35,13 +35,17 @@ export type ReplayResult = {
   busyMinutes: Map<string, number>;
   /** Offers that could not be carried out (the shift ended before the food could be picked up). */
   failedPickups: number;
+  /** Couriers sent towards a restaurant ahead of any commitment. */
+  repositions: number;
   wallMs: number;
 };
 
 export type ReplayOptions = { policy: PolicyName; params: PolicyParams; estimatedReady: boolean };
 
 type Route = { assignment: Assignment; restaurantId: string; plan: RoutePlan; sequence: MdrpOrder[]; departAt: number; failAt: number | null };
-type CourierState = { courier: MdrpCourier; at: Point; atId: string; routes: Route[] };
+/** A courier sent towards a restaurant with nothing committed (it arrives and waits there). */
+type Reposition = { toId: string; to: Point; departAt: number; arriveAt: number };
+type CourierState = { courier: MdrpCourier; at: Point; atId: string; routes: Route[]; moving: Reposition | null };
 
 export function mdrpGeometry(metersPerMinute: number): Geometry<Point> {
   const meters = (a: Point, b: Point) => Math.hypot(a.x - b.x, a.y - b.y);
@@ -56,7 +60,7 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
   const restaurant = (id: string) => instance.restaurants.get(id)!;
   const estimator = new ReadyTimeEstimator(DEFAULT_PREP_MINUTES);
 
-  const couriers = instance.couriers.map<CourierState>((courier) => ({ courier, at: courier.start, atId: "0", routes: [] }));
+  const couriers = instance.couriers.map<CourierState>((courier) => ({ courier, at: courier.start, atId: "0", routes: [], moving: null }));
   const byId = new Map(couriers.map((c) => [c.courier.id, c]));
   const outcome = new Map<string, OrderOutcome>(instance.orders.map((o) => [o.id, { order: o, courierId: null, pickupAt: null, dropoffAt: null }]));
   const excluded = new Map<string, string[]>();
@@ -65,6 +69,17 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
   const moves = new Map<string, Move[]>(instance.couriers.map((c) => [c.id, []]));
   const busy = new Map<string, number>(instance.couriers.map((c) => [c.id, 0]));
   let failedPickups = 0;
+  let repositions = 0;
+  /** The courier is where its reposition took it (on arrival, or when a route starts from there). */
+  const arrive = (c: CourierState) => {
+    const m = c.moving!;
+    const list = moves.get(c.courier.id)!;
+    list.push({ departAt: m.departAt, from: list[list.length - 1]?.to ?? "0", to: m.toId });
+    busy.set(c.courier.id, busy.get(c.courier.id)! + (m.arriveAt - m.departAt));
+    c.at = m.to;
+    c.atId = m.toId;
+    c.moving = null;
+  };
 
   const placements = [...instance.orders].sort((a, b) => a.placedAt - b.placedAt);
   const readies = [...instance.orders].sort((a, b) => a.readyAt - b.readyAt);
@@ -77,6 +92,7 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
   for (let now = start; now <= end; now++) {
     // Routes whose courier is done (or gave up at the end of its shift).
     for (const c of couriers) {
+      if (c.moving && c.moving.arriveAt <= now) arrive(c);
       while (c.routes.length) {
         const r = c.routes[0]!;
         if (r.failAt !== null ? r.failAt > now : r.plan.endAt > now) break;
@@ -113,8 +129,8 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
     for (const c of couriers) {
       if (now < c.courier.onTime || now >= c.courier.offTime) continue;
       const last = c.routes[c.routes.length - 1];
-      const freePoint = last ? (last.failAt !== null ? restaurant(last.restaurantId) : last.sequence[last.sequence.length - 1]!.dropoff) : c.at;
-      const freeAt = last ? Math.max(now, last.failAt ?? last.plan.endAt) : now;
+      const freePoint = last ? (last.failAt !== null ? restaurant(last.restaurantId) : last.sequence[last.sequence.length - 1]!.dropoff) : (c.moving?.to ?? c.at);
+      const freeAt = last ? Math.max(now, last.failAt ?? last.plan.endAt) : (c.moving?.arriveAt ?? now);
       const carrying = c.routes.reduce((n, r) => n + r.sequence.length, 0);
       planCouriers.push({ id: c.courier.id, position: carrying ? freePoint : c.at, carrying, freeAt, freePoint, shiftEnd: c.courier.offTime });
     }
@@ -128,6 +144,15 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
     const decisions = plan(options.policy, { now, orders: planOrders, couriers: planCouriers, geometry, service }, options.params);
     for (const d of decisions) {
       const c = byId.get(d.courierId);
+      if (d.kind === "reposition") {
+        if (!c || c.routes.length || c.moving || !instance.restaurants.has(d.restaurantId)) {
+          throw new Error(`${instance.name} t=${now}: the policy repositioned a busy or unknown courier ${JSON.stringify(d)}`);
+        }
+        const to = restaurant(d.restaurantId);
+        c.moving = { toId: d.restaurantId, to, departAt: now, arriveAt: now + geometry.travelMinutes(c.at, to) };
+        repositions++;
+        continue;
+      }
       const sequence = d.orderIds.map((id) => outcome.get(id)?.order);
       if (!c || sequence.some((o) => !o || !open.has(o.id)) || new Set(sequence.map((o) => o!.restaurantId)).size !== 1) {
         throw new Error(`${instance.name} t=${now}: the policy offered an impossible bundle ${JSON.stringify(d)}`);
@@ -135,7 +160,10 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
       const orders = sequence as MdrpOrder[];
       for (const o of orders) open.delete(o.id);
       const last = c.routes[c.routes.length - 1];
-      const departAt = last ? Math.max(now, last.failAt ?? last.plan.endAt) : now;
+      // Not diverted: a courier on its way to a restaurant gets there first.
+      const reachedAt = c.moving?.arriveAt ?? now;
+      if (c.moving) arrive(c);
+      const departAt = last ? Math.max(now, last.failAt ?? last.plan.endAt) : Math.max(now, reachedAt);
       const from = last ? (last.failAt !== null ? restaurant(last.restaurantId) : last.sequence[last.sequence.length - 1]!.dropoff) : c.at;
       const restaurantId = orders[0]!.restaurantId;
       const routePlan = planRoute(
@@ -180,6 +208,7 @@ export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayRe
     moves,
     busyMinutes: busy,
     failedPickups,
+    repositions,
     wallMs: performance.now() - started,
   };
 }

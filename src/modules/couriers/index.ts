@@ -116,7 +116,9 @@ export function createDispatch(
           maxActive: policy.maxActive,
           speedMps: deps.config.COURIER_SPEED_MPS,
           readyDefaultMinutes: deps.config.READY_DEFAULT_MINUTES,
-          params: { ...DEFAULT_BATCHED, intervalMinutes: deps.config.DISPATCH_INTERVAL_SECONDS / 60, radiusMeters: policy.radiusMeters },
+          params: { ...DEFAULT_BATCHED, intervalMinutes: deps.config.DISPATCH_INTERVAL_SECONDS / 60,
+            repositionWithinMinutes: deps.config.DISPATCH_REPOSITION_MINUTES,
+            radiusMeters: policy.radiusMeters },
         })
       : null;
   const unlistenReady = planner

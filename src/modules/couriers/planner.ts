@@ -52,6 +52,8 @@ export class Planner {
   /** Preparation minutes per restaurant, learnt from accepted → ready_for_pickup durations seen. */
   readonly estimator: ReadyTimeEstimator;
   private readonly learnt = new Set<string>();
+  /** The restaurant each courier was last asked to head for (so a hint is not repeated every round). */
+  private readonly repositioned = new Map<string, string>();
 
   constructor(private readonly deps: PlannerDeps) {
     this.estimator = new ReadyTimeEstimator(deps.readyDefaultMinutes);
@@ -135,9 +137,33 @@ export class Planner {
     const courierAt = new Map(planCouriers.map((c) => [c.id, c.position]));
     for (const d of decisions) {
       if (this.stopped) break;
+      if (d.kind === "reposition") {
+        this.reposition(d.courierId, d.restaurantId, d.orderIds, byId, now);
+        continue;
+      }
       if (await this.offer(d.courierId, d.orderIds, byId, courierAt.get(d.courierId)!, now)) offers++;
     }
     return offers;
+  }
+
+  /**
+   * A hint, not an offer: `courier.reposition` on courier:<id> asks a free courier to head for a
+   * restaurant whose food will be ready soon; nothing is reserved, and the bundle is offered in a later
+   * round (to whoever is then best placed, most often this courier). Sent again only when the target changes.
+   */
+  private reposition(courierId: string, restaurantId: string, orderIds: string[], orders: Map<string, PlanOrder<LatLng>>, now: Date): void {
+    const first = orders.get(orderIds[0]!);
+    if (!first || this.repositioned.get(courierId) === restaurantId) return;
+    this.repositioned.set(courierId, restaurantId);
+    const topic = topics.courier(courierId);
+    const readyAt = Math.max(...orderIds.map((id) => orders.get(id)?.readyAt ?? 0));
+    this.deps.bus.publishTransient(topic, {
+      type: "courier.reposition",
+      topic,
+      restaurantId,
+      pickup: { lat: first.pickup.lat, lng: first.pickup.lng },
+      expectedReadyAt: new Date(Math.max(readyAt * MINUTE, now.getTime())).toISOString(),
+    });
   }
 
   /** The restaurant's word (readyInMinutes), else what its recent orders took, else the default; never before now. */
@@ -182,6 +208,7 @@ export class Planner {
       return false;
     }
     if (offered.length < orderIds.length) await couriers.narrowOffer(courierId, expiresAt, offered);
+    this.repositioned.delete(courierId);
     const topic = topics.courier(courierId);
     const first = orders.get(offered[0]!)!;
     this.deps.bus.publishTransient(topic, {

@@ -18,6 +18,7 @@ beforeAll(async () => {
   server = await startTestServer({
     DISPATCH_POLICY: "batched",
     DISPATCH_INTERVAL_SECONDS: "1",
+    DISPATCH_REPOSITION_MINUTES: "40",
     COURIER_MAX_ACTIVE: "3",
     COURIER_LOCATION_INTERVAL_MS: "0",
     TIMER_SWEEP_INTERVAL_MS: "50",
@@ -115,7 +116,7 @@ describe("ready times: readyInMinutes (PATCH accepted|preparing)", () => {
     return { id: placed.body.id as string, res };
   }
 
-  test("a courier is not sent 30 minutes before the food (the restaurant's prepTimeMinutes), but is at once for food ready now (readyInMinutes: 0)", async () => {
+  test("a courier is not sent 30 minutes before the food (the restaurant's prepTimeMinutes), only told to head there (DISPATCH_REPOSITION_MINUTES), but is offered food ready now (readyInMinutes: 0) at once", async () => {
     const slow = await scene({ prepTimeMinutes: 30 });
     const fast = await scene({ prepTimeMinutes: 30 });
     const a = await acceptedOrder(slow, {});
@@ -126,8 +127,14 @@ describe("ready times: readyInMinutes (PATCH accepted|preparing)", () => {
     const offer = await k2.ws.next((f) => f.type === "offer", 20_000);
     expect(offer.orderIds).toEqual([b.id]);
     // Several rounds later the courier near the slow kitchen has still not been sent.
+    const hint = await k1.ws.next((f) => f.type === "courier.reposition", 20_000);
+    expect(hint).toMatchObject({ topic: `courier:${k1.who.user.id}`, restaurantId: slow.restaurantId, pickup: { lat: slow.at.lat, lng: slow.at.lng } });
+    expect(new Date(hint.expectedReadyAt as string).getTime()).toBeGreaterThan(Date.now() + 25 * 60_000);
     await Bun.sleep(3_000);
     expect(k1.ws.frames.filter((f) => f.type === "offer")).toHaveLength(0);
+    // A hint, not a reservation, and sent once while its target stays the same.
+    expect(k1.ws.frames.filter((f) => f.type === "courier.reposition")).toHaveLength(1);
+    expect((await server.request("GET", "/couriers/me", { token: k1.who.token })).body.offer ?? null).toBeNull();
   }, 60_000);
 
   test("readyInMinutes with another status is refused (422) and changes nothing; out of range is a 400", async () => {

@@ -121,6 +121,16 @@ describe("batched: rolling horizon, bundles, optimal assignment, late commitment
     expect(plan("batched", input(12), params)).toEqual([{ kind: "offer", courierId: "c", orderIds: ["o"] }]);
   });
 
+  test("with repositionWithinMinutes, a free courier too early to commit is sent towards the restaurant, nothing committed", () => {
+    const input = (now: number, c = courier("c", { x: 500, y: 0 }, { freeAt: now })) => ({ now, orders: [order("o", { readyAt: 20 })], couriers: [c], geometry, service });
+    const on = { ...params, batched: { ...params.batched, repositionWithinMinutes: 25 } };
+    expect(plan("batched", input(0), on)).toEqual([{ kind: "reposition", courierId: "c", restaurantId: "r1", orderIds: ["o"] }]);
+    // Not when the food is further off, nor for a courier already there or still on a trip.
+    expect(plan("batched", input(0), { ...params, batched: { ...params.batched, repositionWithinMinutes: 15 } })).toEqual([]);
+    expect(plan("batched", input(0, courier("c", R1)), on)).toEqual([]);
+    expect(plan("batched", input(0, courier("c", { x: 500, y: 0 }, { carrying: 1, freeAt: 3 })), on)).toEqual([]);
+  });
+
   test("orders beyond the horizon wait", () => {
     expect(plan("batched", { now: 0, orders: [order("o", { readyAt: 100 })], couriers: [courier("c", R1)], geometry, service }, params)).toEqual([]);
   });

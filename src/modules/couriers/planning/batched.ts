@@ -33,7 +33,7 @@ export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): Plan
 
   const bundles = makeBundles(input, orders, couriers.length, params);
   const matrix = bundles.map((b) => {
-    const offset = b.orders.reduce((sum, o) => sum + lateness(params, idealClickToDoor(input, o, now + params.intervalMinutes)), 0);
+    const offset = b.orders.reduce((sum, o) => sum + lateness(params, idealClickToDoor(input, o, now + params.intervalMinutes)) + params.foodWaitWeight * Math.max(0, now + params.intervalMinutes + input.service.pickupMinutes / 2 - o.readyAt), 0);
     return couriers.map((c) => pairCost(input, params, b, c) - offset);
   });
 
@@ -46,7 +46,14 @@ export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): Plan
     const readyAt = Math.max(...bundle.orders.map((o) => o.readyAt));
     // Lazy commitment: the courier is sent only when it would otherwise arrive after the food.
     const earlyBy = readyAt - (route.plan.arriveAt + input.service.pickupMinutes / 2);
-    if (earlyBy > params.intervalMinutes + params.commitSlackMinutes) continue;
+    if (earlyBy > params.intervalMinutes + params.commitSlackMinutes) {
+      // Too early to commit; a courier with nothing to do may still start towards the restaurant.
+      const idle = courier.carrying === 0 && courier.freeAt <= now;
+      if (idle && readyAt - now <= params.repositionWithinMinutes && input.geometry.travelMinutes(courier.position, bundle.pickup) > 0) {
+        decisions.push({ kind: "reposition", courierId: courier.id, restaurantId: bundle.restaurantId, orderIds: route.sequence.map((s) => s.orderId) });
+      }
+      continue;
+    }
     decisions.push({ kind: "offer", courierId: courier.id, orderIds: route.sequence.map((s) => s.orderId) });
   }
   return decisions;
@@ -82,7 +89,7 @@ function pairCost<P>(input: PlanInput<P>, params: BatchedParams, bundle: Bundle<
   const { sequence, plan } = routeOf(input, bundle, courier);
   if (courier.shiftEnd !== null && plan.pickupAt > courier.shiftEnd) return INFEASIBLE;
   let cost = 0;
-  sequence.forEach((s, i) => (cost += lateness(params, plan.dropoffAt[i]! - s.placedAt)));
+  sequence.forEach((s, i) => (cost += lateness(params, plan.dropoffAt[i]! - s.placedAt) + params.foodWaitWeight * (plan.pickupAt - s.readyAt)));
   const departAt = Math.max(input.now, courier.freeAt);
   const wait = plan.pickupAt - (plan.arriveAt + input.service.pickupMinutes / 2);
   return cost + params.waitWeight * wait + params.approachWeight * (plan.arriveAt - departAt);

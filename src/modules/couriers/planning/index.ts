@@ -22,9 +22,11 @@ export const DEFAULT_BATCHED: BatchedParams = {
   busyLookaheadMinutes: 10,
   targetMinutes: 40,
   latePenalty: 0,
+  foodWaitWeight: 3,
   waitWeight: 0.5,
   approachWeight: 2,
   commitSlackMinutes: -1,
+  repositionWithinMinutes: 0,
 };
 
 /** One planning round of the chosen policy. */

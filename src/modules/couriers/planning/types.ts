@@ -75,12 +75,19 @@ export type BatchedParams = {
   /** Click-to-door target: minutes past it cost `latePenalty` more per minute. */
   targetMinutes: Minutes;
   latePenalty: number;
+  /** Cost per minute an order's food waits for its courier, on top of its click-to-door (ready-to-pickup is a metric of its own). */
+  foodWaitWeight: number;
   /** Cost per minute a courier waits at the restaurant for food. */
   waitWeight: number;
   /** Cost per minute a courier drives to the restaurant (keeps far couriers for later). */
   approachWeight: number;
   /** A courier is sent when it would arrive at most one round plus this many minutes before the food. */
   commitSlackMinutes: Minutes;
+  /**
+   * A free courier matched to a bundle too early to commit is sent towards its restaurant when the food is
+   * expected within this many minutes (0: never; the courier then waits where it is).
+   */
+  repositionWithinMinutes: Minutes;
 };
 
 export type PlanInput<P> = {
@@ -94,6 +101,12 @@ export type PlanInput<P> = {
 /** What a policy decides for one round; orders it does not name wait for a later round. */
 export type PlanDecision =
   /** Offer these orders (one restaurant, dropped off in this sequence) to the courier as one bundle. */
-  { kind: "offer"; courierId: string; orderIds: string[] };
+  | { kind: "offer"; courierId: string; orderIds: string[] }
+  /**
+   * Send the courier (free, carrying nothing) towards the restaurant of a bundle whose food is not ready
+   * for a while yet, without committing either: the bundle is fixed in a later round (most often on this
+   * courier, by then close by), and the courier may get another one meanwhile.
+   */
+  | { kind: "reposition"; courierId: string; restaurantId: string; orderIds: string[] };
 
 export type PolicyName = "nearest" | "batched";

@@ -65,7 +65,7 @@ export function runPipeline(ctx: OpContext, input: PipelineInput): PipelineResul
   const ns = `${ctx.db}.${name ?? "$cmd.aggregate"}`;
   // Views are their pipeline in front of the caller's, on the underlying collection.
   for (let depth = 0; name !== null; depth++) {
-    const view = ctx.engine.getCollection(ctx.db, name)?.view;
+    const view = ctx.engine.collection(ctx, name)?.view;
     if (!view) break;
     if (depth >= MAX_VIEW_DEPTH) throw new CommandError(ErrorCode.InvalidOptions, "View depth too deep or view cycle detected");
     pipeline = [...view.pipeline, ...pipeline];
@@ -76,6 +76,8 @@ export function runPipeline(ctx: OpContext, input: PipelineInput): PipelineResul
   const writeStage = last && FINAL_ONLY_STAGES.has(Object.keys(last)[0]) ? last : null;
   if (writeStage) {
     if (ctx.txn) throw new CommandError(ErrorCode.OperationNotSupportedInTransaction, `${Object.keys(writeStage)[0]} cannot be used in a transaction`);
+    // Refused before anything is written: the target could not be written as of an earlier time.
+    if (ctx.readAt != null) throw new CommandError(ErrorCode.InvalidOptions, `${Object.keys(writeStage)[0]} cannot be used with readConcern snapshot at an earlier atClusterTime`);
     pipeline = pipeline.slice(0, -1);
   }
   const access = name === null ? null : ctx.engine.access(ctx, name);

@@ -11,7 +11,7 @@ import { type IndexSpec, normalizeIndexSpec } from "./indexes";
 import { type FsyncPolicy, Journal, type JournalOp } from "./journal";
 import type { Logger } from "./log";
 import { type ServerSession, SessionRegistry } from "./sessions";
-import { type Transaction, TransactionManager } from "./transactions";
+import { type Transaction, TransactionManager, writeConflict } from "./transactions";
 import { isNumeric, numericValue } from "./values";
 
 export interface EngineOptions {
@@ -133,9 +133,24 @@ export class Engine {
     return this.getCollection(c.dbName, c.name) === c;
   }
 
+  /** The collection a command sees: its transaction's new collections, then the catalog. */
+  collection(ctx: OpContext, name: string, db = ctx.db): Collection | undefined {
+    return ctx.txn?.newCollections.get(`${db}.${name}`) ?? this.getCollection(db, name);
+  }
+
   createCollection(ctx: OpContext, name: string, options: Document = {}): Collection {
     validateCollectionName(ctx.db, name);
-    if (this.getCollection(ctx.db, name)) throw new CommandError(ErrorCode.NamespaceExists, `Collection ${ctx.db}.${name} already exists.`);
+    if (this.collection(ctx, name)) throw new CommandError(ErrorCode.NamespaceExists, `Collection ${ctx.db}.${name} already exists.`);
+    if (ctx.txn) {
+      // Created inside a transaction: visible to it alone until commit, as on MongoDB.
+      if (options.viewOn !== undefined) {
+        throw new CommandError(ErrorCode.OperationNotSupportedInTransaction, "Cannot create a view in a multi-document transaction.");
+      }
+      const coll = new Collection(ctx.db, name, options, this.clock);
+      ctx.txn.newCollections.set(coll.ns, coll);
+      ctx.txn.ddl.push({ op: "createColl", db: ctx.db, coll: name, options });
+      return coll;
+    }
     const coll = this.addCollection(ctx.db, name, options);
     ctx.journal.push({ op: "createColl", db: ctx.db, coll: name, options });
     return coll;
@@ -143,7 +158,7 @@ export class Engine {
 
   /** The collection, created implicitly (as an insert or createIndexes does) if missing. */
   ensureCollection(ctx: OpContext, name: string): Collection {
-    const existing = this.getCollection(ctx.db, name);
+    const existing = this.collection(ctx, name);
     if (existing) {
       if (existing.view) throw viewError(existing);
       return existing;
@@ -167,6 +182,15 @@ export class Engine {
   }
 
   createIndex(ctx: OpContext, coll: Collection, spec: IndexSpec): boolean {
+    if (ctx.txn) {
+      // MongoDB builds an index in a transaction only on a collection that transaction created.
+      if (ctx.txn.newCollections.get(coll.ns) !== coll) {
+        throw new CommandError(ErrorCode.OperationNotSupportedInTransaction, `Cannot create new indexes on existing collection ${coll.ns} in a multi-document transaction.`);
+      }
+      const created = coll.createIndex(spec);
+      if (created) ctx.txn.ddl.push({ op: "createIndex", db: coll.dbName, coll: coll.name, spec });
+      return created;
+    }
     const created = coll.createIndex(spec);
     if (created) ctx.journal.push({ op: "createIndex", db: coll.dbName, coll: coll.name, spec });
     return created;
@@ -178,16 +202,47 @@ export class Engine {
   }
 
   private addCollection(db: string, name: string, options: Document): Collection {
-    let colls = this.databases.get(db);
-    if (!colls) this.databases.set(db, (colls = new Map()));
-    const coll = new Collection(db, name, options, this.clock);
-    colls.set(name, coll);
+    return this.register(new Collection(db, name, options, this.clock));
+  }
+
+  private register(coll: Collection): Collection {
+    let colls = this.databases.get(coll.dbName);
+    if (!colls) this.databases.set(coll.dbName, (colls = new Map()));
+    colls.set(coll.name, coll);
     return coll;
+  }
+
+  private unregister(coll: Collection): void {
+    const db = this.databases.get(coll.dbName);
+    if (db?.get(coll.name) !== coll) return;
+    db.delete(coll.name);
+    if (db.size === 0) this.databases.delete(coll.dbName);
+  }
+
+  /**
+   * Commits a transaction: its new collections join the catalog and its writes are applied, all
+   * or nothing. A name someone else created meanwhile is a write conflict. Returns the journal ops.
+   */
+  commitTransaction(txn: Transaction): JournalOp[] {
+    if (txn.state !== "inProgress") return [];
+    const created = [...txn.newCollections.values()];
+    if (created.some((c) => this.getCollection(c.dbName, c.name))) {
+      this.transactions.abort(txn);
+      throw writeConflict();
+    }
+    const ddl = [...txn.ddl];
+    for (const c of created) this.register(c);
+    try {
+      return [...ddl, ...this.transactions.commit(txn, (c) => this.isLive(c))];
+    } catch (err) {
+      for (const c of created) this.unregister(c);
+      throw err;
+    }
   }
 
   /** How the command reads and writes a collection: through its transaction if it has one. Null if it does not exist. */
   access(ctx: OpContext, name: string): CollectionAccess | null {
-    const coll = this.getCollection(ctx.db, name);
+    const coll = this.collection(ctx, name);
     if (!coll) return null;
     return this.accessTo(ctx, coll);
   }

@@ -242,7 +242,7 @@ function runStatements(result: WriteResult, count: number, ordered: boolean, run
 }
 
 function writableCollection(ctx: OpContext, name: string, create: boolean): Collection | null {
-  const existing = ctx.engine.getCollection(ctx.db, name);
+  const existing = ctx.engine.collection(ctx, name);
   if (existing?.view) throw viewError(existing);
   if (existing || !create) return existing ?? null;
   return ctx.engine.ensureCollection(ctx, name);

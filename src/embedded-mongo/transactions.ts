@@ -41,6 +41,10 @@ export class Transaction {
   readonly readTime: number;
   state: TransactionState = "inProgress";
   readonly overlays = new Map<Collection, Overlay>();
+  /** Collections it created (ns → collection), registered in the catalog at commit. */
+  readonly newCollections = new Map<string, Collection>();
+  /** The journal ops of its DDL (createColl, createIndex), journaled at commit before its writes. */
+  readonly ddl: JournalOp[] = [];
 
   constructor(txnNumber: number, sessionKey: string, startSeq: number, readTimestamp: Timestamp) {
     this.txnNumber = txnNumber;
@@ -138,6 +142,8 @@ export class TransactionManager {
   abort(txn: Transaction): void {
     if (txn.state === "inProgress") txn.state = "aborted";
     txn.overlays.clear();
+    txn.newCollections.clear();
+    txn.ddl.length = 0;
     this.release(txn);
   }
 

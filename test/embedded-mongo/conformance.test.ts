@@ -26,10 +26,6 @@ const DRIVER_WTIMEOUT: Known = {
   why: "the Node driver 7 adds wtimeout: 10000 to the writeConcern of commitTransaction/abortTransaction (lib/sessions.js); the spec expects exactly the writeConcern given",
   proof: /writeConcern: unexpected extra field\(s\) wtimeout/,
 };
-const DDL_BEFORE_COMMIT: Known = {
-  why: "the engine creates a collection inside a transaction immediately; MongoDB makes it visible at commit",
-  proof: /collection transaction-tests\.test exists/,
-};
 const NO_SECONDARY: Known = {
   why: "the driver selects by the client's secondary read preference for this runCommand, and a one-node replica set has no secondary",
   proof: /Server selection timed out/,
@@ -40,8 +36,6 @@ const DRIVER_BULK_IDS: Known = {
 };
 
 const KNOWN_FAILURES = new Map<string, Known>([
-  ["transactions/create-collection.json :: explicitly create collection using create command", DDL_BEFORE_COMMIT],
-  ["transactions/create-collection.json :: implicitly create collection using insert", DDL_BEFORE_COMMIT],
   ["transactions/delete.json :: collection writeConcern ignored for delete", DRIVER_WTIMEOUT],
   ["transactions/error-labels-errorLabels.json :: add RetryableWriteError and UnknownTransactionCommitResult labels to writeConcernError ShutdownInProgress", DRIVER_WTIMEOUT],
   ["transactions/error-labels.json :: add UnknownTransactionCommitResult label to writeConcernError WriteConcernTimeout", DRIVER_WTIMEOUT],

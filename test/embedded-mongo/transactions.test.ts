@@ -211,3 +211,58 @@ describe("retryable writes", () => {
     expect(await coll.findOne({ _id: 1 })).toEqual({ _id: 1, n: 1 });
   });
 });
+
+describe("DDL inside a transaction is visible only at commit", () => {
+  const names = async (dbName: string) => (await mongo.client.db(dbName).listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name);
+
+  test("create and an implicit create by insert: the transaction sees them, nobody else until commit; abort leaves nothing", async () => {
+    const db = mongo.client.db("txnddl");
+    await inSession(async (session) => {
+      session.startTransaction();
+      await db.createCollection("explicit", { session });
+      await db.collection("implicit").insertOne({ _id: 1 } as Document, { session });
+      await db.collection("implicit").insertOne({ _id: 2 } as Document, { session });
+      await db.collection("explicit").createIndex({ zone: 1 }, { session });
+      expect(await db.collection("implicit").countDocuments({}, { session })).toBe(2);
+      expect(await names("txnddl")).toEqual([]);
+      expect(await db.collection("implicit").countDocuments()).toBe(0);
+      await session.commitTransaction();
+    });
+    expect((await names("txnddl")).sort()).toEqual(["explicit", "implicit"]);
+    expect(await db.collection("implicit").countDocuments()).toBe(2);
+    expect((await db.collection("explicit").indexes()).map((i) => i.name)).toEqual(["_id_", "zone_1"]);
+
+    await inSession(async (session) => {
+      session.startTransaction();
+      await db.collection("aborted").insertOne({ _id: 1 } as Document, { session });
+      await session.abortTransaction();
+    });
+    expect(await names("txnddl")).not.toContain("aborted");
+  });
+
+  test("a name created by someone else before commit is a write conflict and nothing is applied", async () => {
+    const db = mongo.client.db("txnddl2");
+    await inSession(async (session) => {
+      session.startTransaction();
+      await db.collection("c").insertOne({ _id: 1, from: "txn" } as Document, { session });
+      await db.collection("c").insertOne({ _id: 2, from: "outside" } as Document);
+      const err = await session.commitTransaction().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MongoServerError);
+      expect((err as MongoServerError).code).toBe(112);
+      expect((err as MongoServerError).hasErrorLabel("TransientTransactionError")).toBe(true);
+    });
+    expect(await db.collection<{ _id: number; from: string }>("c").find().toArray()).toEqual([{ _id: 2, from: "outside" }]);
+  });
+
+  test("an index on a collection that existed before the transaction is refused, as on MongoDB", async () => {
+    const coll = freshCollection();
+    await coll.insertOne({ _id: 1 } as Document);
+    await inSession(async (session) => {
+      session.startTransaction();
+      const err = await coll.createIndex({ a: 1 }, { session }).catch((e: unknown) => e);
+      expect((err as MongoServerError).code).toBe(263);
+      await session.abortTransaction().catch(() => undefined);
+    });
+    expect((await coll.indexes()).map((i) => i.name)).toEqual(["_id_"]);
+  });
+});

@@ -114,7 +114,7 @@ function findAsPipeline(spec: FindSpec): Document[] {
 }
 
 function isView(ctx: CommandContext, name: string): boolean {
-  return ctx.engine.getCollection(ctx.db, name)?.view != null;
+  return ctx.engine.collection(ctx, name)?.view != null;
 }
 
 function find(cmd: Document, ctx: CommandContext): Document {
@@ -227,7 +227,7 @@ function pipelineInput(cmd: Document, ctx: CommandContext): PipelineInput {
   if (typeof target === "string") name = target;
   else if (numericValue(target) === 1) name = null;
   else throw new CommandError(ErrorCode.TypeMismatch, "Invalid aggregate namespace: the 'aggregate' field must be a collection name or 1");
-  if (name !== null && cmd.hint !== undefined) ctx.engine.getCollection(ctx.db, name)?.resolveHint(cmd.hint);
+  if (name !== null && cmd.hint !== undefined) ctx.engine.collection(ctx, name)?.resolveHint(cmd.hint);
   return { collectionName: name, pipeline: cmd.pipeline as Document[], variables: evaluateLet(cmd.let) };
 }
 

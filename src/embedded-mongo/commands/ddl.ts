@@ -47,7 +47,7 @@ function createIndexes(cmd: Document, ctx: CommandContext): Document {
     throw new CommandError(ErrorCode.BadValue, "Must specify at least one index to create");
   }
   const specs: IndexSpec[] = cmd.indexes.map(normalizeIndexSpec);
-  const existed = ctx.engine.getCollection(ctx.db, name);
+  const existed = ctx.engine.collection(ctx, name);
   if (existed?.view) throw viewError(existed);
   const coll = ctx.engine.ensureCollection(ctx, name);
   const before = coll.indexSpecs().length;

@@ -16,7 +16,7 @@ function commitTransaction(_cmd: Document, ctx: CommandContext): Document {
   if (!txn) throw new CommandError(ErrorCode.NoSuchTransaction, "no transaction to commit", { errorLabels: [TRANSIENT_TRANSACTION_ERROR] });
   if (txn.state === "committed") return { ok: 1 }; // a retried commit
   if (txn.state === "aborted") throw noSuchTransaction(txn.txnNumber, true);
-  ctx.journal.push(...ctx.engine.transactions.commit(txn, (c) => ctx.engine.isLive(c)));
+  ctx.journal.push(...ctx.engine.commitTransaction(txn));
   return { ok: 1 };
 }
 

@@ -36,7 +36,7 @@ import { realtimeModule, realtimeServerOptions } from "./realtime/ws";
 export async function createApp(deps: AppDeps) {
   const { db } = deps;
   const repos = {
-    users: new UserRepository(db.db),
+    users: new UserRepository(db.db, { roleCacheMs: deps.config.AUTH_ROLE_CACHE_MS }),
     restaurants: new RestaurantRepository(db.db),
     orders: new OrderRepository(db.db),
     idempotencyKeys: new IdempotencyKeys(db.db),

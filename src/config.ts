@@ -92,6 +92,12 @@ export const ConfigSchema = T.Object({
   RELAY_GAP_WAIT_MS: T.Integer({ minimum: 1, maximum: 10_000, default: 250 }),
   /** GET /metrics: when set, scrapers must send `Authorization: Bearer <METRICS_TOKEN>`; unset, only loopback callers get it. */
   METRICS_TOKEN: T.Optional(T.String({ minLength: 16, maxLength: 256 })),
+  /**
+   * How long a user's role, read to check a token, is reused (no database read per request while
+   * fresh); a user deleted or given another role elsewhere (another instance, the database
+   * directly) is refused within this time. 0 reads on every request.
+   */
+  AUTH_ROLE_CACHE_MS: T.Integer({ minimum: 0, maximum: 60_000, default: 2_000 }),
   /** How long the orders-per-status counts of /metrics are reused (each refresh is one aggregation). */
   METRICS_ORDERS_CACHE_MS: T.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
   /** Writes (POST, PUT, PATCH, DELETE) allowed per signed-in user and per client IP in RATE_LIMIT_WINDOW_SECONDS; 0 = no limit. Shared through Redis when REDIS_URL is set. */

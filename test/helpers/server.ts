@@ -70,6 +70,9 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     RATE_LIMIT_USER_WRITES: "100000",
     RATE_LIMIT_IP_WRITES: "100000",
     WS_MAX_CONNECTIONS_PER_USER: "1000",
+    // Tests delete users and change roles in the database directly and expect the next request
+    // to see it; test/modules/auth/role-cache.test.ts and reads.test.ts run the cache (default 2000).
+    AUTH_ROLE_CACHE_MS: "0",
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
     // The per-order flow most tests drive; the batched planner's tests set DISPATCH_POLICY=batched.

@@ -11,19 +11,22 @@ import { cast, patch, placeOrder, type Cast } from "./fixtures";
 /*
  * Issue 12: database round trips per transition, counted on the official driver itself (its
  * methods are wrapped, the calls go through). A cold order's PATCH reads it once (the party
- * check and the actor's load share the read); a live actor's needs no read; the
- * compare-and-set stays the only write.
+ * check and the actor's load share the read); a live actor's needs no read, not even of the
+ * caller's role (cached for AUTH_ROLE_CACHE_MS); the compare-and-set stays the only write.
  */
 let server: TestServer;
 let c: Cast;
 /** Calls on the orders collection since the test began (filters as JSON). */
 const calls: Array<{ method: string; filter: string }> = [];
+/** Calls on the users collection (the caller's role) since the test began. */
+const userCalls: Array<{ method: string; filter: string }> = [];
 let nested = 0;
 const originals = new Map<string, (...args: unknown[]) => unknown>();
 const METHODS = ["findOne", "find", "aggregate", "countDocuments", "findOneAndUpdate", "updateOne", "updateMany", "replaceOne", "insertOne", "bulkWrite"] as const;
 
 beforeAll(async () => {
-  server = await startTestServer();
+  // The production default, stated: the test helper turns the role cache off for the rest of the suite.
+  server = await startTestServer({ AUTH_ROLE_CACHE_MS: "2000" });
   c = await cast(server);
   const proto = Collection.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
   for (const name of METHODS) {
@@ -31,7 +34,8 @@ beforeAll(async () => {
     originals.set(name, original);
     proto[name] = function (this: Collection, ...args: unknown[]) {
       // findOne calls find: count the outer call only (the nesting is synchronous).
-      if (this.collectionName === "orders" && nested === 0) calls.push({ method: name, filter: JSON.stringify(args[0] ?? {}) });
+      if (nested === 0 && this.collectionName === "orders") calls.push({ method: name, filter: JSON.stringify(args[0] ?? {}) });
+      if (nested === 0 && this.collectionName === "users") userCalls.push({ method: name, filter: JSON.stringify(args[0] ?? {}) });
       nested++;
       try {
         return original.apply(this, args);
@@ -43,6 +47,7 @@ beforeAll(async () => {
 });
 afterEach(() => {
   calls.length = 0;
+  userCalls.length = 0;
 });
 afterAll(async () => {
   const proto = Collection.prototype as unknown as Record<string, (...args: unknown[]) => unknown>;
@@ -64,6 +69,19 @@ describe("round trips per transition", () => {
     expect(res.status).toBe(200);
     expect(reads(order.id)).toEqual(["findOne"]);
     expect(writes(order.id)).toEqual(["findOneAndUpdate"]);
+  });
+
+  test("a PATCH of an order whose actor is live reads nothing: not the order, not the caller's role (cached, AUTH_ROLE_CACHE_MS)", async () => {
+    const order = await placeOrder(server, c);
+    expect((await patch(server, c.owner, order.id, "accepted")).status).toBe(200); // the owner's role is read (and cached) here
+    await Bun.sleep(200); // the automatic dispatch that the acceptance starts settles
+    calls.length = 0;
+    userCalls.length = 0;
+    const res = await patch(server, c.owner, order.id, "preparing");
+    expect(res.status).toBe(200);
+    expect(reads(order.id)).toEqual([]);
+    expect(userCalls.filter((u) => u.filter.includes(c.owner.user.id)).map((u) => u.method)).toEqual([]);
+    expect(writes(order.id)).toContain("findOneAndUpdate");
   });
 
   test("a PATCH of an order whose actor is live reads nothing", async () => {

@@ -1,5 +1,8 @@
 // Transactions and retryable writes through the official driver.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { type ClientSession, type Document, MongoClient, MongoServerError } from "mongodb";
 import { type TestMongo, startTestMongo } from "../helpers/embedded-mongo";
 
@@ -252,6 +255,38 @@ describe("DDL inside a transaction is visible only at commit", () => {
       expect((err as MongoServerError).hasErrorLabel("TransientTransactionError")).toBe(true);
     });
     expect(await db.collection<{ _id: number; from: string }>("c").find().toArray()).toEqual([{ _id: 2, from: "outside" }]);
+  });
+
+  test("a committed transaction's new collection, index and documents survive a restart (journaled in order)", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "txn-ddl-"));
+    try {
+      const first = await startTestMongo({ engine: { dataDir: dir } });
+      try {
+        const db = first.client.db("durable");
+        const session = first.client.startSession();
+        session.startTransaction();
+        await db.createCollection("c", { session });
+        await db.collection("c").createIndex({ zone: 1 }, { unique: true, session });
+        await db.collection("c").insertOne({ _id: 1, zone: "a" } as Document, { session });
+        await session.commitTransaction();
+        await session.endSession();
+      } finally {
+        await first.close();
+      }
+      const second = await startTestMongo({ engine: { dataDir: dir } });
+      try {
+        const c = second.client.db("durable").collection("c");
+        expect(await c.countDocuments()).toBe(1);
+        expect((await c.indexes()).map((i) => [i.name, i.unique ?? false])).toEqual([
+          ["_id_", false],
+          ["zone_1", true],
+        ]);
+      } finally {
+        await second.close();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test("an index on a collection that existed before the transaction is refused, as on MongoDB", async () => {

@@ -12,6 +12,8 @@ export const ConfigSchema = T.Object({
   HOST: T.String({ minLength: 1, default: "127.0.0.1" }),
   MONGODB_URI: T.Optional(T.String({ pattern: "^mongodb(\\+srv)?://" })),
   MONGODB_DB: T.String({ minLength: 1, maxLength: 63, pattern: "^[^/\\\\. \"$]+$", default: "dispatch" }),
+  /** The driver's connectTimeoutMS; a server heartbeat pending past twice this (plus the streaming wait) is hung and the driver is reconnected (chaos F6). */
+  MONGODB_CONNECT_TIMEOUT_MS: T.Integer({ minimum: 100, maximum: 120_000, default: 10_000 }),
   DATA_DIR: T.String({ minLength: 1, default: "./data" }),
   REDIS_URL: T.Optional(T.String({ pattern: "^rediss?://" })),
   /** Redis Cluster instead of REDIS_URL: some of its nodes as host:port,host:port (the rest are discovered). */

@@ -2,6 +2,10 @@ import { MongoClient, type Db } from "mongodb";
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import { startClientSpan } from "../tracing";
+import { watchHeartbeats } from "./heartbeat-watchdog";
+
+/** The driver's default; the heartbeat watchdog's limits depend on it. */
+const HEARTBEAT_FREQUENCY_MS = 10_000;
 
 /** The database the server runs on: real MongoDB when MONGODB_URI is set, else the embedded engine. */
 export type Database = {
@@ -28,7 +32,7 @@ export const COLLECTIONS = {
 } as const;
 
 export async function connectDatabase(
-  config: Pick<Config, "MONGODB_URI" | "MONGODB_DB" | "DATA_DIR" | "OTEL_EXPORTER_OTLP_ENDPOINT">,
+  config: Pick<Config, "MONGODB_URI" | "MONGODB_DB" | "MONGODB_CONNECT_TIMEOUT_MS" | "DATA_DIR" | "OTEL_EXPORTER_OTLP_ENDPOINT">,
   log: Logger,
 ): Promise<Database> {
   let uri: string;
@@ -48,6 +52,8 @@ export async function connectDatabase(
     maxPoolSize: 50,
     // A database that dies mid-request must not hang requests forever.
     socketTimeoutMS: 30_000,
+    connectTimeoutMS: config.MONGODB_CONNECT_TIMEOUT_MS,
+    heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS,
     // Command events feed the tracing spans; without tracing the driver does not emit them.
     monitorCommands: config.OTEL_EXPORTER_OTLP_ENDPOINT !== undefined,
   });
@@ -58,6 +64,7 @@ export async function connectDatabase(
     await stopEngine?.();
     throw err;
   }
+  const stopWatchdog = watchHeartbeats(client, { connectTimeoutMS: config.MONGODB_CONNECT_TIMEOUT_MS, heartbeatFrequencyMS: HEARTBEAT_FREQUENCY_MS, log: log.child({ component: "mongodb" }) });
   const db = client.db(config.MONGODB_DB);
   const target = redactUri(uri);
   return {
@@ -74,6 +81,7 @@ export async function connectDatabase(
       }
     },
     async close() {
+      stopWatchdog();
       await client.close();
       await stopEngine?.();
     },

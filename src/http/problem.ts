@@ -1,4 +1,5 @@
 import { Elysia, t, ValidationError } from "elysia";
+import { isDatabaseUnavailable } from "../db/errors";
 import { errorField, type Logger } from "../log";
 import { DomainError, PayloadTooLarge, RateLimited, ServiceUnavailable, type FieldError } from "../errors";
 import { currentRequestScope, requestIdFrom } from "./request-context";
@@ -84,6 +85,10 @@ export function problemPlugin(log: Logger) {
         body = problem(400, "Invalid input", "invalid cookie signature", { errors: [] });
       } else if (isBodyTooLarge(error)) {
         body = problem(413, "Payload too large", `request body is over ${MAX_BODY_BYTES} bytes`);
+      } else if (isDatabaseUnavailable(error)) {
+        log.warn("database unavailable", { requestId, method: request.method, path, err: errorField(error) });
+        body = problem(503, "Service unavailable", "the database cannot be reached now; retry", {});
+        headers["retry-after"] = "1";
       } else {
         log.error("unhandled error", { requestId, method: request.method, path, err: errorField(error) });
         body = problem(500, "Internal server error", "an unexpected error occurred; quote the request id when reporting it");

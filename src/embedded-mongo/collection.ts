@@ -93,6 +93,12 @@ export class Collection {
     return this.docs.get(key);
   }
 
+  /** True when a kept version shows the document changed after `at`. */
+  changedAfter(key: string, at: number): boolean {
+    const list = this.versions?.get(key);
+    return list !== undefined && list[list.length - 1].until > at;
+  }
+
   hasAt(key: string, at: number): boolean {
     return this.getAt(key, at) !== undefined;
   }

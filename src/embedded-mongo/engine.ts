@@ -259,11 +259,16 @@ export class Engine {
 
   // ---- snapshots: transactions and snapshot reads (history.ts) -------------------------------
 
-  /** Starts a transaction reading the data as of now (plus its own writes). */
-  beginTransaction(txnNumber: number, sessionKey: string): Transaction {
+  /** Starts a transaction reading the data as of now, or of `at` (readConcern snapshot atClusterTime), plus its own writes. */
+  beginTransaction(txnNumber: number, sessionKey: string, at?: Timestamp): Transaction {
     const now = this.clusterTime();
     this.keepHistory(timeValue(now));
-    return this.transactions.begin(txnNumber, sessionKey, now);
+    let readTimestamp = now;
+    if (at !== undefined && timeValue(at) < timeValue(now)) {
+      (this.clock.history as History).check(timeValue(at), at, ["TransientTransactionError"]);
+      readTimestamp = at;
+    }
+    return this.transactions.begin(txnNumber, sessionKey, readTimestamp);
   }
 
   /**

@@ -101,8 +101,8 @@ export class History {
   }
 
   /** Throws SnapshotTooOld unless reads at `at` can be answered. */
-  check(at: number, ts: Timestamp): void {
-    if (at < this.from) throw snapshotTooOld(ts);
+  check(at: number, ts: Timestamp, labels: string[] = []): void {
+    if (at < this.from) throw snapshotTooOld(ts, labels);
   }
 }
 

@@ -110,7 +110,7 @@ export class TransactionManager {
     const lockKey = `${collection.ns}\u0000${key}`;
     const holder = this.locks.get(lockKey);
     if (holder && holder !== txn) throw writeConflict();
-    if (collection.lastChange(key) > txn.startSeq) throw writeConflict();
+    if (collection.lastChange(key) > txn.startSeq || collection.changedAfter(key, txn.readTime)) throw writeConflict();
     this.locks.set(lockKey, txn);
   }
 
@@ -125,7 +125,7 @@ export class TransactionManager {
       for (const overlay of txn.overlays.values()) {
         if (!isLive(overlay.collection)) throw writeConflict();
         for (const key of overlay.docs.keys()) {
-          if (overlay.collection.lastChange(key) > txn.startSeq) throw writeConflict();
+          if (overlay.collection.lastChange(key) > txn.startSeq || overlay.collection.changedAfter(key, txn.readTime)) throw writeConflict();
         }
       }
       const ops = applyAtomically([...txn.overlays.values()]);

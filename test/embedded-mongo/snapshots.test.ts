@@ -1,10 +1,14 @@
 // Snapshot isolation: a transaction reads the data as of its start plus its own writes, and a
 // snapshot read at atClusterTime reads the data as of that cluster time (history.ts).
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Document, MongoServerError, type Timestamp } from "mongodb";
+import { type Document, MongoServerError, type Timestamp, UUID } from "mongodb";
 import { ChangeClock, Collection } from "../../src/embedded-mongo/collection";
+import { CommandDispatcher } from "../../src/embedded-mongo/commands";
+import { Engine } from "../../src/embedded-mongo/engine";
 import { CommandError } from "../../src/embedded-mongo/errors";
+import { FailPoints } from "../../src/embedded-mongo/failpoints";
 import { History, INCREMENT_BITS } from "../../src/embedded-mongo/history";
+import { createLogger } from "../../src/embedded-mongo/log";
 import { type TestMongo, startTestMongo } from "../helpers/embedded-mongo";
 
 let mongo: TestMongo;
@@ -125,6 +129,53 @@ describe("snapshot reads at a cluster time", () => {
       expect((err as MongoServerError).codeName).toBe("SnapshotTooOld");
     } finally {
       await other.close();
+    }
+  });
+});
+
+describe("a transaction's readConcern (the driver cannot send atClusterTime in one: commands go to the dispatcher)", () => {
+  const start = () => {
+    const engine = new Engine({ log: createLogger("silent") });
+    const dispatcher = new CommandDispatcher(engine, { address: "", failPoints: new FailPoints() });
+    const run = async (cmd: Document): Promise<Document> => {
+      const r = await dispatcher.dispatch(cmd, "db", { id: 1, compressors: [], appName: null });
+      if (!("reply" in r)) throw new Error("connection dropped");
+      return r.reply;
+    };
+    return { engine, run };
+  };
+  const lsid = () => ({ id: new UUID().toBinary() });
+
+  test("startTransaction with atClusterTime reads as of that time; writing what changed since is a conflict; only the first statement takes a readConcern", async () => {
+    const { engine, run } = start();
+    try {
+      await run({ insert: "c", documents: [{ _id: 1, v: 1 }, { _id: 2, v: 1 }] });
+      const t0 = (await run({ find: "c", filter: {}, readConcern: { level: "snapshot" } })).cursor.atClusterTime as Timestamp;
+      await run({ update: "c", updates: [{ q: { _id: 1 }, u: { $set: { v: 2 } } }] });
+      const session = lsid();
+      const txn = { lsid: session, txnNumber: 1, autocommit: false };
+      const first = await run({ find: "c", filter: { _id: 1 }, ...txn, startTransaction: true, readConcern: { level: "snapshot", atClusterTime: t0 } });
+      expect(first.cursor.firstBatch).toEqual([{ _id: 1, v: 1 }]);
+      const later = await run({ find: "c", filter: {}, ...txn, readConcern: { level: "snapshot" } });
+      expect([later.ok, later.code]).toEqual([0, 72]);
+      expect((await run({ update: "c", updates: [{ q: { _id: 2 }, u: { $set: { v: 3 } } }], ...txn })).nModified).toBe(1);
+      const conflict = await run({ update: "c", updates: [{ q: { _id: 1 }, u: { $set: { v: 3 } } }], ...txn });
+      expect(conflict.code ?? conflict.writeErrors?.[0]?.code).toBe(112);
+    } finally {
+      await engine.close();
+    }
+  });
+
+  test("startTransaction at a time older than the kept history: SnapshotTooOld, labelled TransientTransactionError", async () => {
+    const { engine, run } = start();
+    try {
+      const before = (await run({ ping: 1 })).operationTime as Timestamp;
+      await run({ insert: "c", documents: [{ _id: 1 }] });
+      const r = await run({ find: "c", filter: {}, lsid: lsid(), txnNumber: 1, autocommit: false, startTransaction: true, readConcern: { level: "snapshot", atClusterTime: before } });
+      expect([r.ok, r.code, r.codeName]).toEqual([0, 239, "SnapshotTooOld"]);
+      expect(r.errorLabels).toEqual(["TransientTransactionError"]);
+    } finally {
+      await engine.close();
     }
   });
 });

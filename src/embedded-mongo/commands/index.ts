@@ -152,6 +152,7 @@ export class CommandDispatcher {
   /** The session's transaction for this command, started by `startTransaction: true`. */
   private transactionFor(name: string, cmd: Document, session: ServerSession, txnNumber: number): Transaction {
     if (cmd.startTransaction === true) {
+      const at = isPlainObject(cmd.readConcern) ? (cmd.readConcern.atClusterTime as Timestamp | undefined) : undefined;
       if (txnNumber < session.txnNumber || (txnNumber === session.txnNumber && session.txn?.txnNumber === txnNumber)) {
         throw new CommandError(
           ErrorCode.TransactionTooOld,
@@ -161,8 +162,11 @@ export class CommandDispatcher {
       if (session.txn?.state === "inProgress") this.engine.transactions.abort(session.txn);
       session.txnNumber = txnNumber;
       session.lastRetryable = null;
-      session.txn = this.engine.beginTransaction(txnNumber, session.key);
+      session.txn = this.engine.beginTransaction(txnNumber, session.key, at);
       return session.txn;
+    }
+    if (cmd.readConcern !== undefined) {
+      throw new CommandError(ErrorCode.InvalidOptions, "Only the first command in a transaction may specify a readConcern");
     }
     const txn = session.txn;
     if (!txn || txn.txnNumber !== txnNumber) {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
 
 /**
  * Durable timers across server processes (`bun run src/index.ts`) sharing one standalone
@@ -61,14 +61,7 @@ beforeAll(async () => {
   const first = await instance("T0"); // alone first: it creates the indexes and the admin
   customer = await register(first, "customer");
   const owner = await register(first, "restaurant");
-  const r = await http(first, "POST", "/restaurants", owner, {
-    name: "Timer Pizza",
-    cuisines: ["pizza"],
-    location: { lat: 48.8566, lng: 2.3522 },
-    menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }],
-  });
-  expect(r.status).toBe(201);
-  restaurantId = r.body.id;
+  restaurantId = await openPizzeriaOn(first, owner, "Timer Pizza");
 }, 30_000);
 
 afterAll(async () => {

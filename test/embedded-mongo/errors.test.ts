@@ -1,28 +1,13 @@
 // Server errors as the driver sees them: ordered/unordered batches, NamespaceNotFound,
 // invalid update documents, unknown operators and fail points.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { type Document, MongoBulkWriteError, MongoServerError } from "mongodb";
-import { type TestMongo, startTestMongo } from "../helpers/embedded-mongo";
+import { engineForFile, rejectionOf } from "../helpers/embedded-mongo";
 
-let mongo: TestMongo;
-beforeAll(async () => {
-  mongo = await startTestMongo();
-});
-afterAll(() => mongo.close());
+const engine = engineForFile("errors");
+const { freshCollection } = engine;
 
-let n = 0;
-function freshCollection<T extends Document = Document>() {
-  return mongo.client.db("errors").collection<T>(`c${++n}`);
-}
-
-async function failure<E extends Error = MongoServerError>(p: Promise<unknown>): Promise<E> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(Error);
-  return err as E;
-}
+const failure = <E extends Error = MongoServerError>(p: Promise<unknown>) => rejectionOf<E>(p, Error);
 
 describe("ordered and unordered write batches", () => {
   test("an ordered insertMany stops at the first error", async () => {
@@ -48,7 +33,7 @@ describe("ordered and unordered write batches", () => {
       { _id: 1, x: 1 },
       { _id: 2, x: 2 },
     ]);
-    const ordered = await mongo.client.db("errors").command({
+    const ordered = await engine.mongo.client.db("errors").command({
       update: coll.collectionName,
       updates: [
         { q: { _id: 1 }, u: { $inc: { x: 1 } } },
@@ -58,7 +43,7 @@ describe("ordered and unordered write batches", () => {
     });
     expect(ordered).toMatchObject({ n: 1, nModified: 1, ok: 1 });
     expect(ordered.writeErrors).toMatchObject([{ index: 1, code: 9 }]);
-    const unordered = await mongo.client.db("errors").command({
+    const unordered = await engine.mongo.client.db("errors").command({
       update: coll.collectionName,
       updates: [
         { q: { _id: 1 }, u: { $bogus: { x: 1 } } },
@@ -90,14 +75,14 @@ describe("bad update documents", () => {
       [[{ $group: { _id: null } }], 72],
     ];
     for (const [update, code] of cases) {
-      const raw = await mongo.client.db("errors").command({ update: coll.collectionName, updates: [{ q: { _id: 1 }, u: update }] });
+      const raw = await engine.mongo.client.db("errors").command({ update: coll.collectionName, updates: [{ q: { _id: 1 }, u: update }] });
       expect({ update, code: raw.writeErrors?.[0]?.code as unknown }).toEqual({ update, code });
     }
     const viaDriver = await failure(coll.updateOne({ _id: 1 }, { $inc: { name: 1 } } as Document));
     expect(viaDriver).toBeInstanceOf(MongoServerError);
     expect(viaDriver.code).toBe(14);
     expect(viaDriver.message).toContain("Cannot apply $inc to a value of non-numeric type");
-    const replaceWithOperator = await mongo.client
+    const replaceWithOperator = await engine.mongo.client
       .db("errors")
       .command({ update: coll.collectionName, updates: [{ q: { _id: 1 }, u: { a: 1, $set: { b: 1 } } }] });
     expect(replaceWithOperator.writeErrors[0].code).toBe(52);
@@ -107,7 +92,7 @@ describe("bad update documents", () => {
 
 describe("namespaces", () => {
   test("NamespaceNotFound where MongoDB reports it", async () => {
-    const db = mongo.client.db("errors");
+    const db = engine.mongo.client.db("errors");
     const listIndexes = await failure(db.collection("missing").listIndexes().toArray());
     expect(listIndexes.code).toBe(26);
     expect(listIndexes.codeName).toBe("NamespaceNotFound");
@@ -120,7 +105,7 @@ describe("namespaces", () => {
   });
 
   test("creating an existing collection fails with NamespaceExists", async () => {
-    const db = mongo.client.db("errors");
+    const db = engine.mongo.client.db("errors");
     await db.createCollection("exists");
     const err = await failure(db.createCollection("exists"));
     expect(err.code).toBe(48);
@@ -147,7 +132,7 @@ describe("queries", () => {
 describe("fail points", () => {
   test("failCommand makes the next command fail with the given code, then stops", async () => {
     const coll = freshCollection();
-    await mongo.client.db("admin").command({ configureFailPoint: "failCommand", mode: { times: 1 }, data: { failCommands: ["count"], errorCode: 8 } });
+    await engine.mongo.client.db("admin").command({ configureFailPoint: "failCommand", mode: { times: 1 }, data: { failCommands: ["count"], errorCode: 8 } });
     const err = await failure(coll.estimatedDocumentCount());
     expect(err.code).toBe(8);
     expect(await coll.estimatedDocumentCount()).toBe(0);

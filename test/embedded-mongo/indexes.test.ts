@@ -1,34 +1,17 @@
 // Indexes through the official driver: unique and compound constraints, the duplicate-key
 // error shape, index management, and index use as explain reports it.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type Document, MongoBulkWriteError, MongoServerError } from "mongodb";
-import { type TestMongo, startTestMongo } from "../helpers/embedded-mongo";
+import { describe, expect, test } from "bun:test";
+import { MongoBulkWriteError } from "mongodb";
+import { engineForFile, rejectionOf, startTestMongo } from "../helpers/embedded-mongo";
 
-let mongo: TestMongo;
-beforeAll(async () => {
-  mongo = await startTestMongo();
-});
-afterAll(() => mongo.close());
-
-let n = 0;
-function freshCollection<T extends Document = Document>() {
-  return mongo.client.db("idx").collection<T>(`c${++n}`);
-}
-
-async function failure(p: Promise<unknown>): Promise<MongoServerError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MongoServerError);
-  return err as MongoServerError;
-}
+const engine = engineForFile("idx");
+const { freshCollection } = engine;
 
 describe("unique indexes", () => {
   test("_id is always unique, with MongoDB's duplicate key error", async () => {
     const coll = freshCollection<{ _id: number }>();
     await coll.insertOne({ _id: 1 });
-    const err = await failure(coll.insertOne({ _id: 1 }));
+    const err = await rejectionOf(coll.insertOne({ _id: 1 }));
     expect(err.code).toBe(11000);
     expect(err.message).toBe(`E11000 duplicate key error collection: idx.${coll.collectionName} index: _id_ dup key: { _id: 1 }`);
     expect(err.keyPattern).toEqual({ _id: 1 });
@@ -39,12 +22,12 @@ describe("unique indexes", () => {
     const coll = freshCollection<{ email: string; n?: number }>();
     expect(await coll.createIndex({ email: 1 }, { unique: true })).toBe("email_1");
     await coll.insertMany([{ email: "a@x" }, { email: "b@x" }]);
-    const dup = await failure(coll.insertOne({ email: "a@x" }));
+    const dup = await rejectionOf(coll.insertOne({ email: "a@x" }));
     expect(dup.code).toBe(11000);
     expect(dup.keyPattern).toEqual({ email: 1 });
     expect(dup.keyValue).toEqual({ email: "a@x" });
     expect(dup.message).toContain("index: email_1 dup key: { email: \"a@x\" }");
-    const upd = await failure(coll.updateOne({ email: "b@x" }, { $set: { email: "a@x" } }));
+    const upd = await rejectionOf(coll.updateOne({ email: "b@x" }, { $set: { email: "a@x" } }));
     expect(upd.code).toBe(11000);
     // The failed update left the document unchanged, and the index still serves lookups.
     expect(await coll.countDocuments({ email: "b@x" })).toBe(1);
@@ -61,7 +44,7 @@ describe("unique indexes", () => {
       { restaurant: "r1", sku: "b" },
       { restaurant: "r2", sku: "a" },
     ]);
-    const err = await failure(coll.insertOne({ restaurant: "r2", sku: "a" }));
+    const err = await rejectionOf(coll.insertOne({ restaurant: "r2", sku: "a" }));
     expect(err.code).toBe(11000);
     expect(err.keyPattern).toEqual({ restaurant: 1, sku: 1 });
     expect(err.keyValue).toEqual({ restaurant: "r2", sku: "a" });
@@ -86,7 +69,7 @@ describe("unique indexes", () => {
     expect(bulk.writeErrors).toHaveLength(1);
     expect(bulk.writeErrors).toMatchObject([{ index: 1, code: 11000 }]);
     // The driver does not copy keyPattern/keyValue into bulk results: read the raw reply.
-    const raw = await mongo.client.db("idx").command({ insert: coll.collectionName, documents: [{ _id: 4, code: "y" }, { _id: 5, code: "z" }], ordered: true });
+    const raw = await engine.mongo.client.db("idx").command({ insert: coll.collectionName, documents: [{ _id: 4, code: "y" }, { _id: 5, code: "z" }], ordered: true });
     expect(raw.n).toBe(0);
     expect(raw.writeErrors).toEqual([
       {
@@ -102,7 +85,7 @@ describe("unique indexes", () => {
   test("creating a unique index over existing duplicates fails", async () => {
     const coll = freshCollection<{ k: number }>();
     await coll.insertMany([{ k: 1 }, { k: 1 }]);
-    const err = await failure(coll.createIndex({ k: 1 }, { unique: true }));
+    const err = await rejectionOf(coll.createIndex({ k: 1 }, { unique: true }));
     expect(err.code).toBe(11000);
     expect((await coll.listIndexes().toArray()).map((i) => i.name)).toEqual(["_id_"]);
   });
@@ -112,7 +95,7 @@ describe("unique indexes", () => {
     await coll.createIndex({ a: 1 }, { unique: true, sparse: true });
     await coll.createIndex({ b: 1 }, { unique: true, partialFilterExpression: { active: true } });
     await coll.insertMany([{}, {}, { b: 1, active: false }, { b: 1, active: true }]);
-    await failure(coll.insertOne({ b: 1, active: true }));
+    await rejectionOf(coll.insertOne({ b: 1, active: true }));
     expect(await coll.countDocuments()).toBe(4);
   });
 });
@@ -130,10 +113,10 @@ describe("index management", () => {
       ["bc", { b: -1, c: 1 }],
       ["loc_2dsphere", { loc: "2dsphere" }],
     ]);
-    const conflict = await failure(coll.createIndex({ z: 1 }, { name: "a_1" }));
+    const conflict = await rejectionOf(coll.createIndex({ z: 1 }, { name: "a_1" }));
     expect(conflict.code).toBe(86);
     await coll.dropIndex("bc");
-    const missing = await failure(coll.dropIndex("bc"));
+    const missing = await rejectionOf(coll.dropIndex("bc"));
     expect(missing.code).toBe(27);
     await coll.dropIndexes();
     expect((await coll.listIndexes().toArray()).map((i) => i.name)).toEqual(["_id_"]);
@@ -175,7 +158,7 @@ describe("index use", () => {
     await coll.createIndex({ a: 1 });
     expect(await coll.find({ a: 2 }, { hint: "a_1" }).toArray()).toHaveLength(1);
     expect(await coll.find({ a: 2 }, { hint: { a: 1 } }).toArray()).toHaveLength(1);
-    const err = await failure(coll.find({ a: 2 }, { hint: "nope_1" }).toArray());
+    const err = await rejectionOf(coll.find({ a: 2 }, { hint: "nope_1" }).toArray());
     expect(err.code).toBe(2);
     expect(err.message).toContain("hint provided does not correspond to an existing index");
   });

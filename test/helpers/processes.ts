@@ -246,3 +246,10 @@ export async function registerOn(via: ServerProcess, role: string, domain: strin
   if (res.status !== 201) throw new Error(`register ${role} failed: ${res.status} ${JSON.stringify(res.body)}`);
   return { token: res.body.token, id: res.body.user.id };
 }
+
+/** Opens a one-pizza restaurant (central Paris) as `owner` through `via`; its id. Fails the test unless it is 201. */
+export async function openPizzeriaOn(via: ServerProcess, owner: ProcessUser, name: string): Promise<string> {
+  const res = await processHttp(via, "POST", "/restaurants", owner, { name, cuisines: ["pizza"], location: { lat: 48.8566, lng: 2.3522 }, menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }] });
+  if (res.status !== 201) throw new Error(`opening ${name} failed: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id;
+}

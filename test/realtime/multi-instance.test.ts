@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startRedis } from "../helpers/redis";
 import { startRedisCluster, type TestRedisCluster } from "../helpers/redis-cluster";
-import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
+import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
 import { WsClient } from "../helpers/ws";
 import { topics } from "../../src/events/topics";
 
@@ -113,14 +113,7 @@ beforeAll(async () => {
     }
   }
   [customer, owner, courier] = await Promise.all([register("customer"), register("restaurant"), register("courier")]);
-  const restaurant = await http(A, "POST", "/restaurants", owner, {
-    name: "Relay Pizza",
-    cuisines: ["pizza"],
-    location: { lat: 48.8566, lng: 2.3522 },
-    menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }],
-  });
-  expect(restaurant.status).toBe(201);
-  restaurantId = restaurant.body.id;
+  restaurantId = await openPizzeriaOn(A, owner, "Relay Pizza");
 }, 60_000);
 
 afterAll(async () => {

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
 
 /**
  * Issue 11: COURIER_MAX_ACTIVE across instances. Two server processes on one engine; one
@@ -38,10 +38,9 @@ afterAll(async () => {
 describe("COURIER_MAX_ACTIVE across instances", () => {
   test("two concurrent claims by one courier, one through each instance: exactly one wins, every round", async () => {
     const [customer, owner] = await Promise.all([register("customer"), register("restaurant")]);
-    const restaurant = await http(A, "POST", "/restaurants", owner, { name: "Race Pizza", cuisines: ["pizza"], location: { lat: 48.8566, lng: 2.3522 }, menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }] });
-    expect(restaurant.status).toBe(201);
+    const restaurantId = await openPizzeriaOn(A, owner, "Race Pizza");
     const acceptedOrder = async () => {
-      const placed = await http(A, "POST", "/orders", customer, { restaurantId: restaurant.body.id, items: [{ menuItemId: "pizza", quantity: 1 }], deliveryLocation: { lat: 48.8606, lng: 2.3622 } });
+      const placed = await http(A, "POST", "/orders", customer, { restaurantId, items: [{ menuItemId: "pizza", quantity: 1 }], deliveryLocation: { lat: 48.8606, lng: 2.3622 } });
       expect(placed.status).toBe(201);
       expect((await http(B, "PATCH", `/orders/${placed.body.id}`, owner, { status: "accepted" })).status).toBe(200);
       return placed.body.id as string;

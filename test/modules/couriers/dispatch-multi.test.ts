@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startRedis, type TestRedis } from "../../helpers/redis";
-import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
+import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
 import { WsClient } from "../../helpers/ws";
 
 /**
@@ -46,8 +46,7 @@ afterAll(async () => {
 describe("dispatch across instances", () => {
   test("an order accepted through A is offered to a courier connected to B; the courier accepts through C", async () => {
     const [customer, owner, courier] = await Promise.all([register("customer"), register("restaurant"), register("courier")]);
-    const restaurant = await http(A, "POST", "/restaurants", owner, { name: "Far Pizza", cuisines: ["pizza"], location: { lat: 48.8566, lng: 2.3522 }, menu: [{ id: "pizza", name: "Pizza", priceCents: 1250 }] });
-    expect(restaurant.status).toBe(201);
+    const restaurantId = await openPizzeriaOn(A, owner, "Far Pizza");
     expect((await http(C, "PUT", "/couriers/me/availability", courier, { available: true })).status).toBe(200);
     const ws = await WsClient.open(B.wsUrl, courier.token);
     clients.push(ws);
@@ -60,7 +59,7 @@ describe("dispatch across instances", () => {
       await Bun.sleep(20);
     }
 
-    const placed = await http(A, "POST", "/orders", customer, { restaurantId: restaurant.body.id, items: [{ menuItemId: "pizza", quantity: 1 }], deliveryLocation: { lat: 48.8606, lng: 2.3622 } });
+    const placed = await http(A, "POST", "/orders", customer, { restaurantId, items: [{ menuItemId: "pizza", quantity: 1 }], deliveryLocation: { lat: 48.8606, lng: 2.3622 } });
     expect(placed.status).toBe(201);
     expect((await http(A, "PATCH", `/orders/${placed.body.id}`, owner, { status: "accepted" })).status).toBe(200);
     const offer = await ws.next((f) => f.type === "offer" && f.orderId === placed.body.id);

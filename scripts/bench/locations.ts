@@ -5,7 +5,10 @@
  * (TRACKED) carry an order that a customer's socket follows; their fixes carry the send time,
  * so the forwarding latency to that subscriber is measured. Reports per step: fixes/s sent, CPU
  * ms of the server and of the engine per 1,000 fixes (from /proc), fixes per CPU-second, and
- * forwarding p50/p99. Exits non-zero, printing the first errors, when any request, socket or
+ * forwarding p50/p99; and, before each step's fixes, the CPU ms per second both spend with the
+ * couriers connected and silent (the idle baseline inside the per-fix figures), and the CPU ms
+ * above idle of each new courier's first fix (sent before the measured window: it reads the
+ * courier's orders and creates its document once per connection). Exits non-zero, printing the first errors, when any request, socket or
  * fix fails (an error frame).
  *
  * Env: BENCH_LOCATIONS_STEPS (couriers per step, default "250,500,1000,2000"),
@@ -18,6 +21,8 @@ import { Failures, TINY, cpuMsOf, fmt, inBatches, ratio, stats, table } from "./
 const STEPS = (process.env.BENCH_LOCATIONS_STEPS ?? (TINY ? "10,20" : "250,500,1000,2000")).split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (TINY ? 2 : 10));
 const TRACKED = TINY ? 3 : 20;
+/** Seconds per step with the couriers connected and silent (the idle CPU baseline). */
+const IDLE_SECONDS = Number(process.env.BENCH_LOCATIONS_IDLE_SECONDS ?? (TINY ? 1 : 3));
 const failures = new Failures();
 const progress = (msg: string) => process.stderr.write(`[bench:locations] ${msg}\n`);
 
@@ -100,10 +105,31 @@ async function main(): Promise<void> {
     };
 
     const t0 = Date.now() - 3_600_000; // fix times: strictly increasing per courier, never ahead of the server
+    const sendFix = (i: number) => {
+      const c = couriers[i];
+      c.seq++;
+      const at = i < TRACKED ? Date.now() : t0 + c.seq * 1000;
+      c.ws.send(JSON.stringify({ op: "location", lat: 48.85 + (i % 100) / 1000 + c.seq / 1e5, lng: 2.35 + Math.floor(i / 100) / 1000, at }));
+    };
     for (const n of STEPS) {
       progress(`${n} couriers: connecting`);
+      const known = couriers.length;
       await addCouriers(n);
       await Bun.sleep(300);
+      // What the server and the engine spend with these couriers connected and silent: the
+      // baseline that every fix's share is measured on top of.
+      const idle0 = [cpuMsOf(server.proc.pid), cpuMsOf(engine.proc.pid)];
+      const idleStarted = performance.now();
+      await Bun.sleep(IDLE_SECONDS * 1000);
+      const idleSeconds = (performance.now() - idleStarted) / 1000;
+      const idle = [(cpuMsOf(server.proc.pid) - idle0[0]) / idleSeconds, (cpuMsOf(engine.proc.pid) - idle0[1]) / idleSeconds];
+      // Each new courier's first fix, outside the measured window: it reads the orders the courier
+      // carries and creates its document, once per connection. Its cost (above idle) is reported apart.
+      const first0 = cpuMsOf(server.proc.pid) + cpuMsOf(engine.proc.pid);
+      const firstStarted = performance.now();
+      for (let i = known; i < n; i++) sendFix(i);
+      await Bun.sleep(1_500);
+      const firstCpu = cpuMsOf(server.proc.pid) + cpuMsOf(engine.proc.pid) - first0 - ((idle[0] + idle[1]) * (performance.now() - firstStarted)) / 1000;
       latencies.length = 0;
       progress(`${n} couriers: 1 fix/s each for ${SECONDS} s`);
       const cpu0 = [cpuMsOf(server.proc.pid), cpuMsOf(engine.proc.pid)];
@@ -116,10 +142,7 @@ async function main(): Promise<void> {
           const due = tick + (i * 1000) / n;
           const wait = due - performance.now();
           if (wait > 2) await Bun.sleep(wait);
-          const c = couriers[i];
-          c.seq++;
-          const at = i < TRACKED ? Date.now() : t0 + c.seq * 1000;
-          c.ws.send(JSON.stringify({ op: "location", lat: 48.85 + (i % 100) / 1000 + c.seq / 1e5, lng: 2.35 + Math.floor(i / 100) / 1000, at }));
+          sendFix(i);
           sent++;
         }
       }
@@ -135,6 +158,8 @@ async function main(): Promise<void> {
         fmt((1000 * engineCpu) / sent, 0),
         ratio(sent, (serverCpu + engineCpu) / 1000, 0, ""),
         `${fmt(lat.p50)} / ${fmt(lat.p99)} (${lat.n})`,
+        `${fmt(idle[0], 0)} / ${fmt(idle[1], 0)}`,
+        n > known ? fmt(firstCpu / (n - known), 2) : "–",
       ]);
     }
     closing = true;
@@ -152,7 +177,7 @@ async function main(): Promise<void> {
       `instance and this load process; load average (1/5/15 min) at start ${loads(loadBefore)}, at end ${loads(loadavg())}.`,
   );
   console.log(`Each courier on its own WebSocket sends 1 fix/s; ${TRACKED} of them carry an order a customer's socket follows (forwarding latency: fix sent → courier.location received, ms).\n`);
-  console.log(table(["couriers", "fixes/s sent", "server CPU ms / 1,000 fixes", "engine CPU ms / 1,000 fixes", "fixes per CPU-second", "forwarding p50 / p99 (n)"], rows));
+  console.log(table(["couriers", "fixes/s sent", "server CPU ms / 1,000 fixes", "engine CPU ms / 1,000 fixes", "fixes per CPU-second", "forwarding p50 / p99 (n)", "idle CPU ms/s: server / engine", "first fix: CPU ms per new courier"], rows));
   failures.exitIfAny("bench:locations");
 }
 

@@ -128,6 +128,12 @@ export interface ApplyResult {
 
 /** Applies an update to a stored document, returning a new document (the input is not mutated). */
 export function applyUpdate(current: Document, spec: UpdateSpec, opts: ApplyOptions = {}): ApplyResult {
+  const simple = spec.kind === "operators" && !opts.inserting ? applyTopLevelSetUnset(current, spec.ops) : null;
+  return simple ?? applyUpdateGeneral(current, spec, opts);
+}
+
+/** The general path (mingo), for every update; applyUpdate takes a shortcut for top-level $set/$unset. Exported for the tests that hold both to the same results. */
+export function applyUpdateGeneral(current: Document, spec: UpdateSpec, opts: ApplyOptions = {}): ApplyResult {
   let next: Document;
   switch (spec.kind) {
     case "replacement": {
@@ -153,6 +159,52 @@ export function applyUpdate(current: Document, spec: UpdateSpec, opts: ApplyOpti
   }
   next = idFirst(next);
   return { doc: next, modified: canonicalKey(next) !== canonicalKey(current) };
+}
+
+/**
+ * `$set`/`$unset` of top-level fields only (no dots, no `$`, not _id), on a stored document: the
+ * common update (a courier's position, a status), applied without mingo and without comparing
+ * the whole document before and after (that was most of an update's cost). Same result as the
+ * general path: a set field keeps its place, a new one goes last in the order given; modified
+ * when a value's canonical form changed or an unset field existed. Null for anything else.
+ */
+function applyTopLevelSetUnset(current: Document, ops: Document): ApplyResult | null {
+  if (current._id === undefined) return null;
+  let set: Document | undefined;
+  let unset: Document | undefined;
+  for (const op of Object.keys(ops)) {
+    if (op === "$set") set = ops.$set as Document;
+    else if (op === "$unset") unset = ops.$unset as Document;
+    else if (op !== "$setOnInsert") return null; // applies only when inserting
+  }
+  const plainField = (f: string) => f !== "_id" && !f.includes(".") && !f.startsWith("$");
+  for (const arg of [set, unset]) if (arg && !Object.keys(arg).every(plainField)) return null;
+  let modified = false;
+  const next: Document = { ...current };
+  if (set) {
+    for (const [field, value] of Object.entries(set)) {
+      if (value === undefined) return null;
+      if (!modified && (!(field in current) || !sameValue(current[field], value))) modified = true;
+      next[field] = cloneValue(value);
+    }
+  }
+  if (unset) {
+    for (const field of Object.keys(unset)) {
+      if (field in next) {
+        delete next[field];
+        modified = true;
+      }
+    }
+  }
+  return { doc: modified ? next : current, modified };
+}
+
+/** MongoDB equality as canonicalKey decides it, without building keys for the common scalars. */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (typeof a === "number" && typeof b === "number") return a === b || (Number.isNaN(a) && Number.isNaN(b));
+  if (typeof a === "string" && typeof b === "string") return a === b;
+  if (a instanceof Date && b instanceof Date) return a.getTime() === b.getTime();
+  return canonicalKey(a) === canonicalKey(b);
 }
 
 function immutableId(value: unknown): CommandError {

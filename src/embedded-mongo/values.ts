@@ -92,6 +92,16 @@ function binaryKey(v: unknown): string {
   return `${b.sub_type}:${Buffer.from(b.buffer).toString("base64")}`;
 }
 
+/** True when JSON.stringify would only add the quotes (no quote, backslash, control or surrogate code unit). */
+function plainString(v: string): boolean {
+  if (v.length > 64) return false; // long strings: JSON.stringify is as quick as this loop
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return true;
+}
+
 /**
  * A string that is equal for two values exactly when MongoDB considers them equal
  * (1, 1.0 and Long(1) share a key; "1" and 1 do not). Used for _id lookup and index keys.
@@ -102,7 +112,7 @@ export function canonicalKey(v: unknown): string {
     case "number":
       return Number.isNaN(v) ? "nNaN" : `n${v === 0 ? 0 : v}`;
     case "string":
-      return `s${JSON.stringify(v)}`;
+      return `s${plainString(v) ? `"${v}"` : JSON.stringify(v)}`;
     case "boolean":
       return v ? "bT" : "bF";
     case "bigint":
@@ -151,7 +161,8 @@ export function canonicalKey(v: unknown): string {
 }
 
 /** MongoDB's canonical BSON type order for comparisons across types. */
-function typeRank(v: unknown): number {
+/** MongoDB's BSON type order (comparisons only match values of the same rank: numbers with numbers, dates with dates). */
+export function typeRank(v: unknown): number {
   if (v === undefined || v === null) return 2;
   switch (typeof v) {
     case "number":

@@ -44,6 +44,9 @@ export type NearbyCriteria = {
   dispatchable?: { now: Date; seenSince: Date; exclude: string[]; maxActive?: number };
 };
 
+/** Statements per `update` command (MongoDB takes up to 100,000; this keeps each command well under 16 MiB). */
+const POSITION_STATEMENTS_PER_COMMAND = 10_000;
+
 export const COURIER_INDEXES: IndexDescription[] = [{ name: "couriers_position_2dsphere", key: { position: "2dsphere" } }];
 
 export async function ensureCourierIndexes(db: Db): Promise<void> {
@@ -68,7 +71,7 @@ function toPosition(doc: CourierDoc): CourierModel.position | null {
 export class CourierRepository {
   private readonly couriers: Collection<CourierDoc>;
 
-  constructor(db: Db) {
+  constructor(private readonly db: Db) {
     this.couriers = db.collection<CourierDoc>(COLLECTIONS.couriers);
   }
 
@@ -82,24 +85,21 @@ export class CourierRepository {
    * update applies only if no fix as new is stored (a newer one, from another instance, wins).
    */
   async recordPositions(positions: Array<{ courierId: string; fix: CourierModel.fix; seenAt: Date }>): Promise<void> {
-    if (positions.length === 0) return;
-    const ops = positions.map(({ courierId, fix, seenAt }) => {
-      const { set, unset } = positionUpdate(fix, seenAt);
-      return {
-        updateOne: {
-          filter: { _id: courierId, fixAt: { $not: { $gte: fix.at } } } as Filter<CourierDoc>,
-          update: Object.keys(unset).length ? { $set: set, $unset: unset } : { $set: set },
+    // The `update` command itself, not bulkWrite: the driver's bulk API serializes every
+    // statement once to size the batch and again to send it (most of the server's CPU per fix).
+    for (let from = 0; from < positions.length; from += POSITION_STATEMENTS_PER_COMMAND) {
+      const updates = positions.slice(from, from + POSITION_STATEMENTS_PER_COMMAND).map(({ courierId, fix, seenAt }) => {
+        const { set, unset } = positionUpdate(fix, seenAt);
+        return {
+          q: { _id: courierId, fixAt: { $not: { $gte: fix.at } } },
+          u: Object.keys(unset).length ? { $set: set, $unset: unset } : { $set: set },
           upsert: true,
-        },
-      };
-    });
-    try {
-      await this.couriers.bulkWrite(ops, { ordered: false });
-    } catch (err) {
+        };
+      });
+      const reply = await this.db.command({ update: COLLECTIONS.couriers, updates, ordered: false });
       // Duplicate keys: a newer fix is stored, so the upsert tried to insert a second document.
-      const errors = (err as { writeErrors?: Array<{ code?: number }> | { code?: number } }).writeErrors;
-      const list = Array.isArray(errors) ? errors : errors ? [errors] : [];
-      if (list.length === 0 || list.some((e) => e.code !== 11000)) throw err;
+      const failed = ((reply.writeErrors ?? []) as Array<{ code?: number; errmsg?: string }>).filter((e) => e.code !== 11000);
+      if (failed.length > 0) throw new Error(`storing courier positions: ${failed.length} statement(s) failed, first: ${failed[0].code} ${failed[0].errmsg}`);
     }
   }
 

@@ -133,13 +133,21 @@ function portOf(line: LogLine): number | null {
   return typeof port === "number" && Number.isInteger(port) && port > 0 ? port : null;
 }
 
+/**
+ * How the engine and the server run as deployed (Dockerfile, package.json scripts): mimalloc
+ * keeps freed pages instead of returning them to the OS within milliseconds; the return and the
+ * page faults that follow were half of the engine's CPU under a stream of batched writes
+ * (docs/benchmarks.md, bench:locations).
+ */
+export const RUNTIME_ENV: Record<string, string> = { MIMALLOC_PURGE_DELAY: "-1" };
+
 export type EngineProcess = ManagedProcess & { port: number; uri: string; dataDir: string };
 
 /** Starts the embedded engine standalone on a free port (`scripts/embedded-mongo.ts --port 0`). */
 export async function startEngineProcess(opts: { dataDir?: string } = {}): Promise<EngineProcess> {
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), "dispatch-engine-")));
-  const managed = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--data-dir", dataDir]);
+  const managed = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--data-dir", dataDir], RUNTIME_ENV);
   let line: LogLine;
   try {
     line = await managed.waitForLine((l) => portOf(l) !== null);
@@ -173,6 +181,7 @@ export const TEST_JWT_SECRET = "multi-instance-test-secret-0123456789";
 export async function startServerProcess(env: Record<string, string>, startTimeoutMs = 15_000): Promise<ServerProcess> {
   const instanceId = env.INSTANCE_ID ?? `t-${crypto.randomUUID().slice(0, 6)}`;
   const managed = spawnManaged(`server ${instanceId}`, ["bun", "run", "src/index.ts"], {
+    ...RUNTIME_ENV,
     NODE_ENV: "test",
     PORT: "0",
     HOST: "127.0.0.1",

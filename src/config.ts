@@ -57,6 +57,8 @@ export const ConfigSchema = T.Object({
   DISPATCH_POLICY: T.Union([T.Literal("nearest"), T.Literal("batched")], { default: "batched" }),
   /** batched: seconds between planning rounds (one instance plans at a time, under a lease). */
   DISPATCH_INTERVAL_SECONDS: T.Integer({ minimum: 1, maximum: 3_600, default: 60 }),
+  /** Tests and benchmarks only, never production: the server's clock runs this many times faster than real time from start-up (the dispatch planner's rounds with it). */
+  CLOCK_SPEEDUP: T.Number({ minimum: 1, maximum: 10_000, default: 1 }),
   /** batched: a free courier matched to food expected within this many minutes, too early to offer, is sent `courier.reposition` towards the restaurant (0: off; docs/dispatch.md). */
   DISPATCH_REPOSITION_MINUTES: T.Integer({ minimum: 0, maximum: 600, default: 0 }),
   /** Preparation minutes assumed for a restaurant whose orders have not been ready yet (and no readyInMinutes given). */

@@ -1,6 +1,6 @@
 import type { Server } from "bun";
 import { createApp } from "./app";
-import { systemClock, type Clock } from "./clock";
+import { acceleratedClock, systemClock, type Clock } from "./clock";
 import { withJwtSecret, type Config, type EnvConfig } from "./config";
 import { deploymentJwtSecret } from "./db/jwt-secret";
 import { COLLECTIONS, connectDatabase, type Database } from "./db/mongo";
@@ -35,9 +35,11 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
   if (tracing) log.info("tracing to OTLP/HTTP", { endpoint: envConfig.OTEL_EXPORTER_OTLP_ENDPOINT });
   const metrics = opts.metrics ?? new Metrics({ ordersCacheMs: envConfig.METRICS_ORDERS_CACHE_MS });
   const db = opts.db ?? (await connectDatabase(envConfig, log));
+  // CLOCK_SPEEDUP: tests and benchmarks only (a replayed day in seconds).
+  const clock = opts.clock ?? (envConfig.CLOCK_SPEEDUP !== 1 ? acceleratedClock(envConfig.CLOCK_SPEEDUP) : systemClock);
   let config: Config;
   try {
-    config = await resolveJwtSecret(envConfig, db, log, opts.clock ?? systemClock);
+    config = await resolveJwtSecret(envConfig, db, log, clock);
   } catch (err) {
     if (!opts.db) await db.close();
     await tracing?.shutdown();
@@ -45,7 +47,7 @@ export async function startServer(envConfig: EnvConfig, opts: StartOptions = {})
   }
   countDatabaseErrors(db, metrics);
   const bus = opts.bus ?? createBus(config, log, metrics);
-  const deps: AppDeps = { config, db, bus, log, clock: opts.clock ?? systemClock, metrics };
+  const deps: AppDeps = { config, db, bus, log, clock, metrics };
   if (bus instanceof RelayEventBus) deps.redisReady = () => bus.ready();
   // Rate limits and WebSocket connection counts hold across instances through Redis.
   const redis = redisTarget(config);

@@ -40,22 +40,28 @@ export type ReplayResult = {
   wallMs: number;
 };
 
-export type ReplayOptions = { policy: PolicyName; params: PolicyParams; estimatedReady: boolean };
+export type ReplayOptions = {
+  policy: PolicyName;
+  params: PolicyParams;
+  estimatedReady: boolean;
+  /** Travel as the problem has it (⌈distance ÷ speed⌉) unless given: the end-to-end replay uses the server's (no rounding). */
+  geometry?: Geometry<Point>;
+};
 
 type Route = { assignment: Assignment; restaurantId: string; plan: RoutePlan; sequence: MdrpOrder[]; departAt: number; failAt: number | null };
 /** A courier sent towards a restaurant with nothing committed (it arrives and waits there). */
 type Reposition = { toId: string; to: Point; departAt: number; arriveAt: number };
 type CourierState = { courier: MdrpCourier; at: Point; atId: string; routes: Route[]; moving: Reposition | null };
 
-export function mdrpGeometry(metersPerMinute: number): Geometry<Point> {
+export function mdrpGeometry(metersPerMinute: number, rounded = true): Geometry<Point> {
   const meters = (a: Point, b: Point) => Math.hypot(a.x - b.x, a.y - b.y);
-  return { meters, travelMinutes: (a, b) => Math.ceil(meters(a, b) / metersPerMinute) };
+  return { meters, travelMinutes: rounded ? (a, b) => Math.ceil(meters(a, b) / metersPerMinute) : (a, b) => meters(a, b) / metersPerMinute };
 }
 
 export function replay(instance: MdrpInstance, options: ReplayOptions): ReplayResult {
   const started = performance.now();
   const { params: p } = instance;
-  const geometry = mdrpGeometry(p.metersPerMinute);
+  const geometry = options.geometry ?? mdrpGeometry(p.metersPerMinute);
   const service = { pickupMinutes: p.pickupServiceMinutes, dropoffMinutes: p.dropoffServiceMinutes };
   const restaurant = (id: string) => instance.restaurants.get(id)!;
   const estimator = new ReadyTimeEstimator(DEFAULT_PREP_MINUTES);

@@ -60,7 +60,8 @@ export class Planner {
   }
 
   start(): void {
-    this.timer = setInterval(() => void this.tick(), this.deps.intervalMs);
+    // The interval is in clock time: an accelerated clock (tests, benchmarks) plans as often in its own time.
+    this.timer = setInterval(() => void this.tick(), Math.max(1, this.deps.intervalMs / (this.deps.clock.speedup ?? 1)));
   }
 
   async stop(): Promise<void> {

@@ -16,14 +16,10 @@ RUN apt-get update \
   && apt-get install -y --no-install-recommends tini \
   && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
-# MIMALLOC_PURGE_DELAY=-1: Bun's allocator keeps freed pages instead of handing them back to the
-# OS within milliseconds; the hand-back and the page faults after it were half of the embedded
-# engine's CPU under batched writes (docs/benchmarks.md, bench:locations). RSS stays at its peak.
 ENV NODE_ENV=production \
     PORT=3000 \
     HOST=0.0.0.0 \
-    DATA_DIR=/app/data \
-    MIMALLOC_PURGE_DELAY=-1
+    DATA_DIR=/app/data
 COPY --from=deps --chown=root:root /app/node_modules ./node_modules
 COPY --chown=root:root package.json bun.lock tsconfig.json ./
 COPY --chown=root:root src ./src

@@ -24,7 +24,7 @@ import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { REPO_ROOT, RUNTIME_ENV, spawnManaged, startServerProcess, stopAllProcesses, type ManagedProcess } from "../../test/helpers/processes";
+import { ENGINE_ENV, REPO_ROOT, spawnManaged, startServerProcess, stopAllProcesses, type ManagedProcess } from "../../test/helpers/processes";
 import { startRedis } from "../../test/helpers/redis";
 import { Failures, TINY, cpuMsOf, fmt, inBatches, ratio as ratioOf, stats, table, type Stats } from "./lib";
 
@@ -370,7 +370,7 @@ async function startReference(instances: number, db: string, engineUri: string, 
 
 /** The bare Bun server (scripts/bench/ws-floor.ts): one process, whatever the instance count. */
 async function startFloor(): Promise<Cluster> {
-  const proc = spawnManaged("ws-floor", ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec bun run scripts/bench/ws-floor.ts'], { ...RUNTIME_ENV, PORT: "0" });
+  const proc = spawnManaged("ws-floor", ["sh", "-c", 'ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec bun run scripts/bench/ws-floor.ts'], { PORT: "0" });
   const line = await proc.waitForLine((l) => l.msg === "listening" && typeof l.port === "number");
   const url = `http://127.0.0.1:${line.port as number}`;
   return {
@@ -651,7 +651,7 @@ async function startEngine(): Promise<{ uri: string }> {
     FSYNC,
     "--log-level",
     "warn",
-  ], RUNTIME_ENV);
+  ], ENGINE_ENV);
   const line = await proc.waitForLine((l) => typeof l.port === "number");
   enginePid = proc.proc.pid;
   cleanups.push(async () => {

@@ -134,12 +134,12 @@ function portOf(line: LogLine): number | null {
 }
 
 /**
- * How the engine and the server run as deployed (Dockerfile, package.json scripts): mimalloc
- * keeps freed pages instead of returning them to the OS within milliseconds; the return and the
- * page faults that follow were half of the engine's CPU under a stream of batched writes
- * (docs/benchmarks.md, bench:locations).
+ * How the standalone engine runs (the `embedded-mongo` package script): mimalloc keeps freed
+ * pages instead of returning them to the OS within milliseconds; the return and the page faults
+ * that follow were half of the engine's CPU under a stream of batched writes (docs/benchmarks.md,
+ * bench:locations). Not for the server: there it nearly doubled RSS per idle WebSocket.
  */
-export const RUNTIME_ENV: Record<string, string> = { MIMALLOC_PURGE_DELAY: "-1" };
+export const ENGINE_ENV: Record<string, string> = { MIMALLOC_PURGE_DELAY: "-1" };
 
 export type EngineProcess = ManagedProcess & { port: number; uri: string; dataDir: string };
 
@@ -147,7 +147,7 @@ export type EngineProcess = ManagedProcess & { port: number; uri: string; dataDi
 export async function startEngineProcess(opts: { dataDir?: string } = {}): Promise<EngineProcess> {
   const ownDir = opts.dataDir === undefined;
   const dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), "dispatch-engine-")));
-  const managed = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--data-dir", dataDir], RUNTIME_ENV);
+  const managed = spawnManaged("embedded-mongo", ["bun", "run", "scripts/embedded-mongo.ts", "--port", "0", "--data-dir", dataDir], ENGINE_ENV);
   let line: LogLine;
   try {
     line = await managed.waitForLine((l) => portOf(l) !== null);
@@ -181,7 +181,6 @@ export const TEST_JWT_SECRET = "multi-instance-test-secret-0123456789";
 export async function startServerProcess(env: Record<string, string>, startTimeoutMs = 15_000): Promise<ServerProcess> {
   const instanceId = env.INSTANCE_ID ?? `t-${crypto.randomUUID().slice(0, 6)}`;
   const managed = spawnManaged(`server ${instanceId}`, ["bun", "run", "src/index.ts"], {
-    ...RUNTIME_ENV,
     NODE_ENV: "test",
     PORT: "0",
     HOST: "127.0.0.1",

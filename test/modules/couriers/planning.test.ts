@@ -168,15 +168,18 @@ describe("batched: rolling horizon, bundles, optimal assignment, late commitment
     expect(decisions).toEqual([]);
   });
 
-  test("a courier finishing its trip soon is planned from its last drop-off", () => {
-    const decisions = plan("batched", {
+  test("a courier finishing its trip soon is planned from its last drop-off, and committed only if it is not late for the food", () => {
+    const input = (readyAt: number) => ({
       now: 10,
-      orders: [order("o")],
+      orders: [order("o", { readyAt })],
       couriers: [courier("finishing", { x: 5000, y: 0 }, { carrying: 1, freeAt: 12, freePoint: { x: 100, y: 0 } }), courier("idle", { x: 4000, y: 0 }, { freeAt: 10 })],
       geometry,
       service,
-    }, params);
-    expect(decisions).toEqual([{ kind: "offer", courierId: "finishing", orderIds: ["o"] }]);
+    });
+    // Free at 12, 1 min from the restaurant, pickup at 15: on time for food ready at 16.
+    expect(plan("batched", input(16), params)).toEqual([{ kind: "offer", courierId: "finishing", orderIds: ["o"] }]);
+    // Food ready at 10: it would be 5 min late, so the order waits a round rather than commit it.
+    expect(plan("batched", input(10), params).map((d) => d.courierId)).not.toContain("finishing");
   });
 });
 

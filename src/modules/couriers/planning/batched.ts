@@ -46,6 +46,9 @@ export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): Plan
     const readyAt = Math.max(...bundle.orders.map((o) => o.readyAt));
     // Lazy commitment: the courier is sent only when it would otherwise arrive after the food.
     const earlyBy = readyAt - (route.plan.arriveAt + input.service.pickupMinutes / 2);
+    // A courier still on a trip that would reach the food more than `busyLateMaxMinutes` after it is
+    // not committed: the order waits a round, when a free courier may have turned up.
+    if (courier.freeAt > now && -earlyBy > params.busyLateMaxMinutes) continue;
     if (earlyBy > params.intervalMinutes + params.commitSlackMinutes) {
       // Too early to commit; a courier with nothing to do may still start towards the restaurant.
       const idle = courier.carrying === 0 && courier.freeAt <= now;

@@ -20,6 +20,7 @@ export const DEFAULT_BATCHED: BatchedParams = {
   bundleMaxExtraMinutes: 25,
   bundleFromOrdersPerCourier: 1,
   busyLookaheadMinutes: 10,
+  busyLateMaxMinutes: 0,
   targetMinutes: 40,
   latePenalty: 0,
   foodWaitWeight: 3,

@@ -70,6 +70,8 @@ export type BatchedParams = {
   bundleMaxExtraMinutes: Minutes;
   /** A courier still on a trip is planned too when it finishes within this many minutes (from its last drop-off). */
   busyLookaheadMinutes: Minutes;
+  /** ...but committed only if it would reach the food at most this many minutes after it is ready. */
+  busyLateMaxMinutes: Minutes;
   /** Couriers further than this (metres) from the restaurant are not offered its orders (the server's DISPATCH_RADIUS_METERS). */
   radiusMeters?: number;
   /** Click-to-door target: minutes past it cost `latePenalty` more per minute. */

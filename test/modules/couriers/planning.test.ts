@@ -157,6 +157,19 @@ describe("batched: rolling horizon, bundles, optimal assignment, late commitment
     expect(decisions).toEqual([{ kind: "offer", courierId: "k", orderIds: ["old"] }]);
   });
 
+  test("couriers short, the courier serves the bundle of two rather than the single order a little nearer (unservedMinutes)", () => {
+    const input = {
+      now: 10,
+      orders: [order("a1"), order("a2", { dropoff: { x: 0, y: 1200 } }), order("b", { restaurantId: "r2", pickup: R2, dropoff: { x: 3000, y: 1000 } })],
+      couriers: [courier("k", { x: 1300, y: 0 }, { freeAt: 10 })],
+      geometry,
+      service,
+    };
+    expect(plan("batched", input, params)).toEqual([{ kind: "offer", courierId: "k", orderIds: ["a1", "a2"] }]);
+    // Priced by cost alone, the nearer single order would win the courier.
+    expect(plan("batched", input, { ...params, batched: { ...params.batched, unservedMinutes: 0 } })).toEqual([{ kind: "offer", courierId: "k", orderIds: ["b"] }]);
+  });
+
   test("never plans a pickup after the courier's shift, nor offers an order to a courier who declined it", () => {
     const decisions = plan("batched", {
       now: 10,

@@ -34,7 +34,8 @@ export function planBatched<P>(input: PlanInput<P>, params: BatchedParams): Plan
   const bundles = makeBundles(input, orders, couriers.length, params);
   const matrix = bundles.map((b) => {
     const offset = b.orders.reduce((sum, o) => sum + lateness(params, idealClickToDoor(input, o, now + params.intervalMinutes)) + params.foodWaitWeight * Math.max(0, now + params.intervalMinutes + input.service.pickupMinutes / 2 - o.readyAt), 0);
-    return couriers.map((c) => pairCost(input, params, b, c) - offset);
+    // Serving a bundle now saves its orders the cost of waiting for a later round.
+    return couriers.map((c) => pairCost(input, params, b, c) - offset - params.unservedMinutes * b.orders.length);
   });
 
   const decisions: PlanDecision[] = [];

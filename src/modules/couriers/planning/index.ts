@@ -28,6 +28,7 @@ export const DEFAULT_BATCHED: BatchedParams = {
   approachWeight: 2,
   commitSlackMinutes: -1,
   repositionWithinMinutes: 0,
+  unservedMinutes: 60,
 };
 
 /** One planning round of the chosen policy. */

@@ -90,6 +90,11 @@ export type BatchedParams = {
    * expected within this many minutes (0: never; the courier then waits where it is).
    */
   repositionWithinMinutes: Minutes;
+  /**
+   * What an order left without a courier this round is taken to cost, in minutes. Couriers short, the
+   * assignment then serves as many orders as it can before it minimises their cost (bundles win couriers).
+   */
+  unservedMinutes: Minutes;
 };
 
 export type PlanInput<P> = {

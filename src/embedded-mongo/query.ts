@@ -19,7 +19,7 @@ const MATCH_ALL: Matcher = { test: () => true };
 export function compileFilter(filter: Document | undefined, variables?: Variables): Matcher {
   if (filter === undefined || filter === null || Object.keys(filter).length === 0) return MATCH_ALL;
   if (!isPlainObject(filter)) throw new CommandError(ErrorCode.TypeMismatch, "filter must be an object");
-  const fast = equalityMatcher(filter, () => generalMatcher(filter, variables));
+  const fast = equalityMatcher(filter, () => generalMatcher(filter, variables), variables);
   if (fast) return fast;
   return generalMatcher(filter, variables);
 }
@@ -59,23 +59,28 @@ function isSimpleScalar(v: unknown): boolean {
  * matches; a comparison only matches values of its operand's type (numbers with numbers, dates
  * with dates), so a missing field matches none and `$not`/`$ne` of it match. A document with a
  * NaN at a compared path is left to mingo.
+ *
+ * A filter that has such clauses beside others (`$or`, `$exists`, a nested document…) is split:
+ * its top-level clauses are ANDed, so the fast ones are tested first and only a document that
+ * passes them meets the rest, compiled once as one mingo query. The durable-timer sweep
+ * `{timerPending: true, nextTimerAt: {$lte: now}, $or: [...]}` ran mingo on every order with a
+ * pending timer, twice a second per instance, while the compare-and-sets queued behind it.
  */
-function equalityMatcher(filter: Document, general: () => Matcher): Matcher | null {
+function equalityMatcher(filter: Document, general: () => Matcher, variables?: Variables): Matcher | null {
   const clauses: Array<(doc: Document) => boolean | undefined> = [];
+  const rest: Document = {};
+  let hasRest = false;
   for (const [path, value] of Object.entries(filter)) {
-    if (path.startsWith("$")) return null;
-    if (isSimpleScalar(value)) {
-      const key = canonicalKey(value);
-      clauses.push((doc) => pathValues(doc, path).some((v) => v !== undefined && canonicalKey(v) === key));
-    } else if (isScalarIn(value)) {
-      const keys = new Set(value.$in.map(canonicalKey));
-      clauses.push((doc) => pathValues(doc, path).some((v) => v !== undefined && keys.has(canonicalKey(v))));
-    } else {
-      const clause = comparisonClause(path, value);
-      if (!clause) return null;
-      clauses.push(clause);
+    const clause = path.startsWith("$") ? null : fastClause(path, value);
+    if (clause) clauses.push(clause);
+    else {
+      rest[path] = value;
+      hasRest = true;
     }
   }
+  if (clauses.length === 0) return null;
+  // Compiled now, as the whole filter would be: an unknown operator is refused before any document is read.
+  const remainder = hasRest ? generalMatcher(rest, variables) : null;
   // A clause answers undefined for a stored NaN: mingo decides those documents, as before.
   let slow: Matcher | null = null;
   return {
@@ -86,9 +91,22 @@ function equalityMatcher(filter: Document, general: () => Matcher): Matcher | nu
         if (holds === undefined) return (slow ??= general()).test(doc);
         if (!holds) all = false;
       }
-      return all;
+      return all && (remainder === null || remainder.test(doc));
     },
   };
+}
+
+/** The fast test of one top-level `path: condition`, or null when mingo must decide it. */
+function fastClause(path: string, value: unknown): ((doc: Document) => boolean | undefined) | null {
+  if (isSimpleScalar(value)) {
+    const key = canonicalKey(value);
+    return (doc) => pathValues(doc, path).some((v) => v !== undefined && canonicalKey(v) === key);
+  }
+  if (isScalarIn(value)) {
+    const keys = new Set(value.$in.map(canonicalKey));
+    return (doc) => pathValues(doc, path).some((v) => v !== undefined && keys.has(canonicalKey(v)));
+  }
+  return comparisonClause(path, value);
 }
 
 const COMPARISONS: Record<string, (c: number) => boolean> = {

@@ -47,6 +47,14 @@ const FILTERS: Document[] = [
   { n: { $gt: 1, $lt: 9 } },
   { "nested.fixAt": { $not: { $gte: t(500) } } },
   { _id: "k", n: 5 },
+  // Fast clauses beside ones only mingo decides (the filter is split; the top level is an AND).
+  { n: { $gt: 4 }, $or: [{ fixAt: null }, { "nested.fixAt": { $exists: true } }] },
+  { _id: "b", fixAt: { $exists: true } },
+  { n: 5, fixAt: { $type: "date" } },
+  { fixAt: { $lte: t(1000) }, $or: [{ n: 5 }, { n: 7 }] },
+  { n: { $gte: 5 }, $and: [{ fixAt: { $ne: null } }] },
+  { n: { $lt: 100 }, fixAt: { $not: { $type: "array" } }, $nor: [{ _id: "c" }] },
+  { n: { $in: [5, 7] }, $expr: { $eq: ["$_id", "k"] } },
 ];
 
 describe("fast filters match as mingo does", () => {

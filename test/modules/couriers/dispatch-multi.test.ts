@@ -1,30 +1,44 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startRedis, type TestRedis } from "../../helpers/redis";
+import { startRedis } from "../../helpers/redis";
+import { startRedisCluster } from "../../helpers/redis-cluster";
 import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
 import { WsClient } from "../../helpers/ws";
 
 /**
- * Dispatch across server processes behind one Redis: the instance that commits an order's
- * acceptance makes the offer, and it reaches the courier connected to another instance; the
- * courier answers through a third.
+ * Dispatch across server processes: the instance that commits an order's acceptance makes the
+ * offer, and it reaches the courier connected to another instance; the courier answers through a
+ * third. Twice: behind one redis-server, and behind a Redis Cluster (3 masters, 3 replicas), where
+ * the offer crosses on the courier topic's sharded channel.
  */
-let redis: TestRedis;
+type Deployment = { env: Record<string, string>; stop(): Promise<void> };
+type User = { token: string; id: string };
+type Res = ProcessResponse;
+const http = processHttp;
+
+dispatchAcross("one Redis", async () => {
+  const redis = await startRedis();
+  return { env: { REDIS_URL: redis.url }, stop: () => redis.stop() };
+});
+dispatchAcross("a Redis Cluster", async () => {
+  const cluster = await startRedisCluster();
+  return { env: { REDIS_CLUSTER_NODES: cluster.nodes }, stop: () => cluster.stop() };
+});
+
+function dispatchAcross(deployment: string, startDeployment: () => Promise<Deployment>): void {
+describe(`dispatch across instances behind ${deployment}`, () => {
+let redis: Deployment;
 let engine: EngineProcess;
 let A: ServerProcess;
 let B: ServerProcess;
 let C: ServerProcess;
 const clients: WsClient[] = [];
-
-type User = { token: string; id: string };
-type Res = ProcessResponse;
-const http = processHttp;
 const register = (role: string): Promise<User> => registerOn(A, role, "dispatch-multi.test");
 
 beforeAll(async () => {
-  [redis, engine] = await Promise.all([startRedis(), startEngineProcess()]);
+  [redis, engine] = await Promise.all([startDeployment(), startEngineProcess()]);
   const env = {
     MONGODB_URI: engine.uri,
-    REDIS_URL: redis.url,
+    ...redis.env,
     PASSWORD_HASH_MEMORY_KIB: "1024",
     PASSWORD_HASH_TIME_COST: "1",
     COURIER_LOCATION_INTERVAL_MS: "0",
@@ -33,7 +47,7 @@ beforeAll(async () => {
   };
   A = await startServerProcess({ ...env, INSTANCE_ID: "DA" });
   [B, C] = await Promise.all([startServerProcess({ ...env, INSTANCE_ID: "DB" }), startServerProcess({ ...env, INSTANCE_ID: "DC" })]);
-}, 30_000);
+}, 60_000);
 
 afterAll(async () => {
   for (const c of clients) c.close();
@@ -43,7 +57,6 @@ afterAll(async () => {
   await stopAllProcesses();
 });
 
-describe("dispatch across instances", () => {
   test("an order accepted through A is offered to a courier connected to B; the courier accepts through C", async () => {
     const [customer, owner, courier] = await Promise.all([register("customer"), register("restaurant"), register("courier")]);
     const restaurantId = await openPizzeriaOn(A, owner, "Far Pizza");
@@ -75,3 +88,4 @@ describe("dispatch across instances", () => {
     expect(history).toEqual(["PLACE", "ACCEPT", "OFFER", "OFFER_ACCEPT"]);
   }, 20_000);
 });
+}

@@ -11,14 +11,15 @@
  * courier's orders and creates its document once per connection). Exits non-zero, printing the first errors, when any request, socket or
  * fix fails (an error frame).
  *
- * Env: BENCH_LOCATIONS_STEPS (couriers per step, default "250,500,1000,2000"),
+ * Env: BENCH_LOCATIONS_STEPS (couriers per step, default "1000,2000,4000,8000": 8,000 sockets on each
+ * side need a file limit above that, `ulimit -n`),
  * BENCH_SECONDS (per step, default 10), BENCH_TINY=1 (10 and 20 couriers, 2 s).
  */
 import { cpus, loadavg } from "node:os";
 import { startEngineProcess, startServerProcess, stopAllProcesses } from "../../test/helpers/processes";
 import { Failures, TINY, cpuMsOf, fmt, inBatches, ratio, stats, table } from "./lib";
 
-const STEPS = (process.env.BENCH_LOCATIONS_STEPS ?? (TINY ? "10,20" : "250,500,1000,2000")).split(",").map(Number);
+const STEPS = (process.env.BENCH_LOCATIONS_STEPS ?? (TINY ? "10,20" : "1000,2000,4000,8000")).split(",").map(Number);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? (TINY ? 2 : 10));
 const TRACKED = TINY ? 3 : 20;
 /** Seconds per step with the couriers connected and silent (the idle CPU baseline). */

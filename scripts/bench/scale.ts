@@ -22,6 +22,7 @@
  * first, as bench:ws does), the same schedule emitted by one more Socket.IO server. It has no
  * relay counter, so its "received" column is "–".
  *
+ * Each mode and instance count first runs one unmeasured second at the first rate (warm-up).
  * Env: BENCH_SCALE_SECONDS (per rate, default 4), BENCH_SCALE_RATES ("500,2000"),
  * BENCH_SCALE_INSTANCES ("1,2,4"), BENCH_SCALE_ORDERS (default 240), BENCH_TINY=1 (a second).
  */
@@ -305,20 +306,12 @@ async function main(): Promise<void> {
             while ((await metric(procsOf(inst), "dispatch_relay_channels")) < share(i).length && performance.now() < deadline) await Bun.sleep(50);
           }
         }
-        await Bun.sleep(300);
-        for (const rate of RATES) {
-          for (const w of watchers) w.reset();
-          // Each instance's CPU while idle (timers, probes, GC), subtracted below so the figure is per change.
-          const idleFrom = instances.map((inst) => cpuMsOf(inst.pid));
-          const idleStarted = performance.now();
-          await Bun.sleep(2_000);
-          const idleMsPerMs = instances.map((inst, i) => (cpuMsOf(inst.pid) - idleFrom[i]) / (performance.now() - idleStarted));
-          const before = await Promise.all(instances.map(async (inst) => ({ received: await inst.received(), cpu: cpuMsOf(inst.pid) })));
-          const loadStarted = performance.now();
+        /** Sends the open-loop schedule at `rate` for `seconds`; how many changes went out. */
+        const drive = async (rate: number, seconds: number): Promise<number> => {
           let changes = 0;
           if (generator) {
             const started = performance.now();
-            const endAt = started + SECONDS * 1000;
+            const endAt = started + seconds * 1000;
             // Open loop: each 10 ms tick sends what the schedule says is due, whatever the servers do.
             while (performance.now() < endAt) {
               const due = Math.floor(((performance.now() - started) / 1000) * rate);
@@ -341,14 +334,31 @@ async function main(): Promise<void> {
               ROLE: "generator",
               REDIS_CLUSTER_NODES: cluster.nodes,
               RATE: String(rate),
-              SECONDS: String(SECONDS),
+              SECONDS: String(seconds),
               ORDERS: orders.map((o) => o.id).join(","),
               POSITION_EVERY: String(CHANGE_PER_POSITION),
             });
-            const done = await gen.waitForLine((l) => l.msg === "done", SECONDS * 1000 + 30_000);
+            const done = await gen.waitForLine((l) => l.msg === "done", seconds * 1000 + 30_000);
             changes = Number(done.changes);
             await gen.stop();
           }
+          return changes;
+        };
+        // Warm-up, not measured (JIT, connections, first allocations): without it the first window
+        // of each mode and instance count carried that start-up work as if it were relay work.
+        await drive(RATES[0]!, TINY ? 0.3 : 1);
+        await Bun.sleep(1_000);
+        await Bun.sleep(300);
+        for (const rate of RATES) {
+          for (const w of watchers) w.reset();
+          // Each instance's CPU while idle (timers, probes, GC), subtracted below so the figure is per change.
+          const idleFrom = instances.map((inst) => cpuMsOf(inst.pid));
+          const idleStarted = performance.now();
+          await Bun.sleep(2_000);
+          const idleMsPerMs = instances.map((inst, i) => (cpuMsOf(inst.pid) - idleFrom[i]) / (performance.now() - idleStarted));
+          const before = await Promise.all(instances.map(async (inst) => ({ received: await inst.received(), cpu: cpuMsOf(inst.pid) })));
+          const loadStarted = performance.now();
+          const changes = await drive(rate, SECONDS);
           // Which instance watches each message sent (order k on instance k mod n).
           const perInstanceMessages = new Array<number>(n).fill(0);
           for (let c = 1; c <= changes; c++) perInstanceMessages[((c - 1) % orders.length) % n] += c % CHANGE_PER_POSITION === 0 ? 2 : 1;

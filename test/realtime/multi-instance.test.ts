@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startRedis } from "../helpers/redis";
-import { startRedisCluster, type TestRedisCluster } from "../helpers/redis-cluster";
+import { redisCluster, singleRedis, type RedisDeployment } from "../helpers/redis-deployments";
 import { startServerProcess, startSharedDatabase, stopAllProcesses, type ServerProcess, type SharedDatabase, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../helpers/processes";
 import { WsClient } from "../helpers/ws";
 import { topics } from "../../src/events/topics";
@@ -12,26 +11,6 @@ import { topics } from "../../src/events/topics";
  * 3 masters and 3 replicas (REDIS_CLUSTER_NODES); on the cluster, interest routing and failover
  * are checked first.
  */
-type RedisDeployment = {
-  env: Record<string, string>;
-  /** The cluster, when the deployment is one. */
-  cluster?: TestRedisCluster;
-  /** All of Redis down at once (SIGKILL), and back. */
-  kill(): Promise<void>;
-  restart(): Promise<void>;
-  stop(): Promise<void>;
-};
-
-async function singleRedis(): Promise<RedisDeployment> {
-  const redis = await startRedis();
-  return { env: { REDIS_URL: redis.url }, kill: () => redis.kill(), restart: () => redis.restart(), stop: () => redis.stop() };
-}
-
-async function redisCluster(): Promise<RedisDeployment> {
-  const cluster = await startRedisCluster();
-  return { env: { REDIS_CLUSTER_NODES: cluster.nodes }, cluster, kill: () => cluster.killAll(), restart: () => cluster.restartAll(), stop: () => cluster.stop() };
-}
-
 multiInstance("one Redis", singleRedis);
 multiInstance("a Redis Cluster", redisCluster);
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startRedis } from "../../helpers/redis";
-import { startRedisCluster } from "../../helpers/redis-cluster";
+import { redisCluster, singleRedis, type RedisDeployment } from "../../helpers/redis-deployments";
 import { startEngineProcess, startServerProcess, stopAllProcesses, type EngineProcess, type ServerProcess, openPizzeriaOn, processHttp, registerOn, type ProcessResponse } from "../../helpers/processes";
 import { WsClient } from "../../helpers/ws";
 
@@ -10,23 +9,16 @@ import { WsClient } from "../../helpers/ws";
  * third. Twice: behind one redis-server, and behind a Redis Cluster (3 masters, 3 replicas), where
  * the offer crosses on the courier topic's sharded channel.
  */
-type Deployment = { env: Record<string, string>; stop(): Promise<void> };
 type User = { token: string; id: string };
 type Res = ProcessResponse;
 const http = processHttp;
 
-dispatchAcross("one Redis", async () => {
-  const redis = await startRedis();
-  return { env: { REDIS_URL: redis.url }, stop: () => redis.stop() };
-});
-dispatchAcross("a Redis Cluster", async () => {
-  const cluster = await startRedisCluster();
-  return { env: { REDIS_CLUSTER_NODES: cluster.nodes }, stop: () => cluster.stop() };
-});
+dispatchAcross("one Redis", singleRedis);
+dispatchAcross("a Redis Cluster", redisCluster);
 
-function dispatchAcross(deployment: string, startDeployment: () => Promise<Deployment>): void {
+function dispatchAcross(deployment: string, startDeployment: () => Promise<RedisDeployment>): void {
 describe(`dispatch across instances behind ${deployment}`, () => {
-let redis: Deployment;
+let redis: RedisDeployment;
 let engine: EngineProcess;
 let A: ServerProcess;
 let B: ServerProcess;

@@ -348,7 +348,6 @@ async function main(): Promise<void> {
         // of each mode and instance count carried that start-up work as if it were relay work.
         await drive(RATES[0]!, TINY ? 0.3 : 1);
         await Bun.sleep(1_000);
-        await Bun.sleep(300);
         for (const rate of RATES) {
           for (const w of watchers) w.reset();
           // Each instance's CPU while idle (timers, probes, GC), subtracted below so the figure is per change.

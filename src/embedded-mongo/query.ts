@@ -69,18 +69,14 @@ function isSimpleScalar(v: unknown): boolean {
 function equalityMatcher(filter: Document, general: () => Matcher, variables?: Variables): Matcher | null {
   const clauses: Array<(doc: Document) => boolean | undefined> = [];
   const rest: Document = {};
-  let hasRest = false;
   for (const [path, value] of Object.entries(filter)) {
     const clause = path.startsWith("$") ? null : fastClause(path, value);
     if (clause) clauses.push(clause);
-    else {
-      rest[path] = value;
-      hasRest = true;
-    }
+    else rest[path] = value;
   }
   if (clauses.length === 0) return null;
   // Compiled now, as the whole filter would be: an unknown operator is refused before any document is read.
-  const remainder = hasRest ? generalMatcher(rest, variables) : null;
+  const remainder = Object.keys(rest).length > 0 ? generalMatcher(rest, variables) : null;
   // A clause answers undefined for a stored NaN: mingo decides those documents, as before.
   let slow: Matcher | null = null;
   return {
